@@ -1,0 +1,40 @@
+# vadpack: `make demo` and `make test` do all the setup from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.vadpack-installed
+TINY   := runs/models/tiny
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+# Rebuilt only when pyproject.toml changes, so a second `make setup` is instant.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --progress-bar off --upgrade pip
+	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
+	touch $(STAMP)
+
+$(TINY)/model.pt: $(STAMP)
+	$(VENV)/bin/vadpack tiny-model $(TINY)
+
+demo: $(STAMP) $(TINY)/model.pt
+	$(VENV)/bin/vadpack run configs/demo.yaml --no-progress
+	@echo "tables: runs/demo/output/{documents,segments,tokens,failures}.parquet"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/vad.py
+	$(PY) bench/pack.py
+	$(PY) bench/stitch.py
+	$(PY) bench/asr.py
+	$(PY) bench/e2e.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis

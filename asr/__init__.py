@@ -1,0 +1,1 @@
+"""Speech recognition: packed batches -> segment transcripts with FunASR Paraformer."""

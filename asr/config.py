@@ -1,0 +1,55 @@
+"""Configuration of the asr stage."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipeline.configtools import check_choice, check_range
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True, slots=True)
+class AsrConfig:
+    """Options of the asr stage.
+
+    Attributes:
+        model: a FunASR model id (``paraformer-zh``, fetched from its hub) or a local model folder
+            holding config.yaml, tokens.json, am.mvn and model.pt.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: model precision on CUDA; the CPU always runs float32.
+        threads: torch intra-op threads for the model process; 0 means one per core.
+        feature_workers: CPU processes that compute features ahead of the model; 0 computes them inline.
+        prefetch: batches prepared ahead of the model.
+        batches_per_part: batches per transcript part file (the unit of resume after a crash).
+        pad_invariant: zero encoder frames past each item's length so padding never changes a result.
+        hotwords: hotwords for SeACo-Paraformer models.
+        warmup: run one small batch first so the first timed batch is not paying for start-up.
+    """
+
+    model: str = "paraformer-zh"
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int = 0
+    feature_workers: int = 1
+    prefetch: int = 4
+    batches_per_part: int = 16
+    pad_invariant: bool = True
+    hotwords: tuple[str, ...] = ()
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError("asr.model must be a FunASR model id or a local model folder")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"asr.device = {self.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+        check_choice("asr.dtype", self.dtype, DTYPES)
+        check_range("asr.threads", self.threads, 0, 1024)
+        check_range("asr.feature_workers", self.feature_workers, 0, 256)
+        check_range("asr.prefetch", self.prefetch, 1, 1024)
+        check_range("asr.batches_per_part", self.batches_per_part, 1, 1_000_000)
+
+    @property
+    def n_threads(self) -> int:
+        return self.threads or (os.cpu_count() or 1)

@@ -1,0 +1,106 @@
+"""The vadpack command line: parse arguments, load the config, call the library.
+
+Exit codes: 0 all inputs succeeded, 3 some inputs failed (see failures.parquet), 2 config or usage
+error, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from pipeline.stages import STAGES
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vadpack", description="Long recordings -> VAD -> packed batches -> "
+                                "FunASR Paraformer -> Parquet transcripts.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every stage and batch")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the stages that are not up to date")
+    run.add_argument("config", help="YAML config file")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--stage", choices=STAGES, help="rerun only this stage from its saved inputs")
+    which.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
+    run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. -o packer.budget_s=600 (repeatable)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    st = sub.add_parser("status", help="print each stage: done / stale / missing, with row counts")
+    st.add_argument("config")
+    st.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    tiny = sub.add_parser("tiny-model", help="write a randomly initialised Paraformer model folder")
+    tiny.add_argument("dir", help="output folder")
+    tiny.add_argument("--size", choices=("tiny", "large"), default="tiny",
+                      help="tiny: small and fast (tests, demo); large: the Paraformer-large architecture")
+    tiny.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("vadpack").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    try:
+        if args.command == "tiny-model":
+            return cmd_tiny_model(args)
+        from pipeline.config import load_config
+
+        cfg = load_config(args.config, args.override)
+        if args.command == "status":
+            return cmd_status(cfg)
+        return cmd_run(cfg, args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"vadpack: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vadpack: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from asr.tiny import write_tiny_model
+
+    path = write_tiny_model(args.dir, size=args.size, seed=args.seed)
+    print(f"wrote a random {args.size} Paraformer model to {path}")
+    return EXIT_OK
+
+
+def cmd_status(cfg) -> int:
+    from pipeline.runner import Runner
+
+    for st in Runner(cfg, progress=False).status():
+        rows = "" if st.rows is None else f"{st.rows} rows"
+        print(f"{st.stage:7s} {st.state:8s} {rows:>12s}  {st.reason}")
+    return EXIT_OK
+
+
+def cmd_run(cfg, args: argparse.Namespace) -> int:
+    from pipeline.runner import Runner, StageOrderError
+    from pipeline.summary import print_summary, run_summary
+
+    runner = Runner(cfg, progress=not args.no_progress and sys.stderr.isatty())
+    t0 = time.perf_counter()
+    try:
+        results = runner.run(only=args.stage, start=args.start)
+    except StageOrderError as e:
+        print(f"vadpack: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - report, keep the traceback for -v
+        logging.getLogger("vadpack").debug("internal error", exc_info=True)
+        print(f"vadpack: internal error: {type(e).__name__}: {e}\n"
+              "Rerun the same command to resume; completed work is kept.", file=sys.stderr)
+        if args.verbose:
+            raise
+        return EXIT_INTERNAL
+    summary = run_summary(cfg, results, time.perf_counter() - t0)
+    print_summary(summary)
+    return EXIT_PARTIAL if summary["failed_inputs"] or summary["failed_segments"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Stage manifests: what a stage was computed from, written last, so a stage is complete only once its
+manifest exists.
+
+A stage is *done* when its manifest exists and both its config hash and its input fingerprint match
+what the current config and the upstream artifacts give; *stale* when a manifest exists but one of
+them differs; *missing* when there is none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.tables import tmp_name
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The record a stage leaves after it completes."""
+
+    stage: str
+    config_hash: str
+    input_fingerprint: str
+    output_fingerprint: str
+    rows: int
+    finished_at: float
+    vadpack_version: str = __version__
+
+
+def manifest_path(work_dir: Path, stage: str) -> Path:
+    return Path(work_dir) / "manifests" / f"{stage}.json"
+
+
+def read_manifest(work_dir: Path, stage: str) -> Manifest | None:
+    path = manifest_path(work_dir, stage)
+    try:
+        data = json.loads(path.read_text())
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_manifest(work_dir: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically; it is the last thing a stage writes."""
+    path = manifest_path(work_dir, manifest.stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path)
+    tmp.write_text(json.dumps(asdict(manifest), indent=1))
+    os.replace(tmp, path)
+
+
+def remove_manifest(work_dir: Path, stage: str) -> None:
+    manifest_path(work_dir, stage).unlink(missing_ok=True)
+
+
+def new_manifest(stage: str, config_hash: str, input_fp: str, outputs: list[Path], rows: int) -> Manifest:
+    return Manifest(stage, config_hash, input_fp, files_fingerprint(outputs), rows, time.time())
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """A content hash of the given files (each file, or every .parquet in a folder, in name order)."""
+    h = hashlib.sha256()
+    for p in paths:
+        files = sorted(q for q in p.glob("*.parquet") if not q.name.startswith(".")) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def combine(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,136 @@
+"""The stage runner: decides which stages are up to date, runs the others, and writes manifests.
+
+Every stage artifact records the hash of its config section and a fingerprint of its inputs (the
+output fingerprints of the stages it reads, or the input files' size and mtime for scan). A stage
+runs when either differs from what it was computed from. Because fingerprints are content hashes,
+rerunning an upstream stage that produces the same table leaves the stages after it up to date.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import Config, config_to_yaml
+from pipeline.manifest import (Manifest, combine, new_manifest, read_manifest, remove_manifest,
+                               write_manifest)
+from pipeline.stages import (RUNNERS, STAGES, StageContext, StageResult, prepare_asr_parts,
+                             stage_config_hash, work_files)
+
+log = logging.getLogger("vadpack")
+
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "scan": (), "vad": ("scan",), "pack": ("vad",), "asr": ("pack", "vad"), "stitch": ("scan", "vad", "asr"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    stage: str
+    state: str  # done | stale | missing
+    rows: int | None
+    reason: str = ""
+
+
+class Runner:
+    """Runs the pipeline for one config."""
+
+    def __init__(self, cfg: Config, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.work = cfg.work_path
+        self.progress = progress
+
+    # ---- what is up to date -------------------------------------------------------------------
+
+    def input_fingerprint(self, stage: str) -> str | None:
+        """The fingerprint of what ``stage`` reads now; None when an upstream stage has not run."""
+        if stage == "scan":
+            from pipeline.scan import fingerprint_inputs, list_inputs
+
+            paths, _ = list_inputs(self.cfg)
+            return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(paths)))
+        fps = []
+        for up in UPSTREAM[stage]:
+            m = read_manifest(self.work, up)
+            if m is None:
+                return None
+            fps.append(m.output_fingerprint)
+        return combine(*fps)
+
+    def state(self, stage: str) -> StageState:
+        m = read_manifest(self.work, stage)
+        if m is None:
+            return StageState(stage, "missing", None)
+        if m.config_hash != stage_config_hash(self.cfg, stage):
+            return StageState(stage, "stale", m.rows, "config changed")
+        if m.input_fingerprint != self.input_fingerprint(stage):
+            return StageState(stage, "stale", m.rows, "inputs changed")
+        return StageState(stage, "done", m.rows)
+
+    def status(self) -> list[StageState]:
+        """Each stage's state; a stage after a stage that is not done is stale (its inputs will change)."""
+        out: list[StageState] = []
+        blocked = False
+        for stage in STAGES:
+            st = self.state(stage)
+            if blocked and st.state == "done":
+                st = StageState(stage, "stale", st.rows, "an earlier stage is not done")
+            blocked = blocked or st.state != "done"
+            out.append(st)
+        return out
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def run(self, only: str | None = None, start: str | None = None) -> dict[str, StageResult]:
+        """Run the stages that are not up to date.
+
+        Args:
+            only: run just this stage, from the saved artifacts of the stages before it.
+            start: force this stage and every stage after it to rerun.
+        """
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "config.resolved.yaml").write_text(config_to_yaml(self.cfg))
+        results: dict[str, StageResult] = {}
+        forced = False
+        for stage in STAGES:
+            if only is not None and stage != only:
+                continue
+            forced = forced or stage == start or stage == only
+            if not forced and self.state(stage).state == "done":
+                log.info("%s: up to date, skipped", stage)
+                continue
+            results[stage] = self.run_stage(stage)
+        return results
+
+    def run_stage(self, stage: str) -> StageResult:
+        input_fp = self.input_fingerprint(stage)
+        if input_fp is None:
+            missing = [u for u in UPSTREAM[stage] if read_manifest(self.work, u) is None]
+            raise StageOrderError(f"cannot run {stage}: stage {missing[0]} has not run yet "
+                                  f"(run `vadpack run CONFIG` or `--stage {missing[0]}` first)")
+        config_hash = stage_config_hash(self.cfg, stage)
+        remove_manifest(self.work, stage)  # while a stage runs, it is not complete
+        if stage == "asr":
+            prepare_asr_parts(self.work, combine(config_hash, input_fp))
+        log.info("%s: running", stage)
+        t0 = time.perf_counter()
+        result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress))
+        result.summary["wall_s"] = time.perf_counter() - t0
+        write_manifest(self.work, new_manifest(stage, config_hash, input_fp, self.outputs(stage), result.rows))
+        return result
+
+    def outputs(self, stage: str) -> list[Path]:
+        if stage == "stitch":
+            from stitcher.stage import output_files
+
+            return output_files(self.cfg)
+        return work_files(self.work)[stage]
+
+    def manifest(self, stage: str) -> Manifest | None:
+        return read_manifest(self.work, stage)
+
+
+class StageOrderError(RuntimeError):
+    """A stage was asked to run before the stages it reads from."""

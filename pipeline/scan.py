@@ -1,0 +1,127 @@
+"""The scan stage: inputs (files, directories, globs) -> one row per input file, probed.
+
+A recording id is a readable, file-name-safe stem plus a hash of the resolved path, so two files
+called ``a.wav`` in different folders never share an id, and the id never changes between runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.config import Config
+from pipeline.tables import RECORDINGS, to_table
+
+log = logging.getLogger("vadpack")
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".webm", ".mp4",
+                            ".wma", ".aif", ".aiff", ".caf", ".amr"})
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def recording_id(path: str) -> str:
+    """A stable, unique, file-name-safe id: ``<stem>-<8 hex of the resolved path>``."""
+    resolved = os.path.realpath(os.path.abspath(path))
+    digest = hashlib.sha1(resolved.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stem = _UNSAFE.sub("_", Path(path).stem).strip("._-")[:48] or "audio"
+    return f"{stem}-{digest}"
+
+
+def list_inputs(cfg: Config) -> tuple[list[str], list[str]]:
+    """Expand ``cfg.inputs`` into input paths, sorted and de-duplicated.
+
+    Returns:
+        (paths, notes): notes are warnings for entries that matched nothing.
+
+    Raises:
+        ValueError: when work_dir lies inside an input folder (the cache would be rescanned as input).
+    """
+    work = cfg.work_path.resolve()
+    found: dict[str, None] = {}
+    notes: list[str] = []
+    for entry in cfg.inputs:
+        resolved = cfg.resolve_input(entry)
+        matches = list(_expand(resolved, work))
+        if not matches:
+            notes.append(f"input {entry!r} matched no file")
+        for m in matches:
+            found.setdefault(os.path.abspath(m), None)
+    return sorted(found), notes
+
+
+def _expand(entry: str, work: Path) -> Iterable[str]:
+    p = Path(entry)
+    if p.is_dir():
+        if work == p.resolve() or p.resolve() in work.parents:
+            raise ValueError(f"work_dir {work} is inside the input folder {p}: vadpack would rescan its own "
+                             "cache as input. Put work_dir outside the input folders.")
+        yield from (str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES
+                    and not _inside(f, work))
+    elif p.exists() or p.is_symlink():
+        yield str(p)
+    elif glob.has_magic(entry):
+        for m in sorted(glob.glob(entry, recursive=True)):
+            mp = Path(m)
+            if not _inside(mp, work) and (not mp.is_dir() or mp.suffix.lower() in AUDIO_SUFFIXES):
+                yield m
+    else:
+        yield str(p)  # a missing file is reported as a failure, not silently skipped
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return folder in path.resolve().parents
+    except (OSError, RuntimeError):
+        return False
+
+
+def fingerprint_inputs(paths: list[str]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) per input, or (path, -1, -1) when it cannot be stat-ed."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((p, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((p, -1, -1))
+    return out
+
+
+def scan(paths: list[str]) -> pa.Table:
+    """Probe each input; a file that cannot be read becomes a ``failed`` row with the reason."""
+    from pipeline.audio import AudioError, probe
+
+    rows = []
+    for path in paths:
+        row = {"recording_id": recording_id(path), "path": path, "duration_s": None, "sample_rate": None,
+               "channels": None, "codec": None, "size_bytes": None, "mtime_ns": None, "status": "ok",
+               "error": None}
+        try:
+            st = os.stat(path)
+            row.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
+            info = probe(path)
+            row.update(duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
+                       codec=info.codec)
+        except (AudioError, OSError, RuntimeError) as e:
+            row.update(status="failed", error=_describe(e, path))
+        rows.append(row)
+    return to_table(rows, RECORDINGS)
+
+
+def _describe(e: Exception, path: str) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "file not found (or a broken symlink): check the inputs list"
+    if isinstance(e, IsADirectoryError) or Path(path).is_dir():
+        return "is a directory, not an audio file"
+    if isinstance(e, PermissionError):
+        return "permission denied: vadpack cannot read this file"
+    if isinstance(e, OSError) and e.errno == 40:
+        return "symlink loop: the path points back to itself"
+    return str(e)

@@ -1,0 +1,190 @@
+"""Parquet tables: explicit schemas, atomic writes, and readers.
+
+Every table is written with an explicit pyarrow schema (an inferred one drifts: a column that is all
+null in one part becomes ``null`` typed and the next part no longer concatenates), zstd compression
+and key-value metadata. Files are written to a temporary name in the same folder and renamed, so a
+reader never sees a half-written table.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import __version__
+
+SCHEMA_VERSION = "1"
+
+# ---- work_dir tables (between stages) ---------------------------------------------------------
+
+RECORDINGS = pa.schema([
+    ("recording_id", pa.string()),
+    ("path", pa.string()),
+    ("duration_s", pa.float64()),
+    ("sample_rate", pa.int32()),
+    ("channels", pa.int32()),
+    ("codec", pa.string()),
+    ("size_bytes", pa.int64()),
+    ("mtime_ns", pa.int64()),
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+])
+
+VAD_SEGMENTS = pa.schema([
+    ("recording_id", pa.string()),
+    ("segment_index", pa.int32()),
+    ("start_sample", pa.int64()),
+    ("end_sample", pa.int64()),
+    ("backend", pa.string()),
+])
+
+# One row per recording that went through vad: decoded length, or the reason it failed.
+VAD_RECORDINGS = pa.schema([
+    ("recording_id", pa.string()),
+    ("n_samples", pa.int64()),
+    ("n_segments", pa.int32()),
+    ("speech_samples", pa.int64()),
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+    ("warning", pa.string()),
+])
+
+BATCHES = pa.schema([
+    ("batch_id", pa.int32()),
+    ("recording_ids", pa.list_(pa.string())),
+    ("segment_indices", pa.list_(pa.int32())),
+    ("n_items", pa.int32()),
+    ("max_frames", pa.int32()),
+    ("real_frames", pa.int64()),
+    ("padded_frames", pa.int64()),
+])
+
+TRANSCRIPTS = pa.schema([
+    ("recording_id", pa.string()),
+    ("segment_index", pa.int32()),
+    ("batch_id", pa.int32()),
+    ("text", pa.string()),
+    ("tokens", pa.list_(pa.string())),
+    ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
+    ("token_end_ms", pa.list_(pa.int32())),
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+])
+
+# ---- output_dir tables (the public contract; bump SCHEMA_VERSION on any change) ---------------
+
+DOCUMENTS = pa.schema([
+    ("recording_id", pa.string()),
+    ("path", pa.string()),
+    ("duration_s", pa.float64()),
+    ("speech_s", pa.float64()),
+    ("n_segments", pa.int32()),
+    ("n_tokens", pa.int32()),
+    ("text", pa.string()),
+    ("words_per_minute", pa.float64()),
+    ("model", pa.string()),
+    ("status", pa.string()),  # ok | partial (some segments failed) | failed
+])
+
+SEGMENTS = pa.schema([
+    ("recording_id", pa.string()),
+    ("segment_index", pa.int32()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("text", pa.string()),
+    ("batch_id", pa.int32()),
+    ("n_tokens", pa.int32()),
+])
+
+TOKENS = pa.schema([
+    ("recording_id", pa.string()),
+    ("segment_index", pa.int32()),
+    ("token_index", pa.int32()),
+    ("token", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+])
+
+FAILURES = pa.schema([
+    ("recording_id", pa.string()),
+    ("path", pa.string()),
+    ("stage", pa.string()),
+    ("error", pa.string()),
+    ("segment_index", pa.int32()),  # null when the whole recording failed
+])
+
+OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "failures": FAILURES}
+
+
+def tmp_name(path: Path) -> Path:
+    """A temporary sibling of ``path`` that a crash can leave behind and a rerun can recognise."""
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``table`` to ``path`` atomically (temp file + fsync + rename), zstd compressed.
+
+    Args:
+        table: data; its schema must already be the explicit schema of the table.
+        path: final file name.
+        metadata: extra key-value metadata; the vadpack and schema versions are always added.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(table.schema.metadata or {})
+    meta.update({b"vadpack_version": __version__.encode(), b"schema_version": SCHEMA_VERSION.encode()})
+    for k, v in (metadata or {}).items():
+        meta[k.encode()] = str(v).encode()
+    table = table.replace_schema_metadata(meta)
+    tmp = tmp_name(path)
+    try:
+        _fault_point("parquet_write", path)
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def to_table(rows: Iterable[dict] | dict[str, list], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly ``schema`` from a list of row dicts or a dict of columns."""
+    if isinstance(rows, dict):
+        return pa.Table.from_pydict({name: rows[name] for name in schema.names}, schema=schema)
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a table (a file, or a directory of part files) and cast it to ``schema`` when given."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+        if not parts:
+            return (schema or pa.schema([])).empty_table()
+        tables = [pq.read_table(p) for p in parts]
+        table = pa.concat_tables([t.cast(schema) if schema else t for t in tables])
+    else:
+        table = pq.read_table(path)
+        if schema is not None:
+            table = table.select(schema.names).cast(schema)
+    return table
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fault_point(name: str, path: Path) -> None:
+    from pipeline.faults import maybe_fail
+
+    maybe_fail(name, str(path))

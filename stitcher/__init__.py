@@ -1,0 +1,1 @@
+"""Stitching: segment transcripts -> per-recording documents, segments and tokens; Parquet/SRT/JSON export."""

@@ -1,0 +1,34 @@
+"""Configuration of the stitch stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.configtools import check_range
+
+FORMATS = ("srt", "vtt", "json", "txt")
+
+
+@dataclass(frozen=True, slots=True)
+class StitchConfig:
+    """Options of the stitch stage.
+
+    Attributes:
+        formats: human-readable exports written per recording into ``output_dir/<format>/``.
+        sentence_gap_s: without a punctuation model, a pause this long starts a new sentence.
+        punc_model: optional FunASR punctuation model id or folder (ct-punc).
+        partition_rows: when set, large tables are written as a directory of part files of this many rows.
+    """
+
+    formats: tuple[str, ...] = ("srt", "json")
+    sentence_gap_s: float = 0.8
+    punc_model: str | None = None
+    partition_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        for fmt in self.formats:
+            if fmt not in FORMATS:
+                raise ValueError(f"stitch.formats has {fmt!r}; allowed formats: {', '.join(FORMATS)}")
+        check_range("stitch.sentence_gap_s", self.sentence_gap_s, 0, 60)
+        if self.partition_rows is not None:
+            check_range("stitch.partition_rows", self.partition_rows, 1, None)

@@ -1,0 +1,37 @@
+"""Data types of the vad stage. Sample offsets at 16 kHz are the source of truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A speech segment of one recording: samples [start_sample, end_sample) at 16 kHz."""
+
+    recording_id: str
+    index: int
+    start_sample: int
+    end_sample: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.end_sample - self.start_sample
+
+
+@dataclass(frozen=True, slots=True)
+class VadOutcome:
+    """The result of the vad stage for one recording.
+
+    Attributes:
+        n_samples: decoded length at 16 kHz (what was readable, also for a truncated file).
+        segments: speech segments in time order, each at most max_segment_s long.
+        error: why the recording failed (it then has no segments), else None.
+        warning: something a person should know that did not stop the recording (e.g. truncated file).
+    """
+
+    recording_id: str
+    n_samples: int
+    segments: tuple[Segment, ...]
+    error: str | None = None
+    warning: str | None = None
