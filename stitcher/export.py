@@ -1,0 +1,214 @@
+"""Human-readable exports of one document: SRT, WebVTT, JSON and plain text.
+
+Subtitle cues are sentences: each segment's tokens split at pauses of ``stitch.sentence_gap_s``
+(a segment can run 30 s, too long for one cue). A segment without tokens is one cue. Failed
+segments (text None) and empty ones make no cue, since an empty cue is invalid SRT.
+
+Files go to ``<output_dir>/<format>/<safe_export_name>.<format>``, written to a temporary name and
+renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from stitcher.text import split_sentences
+from stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
+
+EXPORT_FORMATS = ("srt", "vtt", "json", "txt")
+MAX_STEM_BYTES = 120  # with "__", a 100-char id and ".json" the name stays under 255 bytes (ext4, APFS)
+# An id used as it is: starts and ends with a letter or digit (so "<name>.srt" has no "..").
+_SAFE_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
+
+
+# ---- times -----------------------------------------------------------------------------------
+
+def _hms_ms(t_s: float) -> tuple[int, int, int, int]:
+    """Hours, minutes, seconds, milliseconds of ``t_s`` rounded to the nearest millisecond."""
+    if not t_s >= 0:  # also catches NaN
+        raise ValueError(f"a cue time must be a non-negative number of seconds, got {t_s!r}")
+    total_ms = int(t_s * 1000 + 0.5)  # round half up; Python's round() would round half to even
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, ms = divmod(rest, 1000)
+    return hours, minutes, seconds, ms
+
+
+def srt_time(t_s: float) -> str:
+    """``HH:MM:SS,mmm`` as SRT writes it (hours grow past two digits after 99 h)."""
+    return "{:02d}:{:02d}:{:02d},{:03d}".format(*_hms_ms(t_s))
+
+
+def vtt_time(t_s: float) -> str:
+    """``HH:MM:SS.mmm`` as WebVTT writes it."""
+    return "{:02d}:{:02d}:{:02d}.{:03d}".format(*_hms_ms(t_s))
+
+
+# ---- cues and renderers ------------------------------------------------------------------------
+
+def document_cues(doc: DocumentText, gap_s: float) -> list[Sentence]:
+    """The subtitle cues of ``doc``: its segments' sentences, in time order."""
+    cues: list[Sentence] = []
+    for seg in doc.segments:
+        if seg.tokens:
+            cues.extend(split_sentences(seg.tokens, gap_s))
+        elif seg.text and seg.text.strip():
+            cues.append(Sentence(text=seg.text, start_s=seg.start_s, end_s=seg.end_s))
+    return cues
+
+
+def _one_line(text: str) -> str:
+    # A blank line ends an SRT cue, and "-->" reads as a timing line: keep cue text on one line.
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def to_srt(cues: Sequence[Sentence]) -> str:
+    """SRT: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` each followed by a blank line."""
+    return "".join(f"{k}\n{_span(c, srt_time)}\n{_one_line(c.text)}\n\n" for k, c in enumerate(cues, start=1))
+
+
+def _span(cue: Sentence, fmt: Callable[[float], str]) -> str:
+    # A cue never ends before it starts, even if a model's token times do.
+    return f"{fmt(cue.start_s)} --> {fmt(max(cue.end_s, cue.start_s))}"
+
+
+def to_vtt(cues: Sequence[Sentence]) -> str:
+    """WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``; text is HTML-escaped."""
+    body = "".join(f"{_span(c, vtt_time)}\n{_vtt_escape(c.text)}\n\n" for c in cues)
+    return "WEBVTT\n\n" + body
+
+
+def _vtt_escape(text: str) -> str:
+    # WebVTT cue text is markup: a bare "<" or "&" would start a tag or an entity.
+    return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_txt(cues: Sequence[Sentence]) -> str:
+    """Plain text, one sentence per line."""
+    return "".join(f"{_one_line(c.text)}\n" for c in cues)
+
+
+def to_json(doc: DocumentText) -> str:
+    """JSON of the document: ids, duration, text, and its segments with their tokens. Times in s, to 1 ms."""
+    data = {
+        "recording_id": doc.recording_id, "path": doc.path, "duration_s": _ms(doc.duration_s),
+        "text": doc.text,
+        "segments": [{"segment_index": s.segment_index, "start_s": _ms(s.start_s), "end_s": _ms(s.end_s),
+                      "text": s.text,
+                      "tokens": [{"token": t.token, "start_s": _ms(t.start_s), "end_s": _ms(t.end_s)}
+                                 for t in s.tokens]}
+                     for s in doc.segments],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+
+
+def _ms(t_s: float) -> float:
+    return round(float(t_s), 3)
+
+
+def render(doc: DocumentText, fmt: str, gap_s: float) -> str:
+    """The text of ``doc`` in format ``fmt`` (one of ``EXPORT_FORMATS``)."""
+    if fmt == "json":
+        return to_json(doc)
+    renderers = {"srt": to_srt, "vtt": to_vtt, "txt": to_txt}
+    if fmt not in renderers:
+        raise ValueError(f"unknown export format {fmt!r}; allowed formats: {', '.join(EXPORT_FORMATS)}")
+    return renderers[fmt](document_cues(doc, gap_s))
+
+
+# ---- file names and writing ------------------------------------------------------------------
+
+def safe_export_name(path: str, recording_id: str) -> str:
+    """A readable file name (without extension) for the exports of one recording.
+
+    The name is made of the input file's stem, with every character that is not a letter, digit,
+    mark, ``.``, ``-`` or ``_`` replaced by ``_`` (so no ``/``, ``\\``, NUL, control characters,
+    spaces or shell metacharacters), no leading dot or dash and no ``..``, at most 120 UTF-8 bytes;
+    then ``__`` and the recording id. Because the id is unique, two files of the same name in
+    different folders get different names. When the id already starts with the stem (the scan
+    stage builds ids as ``<stem>-<hash>``), the id alone is the name.
+
+    Two recordings never get the same name: the id part is the id itself, or ``id-`` and a 128-bit
+    hash of it when the id is not 1-100 characters of ``[A-Za-z0-9._-]`` starting and ending with a
+    letter or digit, or has ``__`` or ``..``. The id part never contains ``__`` nor starts with ``_``,
+    so it is always what follows the name's last ``__``, and names without ``__`` are ids alone.
+
+    Args:
+        path: the input file's path as given (any folder, any separator).
+        recording_id: the recording's unique id.
+
+    Returns:
+        A name of at most 222 bytes that is one path component, never ``.`` or ``..``.
+    """
+    stem = _readable_stem(path)
+    rid = _id_part(recording_id)
+    if not stem or rid.startswith(stem):
+        return rid
+    return f"{stem}__{rid}"
+
+
+def _readable_stem(path: str) -> str:
+    base = re.split(r"[/\\]", path)[-1]
+    stem = os.path.splitext(base)[0]
+    stem = unicodedata.normalize("NFC", stem)
+    stem = "".join(ch if unicodedata.category(ch)[0] in "LNM" or ch in "-_." else "_" for ch in stem)
+    stem = re.sub(r"_+", "_", re.sub(r"\.{2,}", ".", stem)).strip("._-")
+    while len(stem.encode("utf-8")) > MAX_STEM_BYTES:  # cut whole characters, never half a UTF-8 one
+        stem = stem[:-1]
+    return stem.rstrip("._-")
+
+
+def _id_part(recording_id: str) -> str:
+    if _SAFE_ID.fullmatch(recording_id) and "__" not in recording_id and ".." not in recording_id:
+        return recording_id
+    return "id-" + hashlib.sha256(recording_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def write_exports(doc: DocumentText, formats: Iterable[str], output_dir: str | Path,
+                  gap_s: float) -> list[Path]:
+    """Write ``doc`` in each format to ``<output_dir>/<format>/<name>.<format>``; return the paths."""
+    name = safe_export_name(doc.path, doc.recording_id)
+    paths = []
+    for fmt in formats:
+        target = Path(output_dir) / fmt / f"{name}.{fmt}"
+        _write_text_atomic(target, render(doc, fmt, gap_s))
+        paths.append(target)
+    return paths
+
+
+def _write_text_atomic(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ---- adapter for the stitch stage, which holds rows as dicts -------------------------------------
+
+def document_from_rows(doc: dict, segments: Sequence[dict], tokens: Sequence[dict]) -> DocumentText:
+    """Build a ``DocumentText`` from rows of the documents, segments and tokens tables of one recording."""
+    by_segment: dict[int, list[TokenTime]] = {}
+    for row in sorted(tokens, key=lambda r: (r["segment_index"], r.get("token_index", 0))):
+        by_segment.setdefault(row["segment_index"], []).append(
+            TokenTime(token=row["token"], start_s=row["start_s"], end_s=row["end_s"]))
+    segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
+                             text=s["text"], tokens=tuple(by_segment.get(s["segment_index"], ())))
+                 for s in sorted(segments, key=lambda r: r["segment_index"]))
+    return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
+                        duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs)
+
+
+def write_document_exports(output_dir: str | Path, formats: Iterable[str], doc: dict,
+                           segments: Sequence[dict], tokens: Sequence[dict], gap_s: float) -> int:
+    """Write the exports of one document given as table rows; return how many files were written."""
+    return len(write_exports(document_from_rows(doc, segments, tokens), formats, output_dir, gap_s))

@@ -1,0 +1,75 @@
+"""Data types of the stitcher's text and export functions. Times are absolute seconds in the recording."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTime:
+    """One model token with its time span.
+
+    Attributes:
+        token: the token as the model wrote it (may end in the subword marker ``@@``).
+        start_s: start, seconds from the start of the recording.
+        end_s: end, seconds from the start of the recording.
+    """
+
+    token: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A run of tokens without a long pause inside; one subtitle cue.
+
+    Attributes:
+        text: the tokens joined script-aware (see ``stitcher.text.join_tokens``).
+        start_s: start of the first token.
+        end_s: end of the last token.
+        tokens: the tokens it was made of, special tokens left out.
+    """
+
+    text: str
+    start_s: float
+    end_s: float
+    tokens: tuple[TokenTime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentText:
+    """The transcript of one speech segment.
+
+    Attributes:
+        segment_index: index of the segment within its recording.
+        start_s: segment start.
+        end_s: segment end.
+        text: joined text; None when the segment failed in asr.
+        tokens: the segment's tokens with absolute times (may be empty).
+    """
+
+    segment_index: int
+    start_s: float
+    end_s: float
+    text: str | None
+    tokens: tuple[TokenTime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentText:
+    """One recording's transcript, the unit of the human-readable exports.
+
+    Attributes:
+        recording_id: the unique id given by the scan stage.
+        path: the input file.
+        duration_s: decoded duration of the recording.
+        text: the whole document text (``stitcher.text.join_segments`` of the segments).
+        segments: the segments in time order.
+    """
+
+    recording_id: str
+    path: str
+    duration_s: float
+    text: str
+    segments: tuple[SegmentText, ...] = ()

@@ -1,0 +1,179 @@
+"""Exports: exact SRT/VTT/JSON/TXT text, and file names that stay inside the output folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stitcher.export import (
+    document_cues,
+    render,
+    safe_export_name,
+    srt_time,
+    to_srt,
+    to_txt,
+    to_vtt,
+    vtt_time,
+    write_document_exports,
+    write_exports,
+)
+from stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
+
+
+def make_doc() -> DocumentText:
+    seg0 = SegmentText(0, 1.0, 4.0, "你好hello world", (
+        TokenTime("你", 1.0, 1.2), TokenTime("好", 1.2, 1.4), TokenTime("hel@@", 2.5, 2.7),
+        TokenTime("lo", 2.7, 2.9), TokenTime("world", 3.0, 3.5)))
+    seg1 = SegmentText(1, 3661.5, 3663.0, "no tokens here")
+    seg2 = SegmentText(2, 3700.0, 3701.0, None)  # failed in asr
+    return DocumentText("meeting-1a2b3c4d", "/data/a/meeting.wav", 3702.25, "你好hello world no tokens here",
+                        (seg0, seg1, seg2))
+
+
+@pytest.mark.parametrize("t_s, srt, vtt", [
+    (0.0, "00:00:00,000", "00:00:00.000"),
+    (1.5, "00:00:01,500", "00:00:01.500"),
+    (59.9995, "00:01:00,000", "00:01:00.000"),  # rounds to the nearest ms, carrying into minutes
+    (3661.042, "01:01:01,042", "01:01:01.042"),
+    (0.0125, "00:00:00,013", "00:00:00.013"),  # half up, not half to even
+    (360000.0, "100:00:00,000", "100:00:00.000"),
+])
+def test_times(t_s, srt, vtt):
+    assert srt_time(t_s) == srt and vtt_time(t_s) == vtt
+
+
+def test_negative_or_nan_time_is_rejected():
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="non-negative"):
+            srt_time(bad)
+
+
+def test_cues_split_at_pauses_and_skip_failed_segments():
+    cues = document_cues(make_doc(), gap_s=0.8)
+    assert [(c.text, c.start_s, c.end_s) for c in cues] == [
+        ("你好", 1.0, 1.4), ("hello world", 2.5, 3.5), ("no tokens here", 3661.5, 3663.0)]
+
+
+def test_srt_exact():
+    assert render(make_doc(), "srt", 0.8) == (
+        "1\n00:00:01,000 --> 00:00:01,400\n你好\n\n"
+        "2\n00:00:02,500 --> 00:00:03,500\nhello world\n\n"
+        "3\n01:01:01,500 --> 01:01:03,000\nno tokens here\n\n")
+
+
+def test_vtt_exact_and_escaped():
+    assert render(make_doc(), "vtt", 0.8) == (
+        "WEBVTT\n\n"
+        "00:00:01.000 --> 00:00:01.400\n你好\n\n"
+        "00:00:02.500 --> 00:00:03.500\nhello world\n\n"
+        "01:01:01.500 --> 01:01:03.000\nno tokens here\n\n")
+    assert to_vtt([Sentence("a < b & c --> d", 0.0, 1.0)]) == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\na &lt; b &amp; c -&gt; d\n\n")
+    assert to_vtt([]) == "WEBVTT\n\n"
+
+
+def test_cue_text_stays_on_one_line():
+    # A blank line would end the SRT cue early.
+    assert to_srt([Sentence("line one\n\nline two", 0.0, 1.0)]) == (
+        "1\n00:00:00,000 --> 00:00:01,000\nline one line two\n\n")
+    assert to_txt([Sentence("a\nb", 0, 1), Sentence("c", 1, 2)]) == "a b\nc\n"
+
+
+def test_json_document():
+    text = render(make_doc(), "json", 0.8)
+    data = json.loads(text)
+    assert data["recording_id"] == "meeting-1a2b3c4d" and data["path"] == "/data/a/meeting.wav"
+    assert data["duration_s"] == 3702.25 and data["text"] == "你好hello world no tokens here"
+    assert [s["segment_index"] for s in data["segments"]] == [0, 1, 2]
+    assert data["segments"][0]["tokens"][2] == {"token": "hel@@", "start_s": 2.5, "end_s": 2.7}
+    assert data["segments"][2]["text"] is None and data["segments"][1]["tokens"] == []
+    assert "你好" in text  # written as UTF-8, not \u escapes
+
+
+def test_txt_document():
+    assert render(make_doc(), "txt", 0.8) == "你好\nhello world\nno tokens here\n"
+
+
+def test_unknown_format():
+    with pytest.raises(ValueError, match="allowed formats"):
+        render(make_doc(), "docx", 0.8)
+
+
+# ---- file names ------------------------------------------------------------------------------
+
+UNSAFE_PATHS = [
+    "../../etc/passwd.wav", "/data/x/..", "..", ".", "", "/", "a/b/.hidden.wav", "-rf.wav",
+    "my meeting (final) v2.wav", "$(rm -rf ~);`id`|&>x<y*?.mp3", "会议 记录：第一次.m4a", "naïve café.flac",
+    "tab\tnew\nline\x00nul\x1b.wav", "C:\\Users\\me\\..\\rec.wav", "a" * 400 + ".wav", "字" * 200 + ".wav",
+    "emoji 🎤 talk.ogg", "..\\..\\win.wav", "a..b...c.wav",
+]
+
+
+@pytest.mark.parametrize("path", UNSAFE_PATHS)
+def test_safe_export_name_stays_in_folder(path, tmp_path):
+    name = safe_export_name(path, "rec-0123abcd")
+    assert name not in ("", ".", "..")
+    assert not any(ch in name for ch in "/\\\x00") and ".." not in name
+    assert all(ch.isprintable() and not ch.isspace() for ch in name)
+    assert not name.startswith((".", "-"))
+    assert not any(ch in name for ch in "$`;|&<>*?()~'\"")
+    assert len((name + ".json").encode("utf-8")) <= 255
+    assert name.endswith("rec-0123abcd")
+    target = (tmp_path / f"{name}.srt").resolve()
+    assert target.parent == tmp_path.resolve()
+    target.write_text("ok")  # the file system accepts it
+
+
+def test_safe_export_name_readable():
+    assert safe_export_name("/data/a/my meeting (final).wav", "abc123") == "my_meeting_final__abc123"
+    assert safe_export_name("/x/会议 记录.m4a", "audio-1a2b3c4d") == "会议_记录__audio-1a2b3c4d"
+    assert safe_export_name("../../etc/passwd.wav", "r1") == "passwd__r1"
+    # The scan stage's ids start with the stem: the id alone is then the name.
+    assert safe_export_name("/x/standup.wav", "standup-1a2b3c4d") == "standup-1a2b3c4d"
+
+
+def test_safe_export_name_same_file_name_in_two_folders():
+    a = safe_export_name("/2023/meeting.wav", "meeting-11111111")
+    b = safe_export_name("/2024/meeting.wav", "meeting-22222222")
+    assert a != b
+
+
+@pytest.mark.parametrize("rid", ["../../evil id", "x.", "a..b", "-x", "a__b", "é", "x" * 101, ""])
+def test_safe_export_name_unsafe_id_is_hashed(rid):
+    name = safe_export_name("a.wav", rid)
+    assert name.startswith("a__id-") and len(name) == len("a__id-") + 32
+
+
+def test_safe_export_name_never_collides_for_different_ids():
+    # Invariant: different recording ids give different names, whatever the paths and ids look like.
+    paths = ["a.wav", "a_b.wav", "x/a.wav", "", "a__b.wav", "会议.wav", "b.wav", "a-b.wav"]
+    ids = ["b", "a_b", "a", "b__c", "c", "_x", "../id", "a-b", "A", "a__b", "id-" + "0" * 32, "b-c"]
+    owners: dict[str, set[str]] = {}
+    for rid in ids:
+        for path in paths:
+            owners.setdefault(safe_export_name(path, rid), set()).add(rid)
+    assert all(len(rids) == 1 for rids in owners.values())
+
+
+def test_write_exports_atomic_files(tmp_path):
+    doc = make_doc()
+    paths = write_exports(doc, ("srt", "vtt", "json", "txt"), tmp_path, 0.8)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        f"{fmt}/meeting-1a2b3c4d.{fmt}" for fmt in ("srt", "vtt", "json", "txt")]
+    assert paths[0].read_text(encoding="utf-8") == render(doc, "srt", 0.8)
+    assert not list(tmp_path.rglob(".*"))  # no temporary file left behind
+
+
+def test_write_document_exports_from_rows(tmp_path):
+    doc = {"recording_id": "r1", "path": "../../etc/passwd.wav", "duration_s": 5.0, "text": "hello world"}
+    segments = [{"recording_id": "r1", "segment_index": 0, "start_s": 0.5, "end_s": 2.0, "text": "hello world",
+                 "batch_id": 0, "n_tokens": 2}]
+    tokens = [{"recording_id": "r1", "segment_index": 0, "token_index": 1, "token": "world", "start_s": 1.0,
+               "end_s": 1.5},
+              {"recording_id": "r1", "segment_index": 0, "token_index": 0, "token": "hello", "start_s": 0.5,
+               "end_s": 0.9}]
+    assert write_document_exports(tmp_path, ("srt", "txt"), doc, segments, tokens, 0.8) == 2
+    assert (tmp_path / "srt" / "passwd__r1.srt").read_text(encoding="utf-8") == (
+        "1\n00:00:00,500 --> 00:00:01,500\nhello world\n\n")
+    assert (tmp_path / "txt" / "passwd__r1.txt").read_text(encoding="utf-8") == "hello world\n"
