@@ -80,6 +80,7 @@ def cmd_status(cfg) -> int:
 
 
 def cmd_run(cfg, args: argparse.Namespace) -> int:
+    from pipeline.configtools import ConfigError
     from pipeline.runner import Runner, StageOrderError
     from pipeline.summary import print_summary, run_summary
 
@@ -87,7 +88,7 @@ def cmd_run(cfg, args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         results = runner.run(only=args.stage, start=args.start)
-    except StageOrderError as e:
+    except (StageOrderError, ConfigError) as e:
         print(f"vadpack: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - report, keep the traceback for -v

@@ -9,6 +9,10 @@ import typing
 from typing import Any
 
 
+class ConfigError(ValueError):
+    """A config or usage problem a person must fix (exit code 2), found before or during a run."""
+
+
 def from_mapping(cls: type, data: dict[str, Any] | None, where: str) -> Any:
     """Build the dataclass ``cls`` from ``data``, rejecting keys it does not have.
 

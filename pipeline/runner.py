@@ -91,6 +91,7 @@ class Runner:
             start: force this stage and every stage after it to rerun.
         """
         self.work.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files([self.work, self.cfg.output_path])
         (self.work / "config.resolved.yaml").write_text(config_to_yaml(self.cfg))
         results: dict[str, StageResult] = {}
         forced = False
@@ -130,6 +131,22 @@ class Runner:
 
     def manifest(self, stage: str) -> Manifest | None:
         return read_manifest(self.work, stage)
+
+
+def sweep_temp_files(folders: list[Path]) -> int:
+    """Remove temporary files an interrupted run left behind (complete files are never temporary)."""
+    import shutil
+
+    n = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for p in list(folder.rglob(".*.tmp-*")) + list(folder.rglob(".*.staging")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            n += 1
+    if n:
+        log.info("removed %d temporary files left by an interrupted run", n)
+    return n
 
 
 class StageOrderError(RuntimeError):

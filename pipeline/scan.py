@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.config import Config
+from pipeline.configtools import ConfigError
 from pipeline.tables import RECORDINGS, to_table
 
 log = logging.getLogger("vadpack")
@@ -41,7 +42,7 @@ def list_inputs(cfg: Config) -> tuple[list[str], list[str]]:
         (paths, notes): notes are warnings for entries that matched nothing.
 
     Raises:
-        ValueError: when work_dir lies inside an input folder (the cache would be rescanned as input).
+        ConfigError: when work_dir lies inside an input folder (the cache would be rescanned as input).
     """
     work = cfg.work_path.resolve()
     found: dict[str, None] = {}
@@ -60,10 +61,12 @@ def _expand(entry: str, work: Path) -> Iterable[str]:
     p = Path(entry)
     if p.is_dir():
         if work == p.resolve() or p.resolve() in work.parents:
-            raise ValueError(f"work_dir {work} is inside the input folder {p}: vadpack would rescan its own "
+            raise ConfigError(f"work_dir {work} is inside the input folder {p}: vadpack would rescan its own "
                              "cache as input. Put work_dir outside the input folders.")
+        # Folders named like audio files (talk.wav/) are walked, not listed; symlinks are listed so a
+        # broken or looping link is reported instead of silently skipped.
         yield from (str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES
-                    and not _inside(f, work))
+                    and (f.is_symlink() or f.is_file()) and not _inside(f, work))
     elif p.exists() or p.is_symlink():
         yield str(p)
     elif glob.has_magic(entry):

@@ -88,7 +88,8 @@ DOCUMENTS = pa.schema([
     ("text", pa.string()),
     ("words_per_minute", pa.float64()),
     ("model", pa.string()),
-    ("status", pa.string()),  # ok | partial (some segments failed) | failed
+    ("status", pa.string()),  # ok | partial (some segments failed in asr)
+    ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
 ])
 
 SEGMENTS = pa.schema([

@@ -136,7 +136,8 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
                      "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok,
                      "text": join_segments(seg_texts.get(rec["recording_id"], [])),
                      "words_per_minute": n_tok / (speech_s / 60) if speech_s > 0 else 0.0,
-                     "model": model, "status": "partial" if rec["recording_id"] in partial else "ok"})
+                     "model": model, "status": "partial" if rec["recording_id"] in partial else "ok",
+                     "warning": v["warning"]})
     return to_table(rows, DOCUMENTS)
 
 
