@@ -27,9 +27,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.cache import SAMPLE_RATE  # noqa: E402
-from pipeline.tables import (RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table,  # noqa: E402
-                             write_table)
+from pipeline.cache import SAMPLE_RATE
+from pipeline.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
+from stitcher.text import join_tokens
 
 VOCAB = np.array(list("我们今天开会讨论项目进度的问题") + ["the", "meet@@", "ing", "project", "is", "on", "track"])
 
@@ -84,8 +84,10 @@ def write_transcripts(parts: Path, rec_ids: np.ndarray, seg_index: np.ndarray, s
         lists = {name: pa.ListArray.from_arrays(pa.array(o, pa.int32()), pa.array(col[sl]))
                  for name, col in (("tokens", tokens), ("token_start_ms", t_start), ("token_end_ms", t_end))}
         n = hi - lo
+        # The asr stage writes each segment's joined text beside its tokens, as done here.
+        texts = [join_tokens(t) for t in lists["tokens"].to_pylist()]
         write_table(pa.table({"recording_id": rec_ids[lo:hi].tolist(), "segment_index": seg_index[lo:hi],
-                              "batch_id": np.zeros(n, np.int32), "text": [None] * n, **lists,
+                              "batch_id": np.zeros(n, np.int32), "text": texts, **lists,
                               "status": ["ok"] * n, "error": [None] * n}).cast(TRANSCRIPTS),
                     parts / f"part-{k:06d}.parquet")
     return int(offsets[-1])

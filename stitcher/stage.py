@@ -18,8 +18,20 @@ import pyarrow.compute as pc
 from pipeline.cache import SAMPLE_RATE
 from pipeline.config import Config
 from pipeline.configtools import stable_hash
-from pipeline.tables import (DOCUMENTS, FAILURES, OUTPUT_SCHEMAS, RECORDINGS, SEGMENTS, TOKENS, TRANSCRIPTS,
-                             VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table)
+from pipeline.tables import (
+    DOCUMENTS,
+    FAILURES,
+    OUTPUT_SCHEMAS,
+    RECORDINGS,
+    SEGMENTS,
+    TOKENS,
+    TRANSCRIPTS,
+    VAD_RECORDINGS,
+    VAD_SEGMENTS,
+    read_table,
+    to_table,
+    write_table,
+)
 from stitcher.tokens import absolute_token_times
 
 log = logging.getLogger("vadpack")
@@ -54,47 +66,70 @@ def stitch_segments(segments: pa.Table, transcripts: pa.Table) -> tuple[pa.Table
     A segment without a transcript row (it failed in asr) keeps its times with null text, so its
     audio is still accounted for; the failure itself is in the failures table.
     """
-    from stitcher.text import join_tokens
-
     segs = segments.sort_by([("recording_id", "ascending"), ("segment_index", "ascending")])
     ok = transcripts.filter(pc.equal(transcripts["status"], "ok"))
-    keyed = {(r, i): k for k, (r, i) in enumerate(zip(ok["recording_id"].to_pylist(),
-                                                      ok["segment_index"].to_pylist()))}
-    rec_ids = segs["recording_id"].to_pylist()
-    seg_idx = segs["segment_index"].to_pylist()
-    rows = [keyed.get(key) for key in zip(rec_ids, seg_idx)]
+    ok = ok.append_column("_pos", pa.array(np.arange(ok.num_rows, dtype=np.int64)))
+    keyed = segs.select(["recording_id", "segment_index"]).append_column(
+        "_row", pa.array(np.arange(segs.num_rows, dtype=np.int64)))
+    joined = keyed.join(ok.select(["recording_id", "segment_index", "_pos"]),
+                        keys=["recording_id", "segment_index"], join_type="left outer").sort_by("_row")
+    pos = joined["_pos"]
+    have = pc.is_valid(pos).to_numpy(zero_copy_only=False)
+    sel = ok.take(pc.drop_null(pos))  # transcripts of the segments that have one, in segment order
     start_s = segs["start_sample"].to_numpy() / SAMPLE_RATE
     end_s = segs["end_sample"].to_numpy() / SAMPLE_RATE
-    tokens_col = ok["tokens"].to_pylist()
-    batch_col = ok["batch_id"].to_pylist()
-    texts = [None if k is None else join_tokens(tokens_col[k]) for k in rows]
-    n_tokens = [0 if k is None else len(tokens_col[k]) for k in rows]
-    seg_table = to_table({"recording_id": rec_ids, "segment_index": seg_idx, "start_s": start_s,
-                          "end_s": end_s, "text": texts,
-                          "batch_id": [None if k is None else batch_col[k] for k in rows],
-                          "n_tokens": n_tokens}, SEGMENTS)
-    tok_table = build_tokens(ok, rows, rec_ids, seg_idx, start_s, end_s)
+    n_tokens = np.zeros(segs.num_rows, dtype=np.int32)
+    n_tokens[have] = pc.list_value_length(sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False)
+    seg_table = to_table({
+        "recording_id": segs["recording_id"], "segment_index": segs["segment_index"],
+        "start_s": start_s, "end_s": end_s, "text": _scatter(segment_texts(sel), have, pa.string()),
+        "batch_id": _scatter(sel["batch_id"], have, pa.int32()), "n_tokens": n_tokens,
+    }, SEGMENTS)
+    rows = np.flatnonzero(have)
+    tok_table = build_tokens(sel, segs.take(pa.array(rows)), start_s[rows], end_s[rows])
     return seg_table, tok_table
 
 
-def build_tokens(ok: pa.Table, rows: list[int | None], rec_ids: list[str], seg_idx: list[int],
-                 start_s: np.ndarray, end_s: np.ndarray) -> pa.Table:
-    """The tokens table with absolute, clamped, monotonic times, computed column-wise."""
-    have = [i for i, k in enumerate(rows) if k is not None]
-    take = pa.array([rows[i] for i in have], pa.int64())
-    sel = ok.take(take) if len(have) else ok.slice(0, 0)
+def segment_texts(sel: pa.Table) -> pa.Array:
+    """Each transcript's text: as the asr stage joined it, or joined here from its tokens."""
+    from stitcher.text import join_tokens
+
+    text = sel["text"].combine_chunks() if sel.num_rows else pa.array([], pa.string())
+    missing = np.flatnonzero(pc.is_null(text).to_numpy(zero_copy_only=False))
+    if missing.size == 0:
+        return text
+    values = text.to_pylist()
+    tokens = sel["tokens"].take(pa.array(missing)).to_pylist()
+    for i, toks in zip(missing, tokens):
+        values[i] = join_tokens(toks or [])
+    return pa.array(values, pa.string())
+
+
+def _scatter(values: pa.Array | pa.ChunkedArray, have: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """Spread ``values`` (one per True in ``have``) over len(have) rows, null elsewhere."""
+    idx = np.zeros(have.size, dtype=np.int64)
+    idx[have] = np.arange(int(have.sum()))
+    chunks = [values] if isinstance(values, pa.Array) else values.chunks
+    dense = pc.cast(pa.chunked_array(chunks, type=values.type).combine_chunks(), type_)
+    return dense.take(pa.array(idx, mask=~have))
+
+
+def build_tokens(sel: pa.Table, segs: pa.Table, start_s: np.ndarray, end_s: np.ndarray) -> pa.Table:
+    """The tokens table with absolute, clamped, monotonic times, computed column-wise.
+
+    ``sel`` holds the transcripts of the segments ``segs``, row for row.
+    """
     counts = pc.list_value_length(sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    seg_of_tok = np.repeat(np.asarray(have, dtype=np.int64), counts)
+    seg_of_tok = np.repeat(np.arange(sel.num_rows, dtype=np.int64), counts)
     rel_start = pc.list_flatten(sel["token_start_ms"]).to_numpy(zero_copy_only=False)
     rel_end = pc.list_flatten(sel["token_end_ms"]).to_numpy(zero_copy_only=False)
     abs_start, abs_end = absolute_token_times(start_s[seg_of_tok], end_s[seg_of_tok], rel_start, rel_end,
                                               counts)
     token_index = np.arange(len(seg_of_tok)) - np.repeat(np.cumsum(counts) - counts, counts)
+    take = pa.array(seg_of_tok)
     return to_table({
-        "recording_id": pa.array(rec_ids, pa.string()).take(pa.array(seg_of_tok)),
-        "segment_index": pa.array(seg_idx, pa.int32()).take(pa.array(seg_of_tok)),
-        "token_index": token_index.astype(np.int32),
-        "token": pc.list_flatten(sel["tokens"]),
+        "recording_id": segs["recording_id"].take(take), "segment_index": segs["segment_index"].take(take),
+        "token_index": token_index.astype(np.int32), "token": pc.list_flatten(sel["tokens"]),
         "start_s": abs_start, "end_s": abs_end,
     }, TOKENS)
 
@@ -119,33 +154,35 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
     from stitcher.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
-    seg_texts: dict[str, list[str]] = {}
-    for rid, text in zip(seg_table["recording_id"].to_pylist(), seg_table["text"].to_pylist()):
-        seg_texts.setdefault(rid, []).append(text or "")
-    tok_counts = _value_counts(tok_table["recording_id"])
+    seg_groups = group_offsets(seg_table["recording_id"])
+    seg_texts = seg_table["text"].to_pylist()
+    tok_counts = {rid: hi - lo for rid, (lo, hi) in group_offsets(tok_table["recording_id"]).items()}
     partial = set(failures.filter(pc.equal(failures["stage"], "asr"))["recording_id"].to_pylist())
     rows = []
     for rec in recordings.to_pylist():
-        v = decoded.get(rec["recording_id"])
+        rid = rec["recording_id"]
+        v = decoded.get(rid)
         if rec["status"] != "ok" or v is None:
-            continue
-        duration_s = v["n_samples"] / SAMPLE_RATE
+            continue  # it is in the failures table
+        lo, hi = seg_groups.get(rid, (0, 0))
         speech_s = v["speech_samples"] / SAMPLE_RATE
-        n_tok = tok_counts.get(rec["recording_id"], 0)
-        rows.append({"recording_id": rec["recording_id"], "path": rec["path"], "duration_s": duration_s,
+        n_tok = tok_counts.get(rid, 0)
+        rows.append({"recording_id": rid, "path": rec["path"], "duration_s": v["n_samples"] / SAMPLE_RATE,
                      "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok,
-                     "text": join_segments(seg_texts.get(rec["recording_id"], [])),
+                     "text": join_segments([t or "" for t in seg_texts[lo:hi]]),
                      "words_per_minute": n_tok / (speech_s / 60) if speech_s > 0 else 0.0,
-                     "model": model, "status": "partial" if rec["recording_id"] in partial else "ok",
-                     "warning": v["warning"]})
+                     "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"]})
     return to_table(rows, DOCUMENTS)
 
 
-def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
+def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
+    """Row ranges [lo, hi) of each value of a column sorted by that value."""
     if len(col) == 0:
         return {}
-    vc = pc.value_counts(col)
-    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
+    runs = pc.run_end_encode(col.combine_chunks())
+    ends = runs.run_ends.to_numpy()
+    starts = np.concatenate([[0], ends[:-1]])
+    return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
 def write_output(table: pa.Table, out_dir: Path, name: str, partition_rows: int | None,
@@ -167,23 +204,19 @@ def write_output(table: pa.Table, out_dir: Path, name: str, partition_rows: int 
 
 
 def export_documents(cfg: Config, documents: pa.Table, seg_table: pa.Table, tok_table: pa.Table) -> int:
-    """Write the human-readable exports (srt, vtt, json, txt) of every document."""
+    """Write the human-readable exports (srt, vtt, json, txt) of every document, one at a time."""
     from stitcher.export import write_document_exports
 
     if not cfg.stitch.formats:
         return 0
-    seg_by_rec = _group_rows(seg_table)
-    tok_by_rec = _group_rows(tok_table)
+    seg_groups = group_offsets(seg_table["recording_id"])
+    tok_groups = group_offsets(tok_table["recording_id"])
     n = 0
     for doc in documents.to_pylist():
         rid = doc["recording_id"]
-        n += write_document_exports(cfg.output_path, cfg.stitch.formats, doc, seg_by_rec.get(rid, []),
-                                    tok_by_rec.get(rid, []), cfg.stitch.sentence_gap_s)
+        s_lo, s_hi = seg_groups.get(rid, (0, 0))
+        t_lo, t_hi = tok_groups.get(rid, (0, 0))
+        n += write_document_exports(cfg.output_path, cfg.stitch.formats, doc,
+                                    seg_table.slice(s_lo, s_hi - s_lo).to_pylist(),
+                                    tok_table.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.stitch.sentence_gap_s)
     return n
-
-
-def _group_rows(table: pa.Table) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for row in table.to_pylist():
-        out.setdefault(row["recording_id"], []).append(row)
-    return out

@@ -26,6 +26,7 @@ Deviations from FunASR, on purpose:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from stitcher.types import Sentence, TokenTime
 
@@ -42,6 +43,7 @@ _CJK_RANGES = ((0x2E80, 0x2FDF), (0x3000, 0x312F), (0x31A0, 0x31FF), (0x3400, 0x
                (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0xFF00, 0xFFEF), (0x20000, 0x3134F))
 
 
+@lru_cache(maxsize=1 << 16)  # vocabularies are small: each character is classified once
 def is_cjk(ch: str) -> bool:
     """True for a character of a script written without spaces between words (Chinese, Japanese)."""
     cp = ord(ch)
@@ -53,6 +55,7 @@ def _is_word_char(ch: str) -> bool:
     return (ch.isalnum() or ch == "'") and not is_cjk(ch)
 
 
+@lru_cache(maxsize=1 << 18)  # millions of token joins per archive, few distinct character pairs
 def needs_space(left: str, right: str) -> bool:
     """Whether one space goes between a piece ending in ``left`` and one starting with ``right``.
 
