@@ -91,7 +91,7 @@ def cmd_run(cfg, args: argparse.Namespace) -> int:
     except (StageOrderError, ConfigError) as e:
         print(f"vadpack: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # noqa: BLE001 - report, keep the traceback for -v
+    except Exception as e:
         logging.getLogger("vadpack").debug("internal error", exc_info=True)
         print(f"vadpack: internal error: {type(e).__name__}: {e}\n"
               "Rerun the same command to resume; completed work is kept.", file=sys.stderr)

@@ -145,8 +145,27 @@ def config_from_dict(data: dict[str, Any], base_dir: str = ".") -> Config:
         section = data.get(name)
         if section is not None and not isinstance(section, dict):
             raise ValueError(f"{name} must be a mapping of options, got {section!r}")
+        section = dict(section or {})
+        for key in MODEL_PATH_KEYS.get(name, ()):
+            if isinstance(section.get(key), str):
+                section[key] = resolve_model_path(section[key], base_dir)
         kwargs[name] = from_mapping(cls, section, name)
     return Config(**kwargs)
+
+
+# Keys that name a model: a hub id, or a local folder resolved against the config file's folder.
+MODEL_PATH_KEYS = {"asr": ("model",), "vad": ("fsmn_model",), "stitch": ("punc_model",)}
+
+
+def resolve_model_path(value: str, base_dir: str) -> str:
+    """A local model folder as an absolute path; a hub id (``paraformer-zh``, ``iic/...``) unchanged."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    local = Path(base_dir) / path
+    if value.startswith(("./", "../")) or local.exists():
+        return str(local.resolve())
+    return value
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config, config_to_yaml
-from pipeline.manifest import (Manifest, combine, new_manifest, read_manifest, remove_manifest,
-                               write_manifest)
-from pipeline.stages import (RUNNERS, STAGES, StageContext, StageResult, prepare_asr_parts,
-                             stage_config_hash, work_files)
+from pipeline.manifest import Manifest, combine, new_manifest, read_manifest, remove_manifest, write_manifest
+from pipeline.stages import (
+    RUNNERS,
+    STAGES,
+    StageContext,
+    StageResult,
+    prepare_asr_parts,
+    stage_config_hash,
+    work_files,
+)
 
 log = logging.getLogger("vadpack")
 

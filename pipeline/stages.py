@@ -13,13 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.cache import SAMPLE_RATE, pcm_dir
 from pipeline.config import Config
 from pipeline.configtools import stable_hash
-from pipeline.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
+from pipeline.tables import (
+    BATCHES,
+    RECORDINGS,
+    VAD_RECORDINGS,
+    VAD_SEGMENTS,
+    read_table,
+    to_table,
+    write_table,
+)
 from pipeline.types import RecordingRef
 
 log = logging.getLogger("vadpack")
@@ -92,7 +99,13 @@ def run_vad(ctx: StageContext) -> StageResult:
     cache.mkdir(parents=True, exist_ok=True)
     seg_rows, rec_rows = [], []
     t0 = time.perf_counter()
-    for out in vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress):
+    if ctx.cfg.engine == "ray":
+        from pipeline.engines.ray_engine import ray_vad
+
+        outcomes = ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray)
+    else:
+        outcomes = vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress)
+    for out in outcomes:
         rec_rows.append({"recording_id": out.recording_id, "n_samples": out.n_samples,
                          "n_segments": len(out.segments),
                          "speech_samples": sum(s.n_samples for s in out.segments),
@@ -144,7 +157,14 @@ def run_asr(ctx: StageContext) -> StageResult:
     batches = read_table(ctx.work / "batches.parquet", BATCHES)
     segments = read_table(ctx.work / "segments.parquet", VAD_SEGMENTS)
     parts = ctx.work / "transcripts"
-    summary = asr_stage(batches, segments, pcm_dir(ctx.work), parts, ctx.cfg.asr, progress=ctx.progress)
+    if ctx.cfg.engine == "ray":
+        from asr.stage import batch_plans, part_groups
+        from pipeline.engines.ray_engine import ray_asr
+
+        groups = part_groups(batch_plans(batches, segments), ctx.cfg.asr.batches_per_part, parts)
+        summary = ray_asr(groups, pcm_dir(ctx.work), ctx.cfg.asr, ctx.cfg.ray)
+    else:
+        summary = asr_stage(batches, segments, pcm_dir(ctx.work), parts, ctx.cfg.asr, progress=ctx.progress)
     return StageResult(int(pc.sum(batches["n_items"]).as_py() or 0), dict(summary))
 
 
@@ -172,6 +192,3 @@ RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {
     "scan": run_scan, "vad": run_vad, "pack": run_pack, "asr": run_asr, "stitch": run_stitch,
 }
 
-
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pytest
 import soundfile as sf
 
 from pipeline.cli import main

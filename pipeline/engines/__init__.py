@@ -1,0 +1,1 @@
+"""Execution engines: ``local`` (worker processes on this machine) and ``ray`` (Ray Data)."""
