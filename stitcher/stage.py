@@ -51,6 +51,11 @@ def stitch_stage(cfg: Config, work: Path) -> dict:
     seg_table, tok_table = stitch_segments(segments, transcripts)
     failures = collect_failures(recordings, vad_recs, transcripts)
     documents = build_documents(recordings, vad_recs, seg_table, tok_table, failures, cfg.asr.model)
+    if cfg.stitch.punc_model:
+        from stitcher.punc import punctuate
+
+        texts = punctuate(documents["text"].to_pylist(), cfg.stitch.punc_model)
+        documents = documents.set_column(documents.schema.get_field_index("text"), "text", pa.array(texts))
     meta = {"model": cfg.asr.model, "config_hash": stable_hash(cfg)}
     tables = {"documents": documents, "segments": seg_table, "tokens": tok_table, "failures": failures}
     for name, table in tables.items():

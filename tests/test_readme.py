@@ -1,0 +1,30 @@
+"""The README's DuckDB queries run as written on a pipeline output (the demo's tables' shape)."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from pipeline.cli import main
+from tests.conftest import REPO, write_config
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Querying the output", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_queries_run_on_pipeline_output(tmp_path, small_archive, tiny_model):
+    queries = readme_queries()
+    assert len(queries) >= 3
+    cfg = write_config(tmp_path, [str(small_archive)], tiny_model)
+    assert main(["run", str(cfg), "--no-progress"]) == 3
+    out = str(tmp_path / "work" / "output")
+    results = [duckdb.execute(q.replace("runs/demo/output", out)).fetchall() for q in queries]
+    talk, tokens, silences, failures = results
+    assert len(talk) == 4 and all(row[3] is not None for row in talk)
+    assert tokens and all(row[3] <= row[4] for row in tokens)
+    assert silences == sorted(silences, key=lambda r: -r[3])
+    assert len(failures) == 1 and "not an audio file" in failures[0][3]
