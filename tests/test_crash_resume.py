@@ -1,6 +1,6 @@
 """kill -9 during vad and during asr, then rerun: the final tables equal an uninterrupted run's.
 
-Set VADPACK_KILL_ROUNDS to run more seeds per phase (default 2 per phase).
+Set VADPACK_KILL_ROUNDS to run more seeds per phase (default 3 per phase).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipeline.cli import main
 from tests.conftest import REPO, write_config
 
 TABLES = ("documents", "segments", "tokens", "failures")
-ROUNDS = int(os.environ.get("VADPACK_KILL_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("VADPACK_KILL_ROUNDS", "3"))
 
 
 def sorted_rows(path: Path) -> list[tuple]:
@@ -37,25 +37,27 @@ def snapshot(out: Path) -> dict[str, list[tuple]]:
     return snap
 
 
-def in_phase(work: Path, phase: str) -> bool:
-    """Whether a run is inside ``phase``: it has started writing that stage's files, not finished it."""
-    manifests = work / "manifests"
+def progress(work: Path, phase: str) -> int:
+    """How many units of ``phase`` a run has completed: vad result sidecars, or asr part files."""
     if phase == "vad":
-        pcm = work / "pcm"
-        return pcm.is_dir() and any(pcm.iterdir()) and not (manifests / "vad.json").exists()
-    parts = work / "transcripts"
-    return parts.is_dir() and not (manifests / "asr.json").exists()
+        return len(list((work / "pcm").glob("*.vad.json"))) if (work / "pcm").is_dir() else 0
+    return len(list((work / "transcripts").glob("part-*.parquet"))) if (work / "transcripts").is_dir() else 0
 
 
-def run_and_kill(cfg: Path, work: Path, phase: str, rng: random.Random) -> str:
+def run_and_kill(cfg: Path, work: Path, phase: str, rng: random.Random, units: int) -> str:
+    """Start a run and kill -9 it once a random number of the phase's units are done (0 = at its start)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    target = rng.randrange(units)
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not in_phase(work, phase) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 1.5))  # a random point inside the phase
-    outcome = "killed" if proc.poll() is None else "finished before the kill"
+    started = work / ("pcm" if phase == "vad" else "transcripts")
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            started.is_dir() and progress(work, phase) >= target):
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.3))
+    done = progress(work, phase)
+    outcome = f"killed with {done}/{units} {phase} units done" if proc.poll() is None else "finished first"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return outcome
@@ -86,12 +88,16 @@ def test_kill_and_resume_gives_identical_tables(tmp_path, tiny_model, archive_an
     cfg = write_config(tmp_path, [str(archive)], tiny_model, packer={"budget_s": 20, "max_items": 4},
                        asr={"batches_per_part": 1}, vad={"workers": 2})
     work = tmp_path / "work"
-    outcome = run_and_kill(cfg, work, phase, random.Random(seed))
+    ref_work = archive.parent / "reference" / "work"
+    units = {"vad": len(list((ref_work / "pcm").glob("*.vad.json"))),
+             "asr": len(list((ref_work / "transcripts").glob("part-*.parquet")))}
+    outcome = run_and_kill(cfg, work, phase, random.Random(seed), units[phase])
     assert main(["run", str(cfg), "--no-progress"]) == 3
     got = snapshot(work / "output")
     for name in TABLES:
         assert len(set(got[name])) == len(got[name]), f"{name}: duplicate rows after resume"
     assert got == reference, f"tables differ from the uninterrupted run ({phase}, seed {seed}, {outcome})"
+    assert "finished first" not in outcome
     leftovers = [p for p in work.rglob(".*.tmp-*")]
     assert leftovers == [], f"orphan temp files after the rerun: {leftovers}"
     print(f"[crash] phase={phase} seed={seed} {outcome}; rows lost or duplicated: 0")
