@@ -49,7 +49,17 @@ class AsrConfig:
         check_range("asr.feature_workers", self.feature_workers, 0, 256)
         check_range("asr.prefetch", self.prefetch, 1, 1024)
         check_range("asr.batches_per_part", self.batches_per_part, 1, 1_000_000)
+        _check_hotwords(self.hotwords)
 
     @property
     def n_threads(self) -> int:
         return self.threads or (os.cpu_count() or 1)
+
+
+def _check_hotwords(hotwords: object) -> None:
+    # SeACo-Paraformer splits its hotword string on whitespace, so a word must not contain any.
+    if not isinstance(hotwords, tuple) or not all(isinstance(w, str) for w in hotwords):
+        raise ValueError(f"asr.hotwords must be a list of words, e.g. [阿里巴巴, 达摩院], got {hotwords!r}")
+    bad = [w for w in hotwords if not w or len(w.split()) != 1]
+    if bad:
+        raise ValueError(f"asr.hotwords: {bad[0]!r} is not one word; give each hotword as its own list item")

@@ -144,9 +144,9 @@ def resolve_budget_s(cfg: Config) -> float:
     """The padded-seconds budget: the configured number, or measured on CUDA for ``auto``."""
     if cfg.packer.budget_s != "auto":
         return float(cfg.packer.budget_s)
-    from asr.budget import measure_auto_budget_s
+    from asr.budget import auto_budget_for
 
-    return measure_auto_budget_s(cfg.asr, cfg.packer)
+    return auto_budget_for(cfg.asr, cfg.packer)
 
 
 # ---- asr --------------------------------------------------------------------------------------

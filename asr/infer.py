@@ -1,0 +1,206 @@
+"""Decoding a batch of padded features into one result per item, and halving batches on OOM.
+
+Decoding calls the model's own parts (encode, CIF predictor, decoder) rather than FunASR's
+``generate``/``inference``: those key results by position only when the batch is full, return a
+single result for a batch whose items all decode to nothing, and recompute features from audio.
+Here every item gets exactly one result, in the order of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr.types import FeatureBatch, LoadedModel, SegmentResult
+from pipeline.faults import fault_arg
+
+UPSAMPLED_PREDICTORS = ("CifPredictorV3",)  # BiCif/SeACo: a second CIF made for timestamps
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """Results of one batch, in batch order, and how often it had to be halved."""
+
+    results: tuple[SegmentResult, ...]
+    splits: int
+
+
+def decode_batch(lm: LoadedModel, batch: FeatureBatch) -> BatchOutcome:
+    """Decode a batch; on out-of-memory halve it and retry, down to single segments.
+
+    A segment that runs out of memory on its own gets a failed result with the reason; the other
+    segments still decode. Thanks to padding invariance, halves decode to the same results.
+    """
+    lengths = batch.lengths.astype(np.int64)
+    ms = [item.duration_ms for item in batch.items]
+    results, splits = _decode_or_split(lm, batch.feats, lengths, ms)
+    return BatchOutcome(tuple(results), splits)
+
+
+def _decode_or_split(lm: LoadedModel, feats: np.ndarray, lengths: np.ndarray,
+                     segment_ms: list[int]) -> tuple[list[SegmentResult], int]:
+    feats = feats[:, : int(lengths.max())]  # a half pads only to its own longest item
+    try:
+        return decode_features(lm, feats, lengths, segment_ms), 0
+    except torch.OutOfMemoryError as e:
+        reason = _first_line(e)
+    # Only out here are the traceback's frames, and the GPU tensors they hold, released.
+    _release_cuda_cache(lm.device)
+    if len(lengths) == 1:
+        return [SegmentResult(error=f"out of memory on its own ({reason})")], 0
+    half = len(lengths) // 2
+    left, n_left = _decode_or_split(lm, feats[:half], lengths[:half], segment_ms[:half])
+    right, n_right = _decode_or_split(lm, feats[half:], lengths[half:], segment_ms[half:])
+    return left + right, 1 + n_left + n_right
+
+
+def decode_features(lm: LoadedModel, feats: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor,
+                    segment_ms: Sequence[int]) -> list[SegmentResult]:
+    """Decode padded features: exactly one result per item, in order.
+
+    Args:
+        lm: the loaded model.
+        feats: (n_items, frames, feature_dim) post-LFR, post-CMVN features, zero padded.
+        lengths: (n_items,) real frames per item.
+        segment_ms: each segment's length in milliseconds; token times are clamped to it.
+
+    Raises:
+        torch.OutOfMemoryError: the batch does not fit (also injected by ``VADPACK_FAULTS=cuda_oom=N``).
+    """
+    _maybe_inject_oom(len(segment_ms))
+    speech, speech_lengths = to_device(feats, lengths, lm)
+    with torch.inference_mode():
+        return _decode(lm, speech, speech_lengths, segment_ms)
+
+
+def to_device(feats: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor,
+              lm: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move features to the model's device: pinned host memory and an asynchronous copy on CUDA."""
+    x = torch.as_tensor(feats)
+    n = torch.as_tensor(lengths).to(torch.int32)
+    if lm.device.type == "cuda":
+        x = x.pin_memory().to(lm.device, non_blocking=True)
+        n = n.pin_memory().to(lm.device, non_blocking=True)
+    return x.to(lm.dtype), n
+
+
+def _decode(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
+            segment_ms: Sequence[int]) -> list[SegmentResult]:
+    net = lm.net
+    out = net.encode(speech, speech_lengths)
+    enc, enc_lens = (out[0][0] if isinstance(out[0], tuple) else out[0]), out[1]
+    embeds, token_num, alphas, peaks = net.calc_predictor(enc, enc_lens)[:4]
+    token_num = token_num.round().long()
+    if int(token_num.max()) < 1:  # FunASR returns nothing here; we return B empty results
+        return [SegmentResult() for _ in segment_ms]
+    log_probs = _decoder_log_probs(lm, enc, enc_lens, embeds, token_num)
+    ids = log_probs.argmax(dim=-1).cpu()
+    stamps = _timestamp_inputs(lm, enc, enc_lens, token_num, alphas, peaks)
+    counts = token_num.cpu().tolist()
+    return [_item_result(lm, ids[i, : counts[i]].tolist(), stamps[i], segment_ms[i])
+            for i in range(len(segment_ms))]
+
+
+def _decoder_log_probs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor, embeds: torch.Tensor,
+                       token_num: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probabilities; SeACo-Paraformer biases them towards the hotwords.
+
+    From 50 hotwords on, SeACo first keeps the 50 that score best over the whole batch, so only then
+    can a result depend on its batch.
+    """
+    if hasattr(lm.funasr_model, "_seaco_decode_with_ASF"):
+        hotwords = [list(w) for w in lm.hotword_ids] if lm.hotword_ids else None
+        return lm.net._seaco_decode_with_ASF(enc, enc_lens, embeds, token_num, hw_list=hotwords)
+    return lm.net.cal_decoder_with_predictor(enc, enc_lens, embeds, token_num)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamps:
+    """What FunASR's timestamp function reads for one item (CPU tensors)."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    upsample_rate: int
+
+
+def _timestamp_inputs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor, token_num: torch.Tensor,
+                      alphas: torch.Tensor, peaks: torch.Tensor) -> list[_Stamps]:
+    """Each item's CIF curves, cut to its own frames so that padding never reaches its timestamps.
+
+    Paraformer derives timestamps from the main CIF (with the same argument order as its own
+    ``inference``, and one frame past the encoder length for the tail). BiCif and SeACo models have
+    a second, 3x upsampled CIF made for timestamps; it runs a bidirectional LSTM over the frames,
+    whose backward pass would carry state in from the padding, so it runs on each item alone.
+    """
+    lens = enc_lens.cpu().tolist()
+    predictor = lm.funasr_model.predictor
+    if type(predictor).__name__ in UPSAMPLED_PREDICTORS:
+        return [_upsampled_stamps(lm, enc[i: i + 1, :n], enc_lens[i: i + 1], token_num[i: i + 1])
+                for i, n in enumerate(lens)]
+    tail = 1 if float(getattr(predictor, "tail_threshold", 0.0)) > 0.0 else 0
+    peaks, alphas = peaks.float().cpu(), alphas.float().cpu()
+    width = min(peaks.shape[-1], alphas.shape[-1])
+    return [_Stamps(peaks[i, : min(n + tail, width)], alphas[i, : min(n + tail, width)], 1)
+            for i, n in enumerate(lens)]
+
+
+def _upsampled_stamps(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor,
+                      token_num: torch.Tensor) -> _Stamps:
+    _, _, us_alphas, us_peaks = lm.net.calc_predictor_timestamp(enc, enc_lens, token_num)
+    rate = int(getattr(lm.funasr_model.predictor, "upsample_times", 3))  # FunASR assumes 3, as trained
+    n = rate * int(enc_lens[0])
+    return _Stamps(us_alphas[0, :n].float().cpu(), us_peaks[0, :n].float().cpu(), rate)
+
+
+def _item_result(lm: LoadedModel, ids: list[int], stamps: _Stamps, segment_ms: int) -> SegmentResult:
+    model = lm.funasr_model
+    ids = [i for i in ids if i not in (model.blank_id, model.sos, model.eos)]
+    tokens = tuple(lm.tokenizer.ids2tokens(ids))
+    if not tokens:
+        return SegmentResult()
+    starts, ends = token_times(stamps, tokens, segment_ms)
+    return SegmentResult(text=lm.tokenizer.tokens2text(list(tokens)), tokens=tokens,
+                         token_start_ms=starts, token_end_ms=ends)
+
+
+def token_times(stamps: _Stamps, tokens: tuple[str, ...], segment_ms: int) -> tuple[tuple[int, ...], ...]:
+    """Start and end of each token in ms, relative to the segment and clamped to [0, segment_ms].
+
+    FunASR's timestamp function can start before 0 (it shifts fire positions back 1.5 frames) and
+    end past the segment (the tail frame), and on rare alignments it returns one pair fewer or more
+    than there are tokens; a missing pair takes the span from the previous end to the segment end.
+    """
+    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+
+    # clone: the FunASR function rescales its first argument in place
+    _, pairs = ts_prediction_lfr6_standard(stamps.first.clone(), stamps.second.clone(), list(tokens),
+                                           vad_offset=0, upsample_rate=stamps.upsample_rate)
+    pairs = list(pairs[: len(tokens)])
+    while len(pairs) < len(tokens):
+        pairs.append([pairs[-1][1] if pairs else 0, segment_ms])
+    starts, ends = [], []
+    for start, end in pairs:
+        start = min(max(int(start), 0), segment_ms)
+        starts.append(start)
+        ends.append(min(max(int(end), start), segment_ms))
+    return tuple(starts), tuple(ends)
+
+
+def _maybe_inject_oom(n_items: int) -> None:
+    """Test-only: ``VADPACK_FAULTS=cuda_oom=N`` makes a model call on more than N items run out of memory."""
+    limit = fault_arg("cuda_oom")
+    if limit is not None and n_items > int(limit or 0):
+        raise torch.OutOfMemoryError(
+            f"injected fault: CUDA out of memory on {n_items} items (cuda_oom={limit})")
+
+
+def _release_cuda_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

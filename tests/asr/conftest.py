@@ -1,0 +1,106 @@
+"""Fixtures of the asr tests: the tiny random model, a synthetic archive in a PCM cache, and batches.
+
+Everything is built here from numpy and FunASR's classes: no network, no pretrained weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from asr.config import AsrConfig
+from asr.tiny import write_tiny_model
+from pipeline.cache import SAMPLE_RATE
+from pipeline.tables import BATCHES, VAD_SEGMENTS, to_table
+from tests.asr.synth import speech_like, write_pcm
+
+# A realistic mix of segment lengths (seconds): mostly a few seconds, some very short, some at the
+# 30 s cap, as the vad stage cuts meetings.
+SEGMENT_S = (0.3, 0.45, 0.7, 1.1, 1.6, 2.2, 2.9, 3.4, 4.1, 4.8, 5.5, 6.3, 7.2, 8.0, 9.5, 11.0,
+             12.5, 14.0, 16.5, 19.0, 22.0, 25.5, 28.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A synthetic archive: PCM cache + segments table."""
+
+    cache_dir: Path
+    segments: pa.Table
+
+    @property
+    def keys(self) -> list[tuple[str, int]]:
+        seg = self.segments
+        return list(zip(seg["recording_id"].to_pylist(), seg["segment_index"].to_pylist()))
+
+    def lengths(self) -> dict[tuple[str, int], int]:
+        ends = self.segments["end_sample"].to_pylist()
+        starts = self.segments["start_sample"].to_pylist()
+        return {k: e - s for k, s, e in zip(self.keys, starts, ends)}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-model"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    return make_archive(tmp_path_factory.mktemp("pcm"), SEGMENT_S, n_recordings=3, seed=7)
+
+
+def make_archive(cache_dir: Path, segment_s: tuple[float, ...], n_recordings: int, seed: int) -> Archive:
+    """Recordings of speech-like audio with gaps, and one segment per speech stretch."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(segment_s))
+    rows = []
+    for rec in range(n_recordings):
+        rid = f"rec{rec:02d}"
+        mine = [segment_s[i] for i in order[rec::n_recordings]]
+        pos, chunks = 0, []
+        for idx, dur in enumerate(mine):
+            gap = int(rng.uniform(0.3, 1.5) * SAMPLE_RATE)
+            chunks.append(np.zeros(gap, dtype=np.float32) + rng.normal(0, 0.001, gap).astype(np.float32))
+            audio = speech_like(dur, seed=seed * 1000 + rec * 100 + idx)
+            chunks.append(audio)
+            rows.append({"recording_id": rid, "segment_index": idx, "start_sample": pos + gap,
+                         "end_sample": pos + gap + len(audio), "backend": "synthetic"})
+            pos += gap + len(audio)
+        write_pcm(cache_dir, rid, np.concatenate([*chunks, np.zeros(SAMPLE_RATE // 2, dtype=np.float32)]))
+    return Archive(cache_dir, to_table(rows, VAD_SEGMENTS))
+
+
+def pack(keys: list[tuple[str, int]], lengths: dict[tuple[str, int], int], budget_s: float,
+         rng: np.random.Generator | None = None, first_id: int = 0) -> pa.Table:
+    """A simple packer for tests: sort by length (or shuffle), fill up to ``budget_s`` padded seconds."""
+    keys = list(keys)
+    if rng is None:
+        keys.sort(key=lambda k: lengths[k])
+    else:
+        rng.shuffle(keys)
+    batches, current = [], []
+    for key in keys:
+        longest = max(lengths[k] for k in [*current, key]) / SAMPLE_RATE
+        if current and longest * (len(current) + 1) > budget_s:
+            batches.append(current)
+            current = []
+        current.append(key)
+    batches.append(current)
+    rows = []
+    for i, items in enumerate(batches):
+        frames = [lengths[k] // 960 + 1 for k in items]
+        rows.append({"batch_id": first_id + i, "recording_ids": [k[0] for k in items],
+                     "segment_indices": [k[1] for k in items], "n_items": len(items),
+                     "max_frames": max(frames),
+                     "real_frames": sum(frames), "padded_frames": max(frames) * len(items)})
+    return to_table(rows, BATCHES)
+
+
+@pytest.fixture()
+def cpu_cfg(tiny_model: Path) -> AsrConfig:
+    """A fast CPU config: inline features, small parts."""
+    return AsrConfig(model=str(tiny_model), device="cpu", threads=2, feature_workers=0, prefetch=2,
+                     batches_per_part=2, warmup=False)
