@@ -5,7 +5,10 @@
 - ``parquet_write=SUBSTRING``: writing a Parquet file whose path contains SUBSTRING raises OSError
   (ENOSPC), as a full disk would. Once per process unless the name is followed by ``!``.
 - ``cuda_oom=N``: a model call on a batch of more than N items raises torch.OutOfMemoryError.
-- ``feature_worker=BATCH_ID``: computing features for that batch raises RuntimeError in the worker.
+- ``feature_worker=BATCH_ID``: computing features for that batch raises RuntimeError in the worker
+  (first attempt only, so the inline retry recovers).
+- ``vad_worker_crash=RECORDING_ID``: the vad worker process handling that recording exits abruptly
+  (only in a worker process, never inline), as a crashing decoder would.
 
 Nothing here runs in production: with the variable unset, every check is a dictionary lookup.
 """

@@ -65,7 +65,9 @@ def stage_config_hash(cfg: Config, stage: str) -> str:
     if stage == "scan":
         return stable_hash({"inputs": [cfg.resolve_input(i) for i in cfg.inputs]})
     if stage == "vad":
-        return stable_hash(cfg.vad)
+        from vad.stage import vad_hash
+
+        return vad_hash(cfg.vad)  # leaves out vad.workers, which changes speed, not segments
     if stage == "pack":
         return stable_hash(cfg.packer)
     if stage == "asr":

@@ -9,7 +9,6 @@ reader never sees a half-written table.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
+from pipeline.atomic import tmp_name
 
 SCHEMA_VERSION = "1"
 
@@ -120,11 +120,6 @@ FAILURES = pa.schema([
 ])
 
 OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "failures": FAILURES}
-
-
-def tmp_name(path: Path) -> Path:
-    """A temporary sibling of ``path`` that a crash can leave behind and a rerun can recognise."""
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

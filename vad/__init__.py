@@ -1,1 +1,12 @@
-"""Voice activity detection: audio -> speech regions -> segments of at most max_segment_s."""
+"""Voice activity detection: audio -> speech regions -> segments of at most max_segment_s.
+
+Modules, in the order the audio flows through them:
+
+- ``frames``: webrtcvad frame classification, streamed block by block, plus per-frame energy.
+- ``backends``: the classifier behind ``vad.backend`` (webrtc, silero, fsmn), one contract for all.
+- ``gates``: energy gates that veto steady noise and far-too-quiet frames.
+- ``segmenter``: the TRIGGERED/NOTTRIGGERED state machine with onset/offset hysteresis, and padding.
+- ``split``: the length cap (cut at the longest pause) and optional merging.
+- ``stage``: the stage itself: decode -> PCM cache -> segments, in worker processes, resumable.
+- ``synthetic``: generated meetings with exactly known speech, for tests and benchmarks.
+"""

@@ -18,10 +18,20 @@ class VadConfig:
         backend: frame classifier: ``webrtc`` (default), ``silero`` (extra ``silero``), or ``fsmn``
             (FunASR fsmn-vad; needs ``fsmn_model``, a local model folder).
         aggressiveness: webrtcvad mode, 0 (keeps most) to 3 (drops most).
-        frame_ms: webrtcvad frame length: 10, 20 or 30 ms.
-        min_speech_s: speech regions shorter than this are dropped as clicks.
-        min_silence_s: gaps shorter than this are bridged.
+        frame_ms: webrtcvad frame length: 10, 20 or 30 ms (30 is the fastest).
+        min_speech_s: onset hysteresis: speech regions shorter than this (after bridging) are dropped
+            as clicks.
+        min_silence_s: offset hysteresis: a region ends only after this much non-speech; shorter gaps
+            are bridged.
         pad_s: padding added on both sides of each region (never overlapping a neighbour or the file ends).
+        steady_noise_db: frames whose energy varies by less than this (standard deviation in dB over
+            ``steady_window_s``) are not speech: speech is modulated at the syllable rate, a fan, hum or
+            a music bed is not. 0 turns the gate off.
+        steady_window_s: the window of the steady-noise gate.
+        level_gate_db: frames more than this many dB below the recording's loud level (95th
+            percentile of frame energy) are not speech. Relative, so the recording's gain does not
+            matter. 0 turns the gate off.
+        silero_threshold: speech probability above which a silero frame counts as speech.
         max_segment_s: segments longer than this are split at the quietest pause inside them.
         merge_up_to_s: adjacent short segments are merged up to this length; 0 turns merging off.
         workers: worker processes; 0 means one per CPU core.
@@ -29,11 +39,16 @@ class VadConfig:
     """
 
     backend: str = "webrtc"
+    # Defaults tuned on the human-labelled recordings of ../shared/data/real (bench/vad.py).
     aggressiveness: int = 2
     frame_ms: int = 30
-    min_speech_s: float = 0.1
-    min_silence_s: float = 0.3
-    pad_s: float = 0.2
+    min_speech_s: float = 0.3
+    min_silence_s: float = 0.9
+    pad_s: float = 0.15
+    steady_noise_db: float = 2.5
+    steady_window_s: float = 0.75
+    level_gate_db: float = 40.0
+    silero_threshold: float = 0.5
     max_segment_s: float = 30.0
     merge_up_to_s: float = 0.0
     workers: int = 0
@@ -48,6 +63,10 @@ class VadConfig:
         check_range("vad.pad_s", self.pad_s, 0, 5)
         check_range("vad.max_segment_s", self.max_segment_s, 1, 600)
         check_range("vad.merge_up_to_s", self.merge_up_to_s, 0, self.max_segment_s)
+        check_range("vad.steady_noise_db", self.steady_noise_db, 0, 20)
+        check_range("vad.steady_window_s", self.steady_window_s, 0.1, 5)
+        check_range("vad.level_gate_db", self.level_gate_db, 0, 120)
+        check_range("vad.silero_threshold", self.silero_threshold, 0, 1)
         check_range("vad.workers", self.workers, 0, 1024)
         if self.backend == "fsmn" and not self.fsmn_model:
             raise ValueError("vad.backend = 'fsmn' needs vad.fsmn_model: a local fsmn-vad model folder")

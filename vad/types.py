@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -35,3 +37,28 @@ class VadOutcome:
     segments: tuple[Segment, ...]
     error: str | None = None
     warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTrack:
+    """Per-frame classifier output for one recording, the input of the segmenter.
+
+    Frame ``i`` covers samples ``[i * frame_samples, min((i + 1) * frame_samples, n_samples))``; the
+    last frame may be partial.
+
+    Attributes:
+        speech: bool per frame, True where the classifier heard speech.
+        energy_db: float32 per frame, mean power in dB full scale (used to cut at quiet points and,
+            optionally, to gate out quiet frames).
+        frame_samples: frame length in samples at 16 kHz.
+        n_samples: recording length in samples at 16 kHz.
+    """
+
+    speech: np.ndarray
+    energy_db: np.ndarray
+    frame_samples: int
+    n_samples: int
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.speech)

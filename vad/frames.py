@@ -1,0 +1,121 @@
+"""Frame classification with webrtcvad, streamed block by block.
+
+webrtcvad is fast (about 9000x real time on 30 ms frames) only if Python stays out of the way: each
+block is turned into one ``bytes`` object and ``Vad.is_speech`` is called on memoryview slices of it in
+a tight loop, with no per-frame numpy object. The per-frame energy that the segmenter uses to find
+the quietest point of a pause comes from one vectorised pass per block.
+"""
+
+from __future__ import annotations
+
+import _webrtcvad
+import numpy as np
+import webrtcvad
+
+from pipeline.cache import SAMPLE_RATE
+from vad.types import FrameTrack
+
+# Energy of digital silence: log10(0) would be -inf, which breaks percentiles and comparisons.
+SILENCE_DB = -100.0
+
+
+class Framer:
+    """Cuts a stream of int16 blocks into fixed frames, carrying the remainder between blocks.
+
+    It also keeps the energy of every frame it hands out (see :func:`frame_energy_db`).
+    """
+
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self.n_samples = 0
+        self.energy: list[np.ndarray] = []
+        self._carry = np.zeros(0, dtype=np.int16)
+
+    def frames(self, pcm: np.ndarray) -> np.ndarray:
+        """The whole frames now available, as a ``(n, frame_samples)`` int16 array."""
+        self.n_samples += len(pcm)
+        data = np.concatenate([self._carry, pcm]) if len(self._carry) else np.asarray(pcm, dtype=np.int16)
+        n = len(data) // self.frame_samples
+        self._carry = data[n * self.frame_samples:].copy()
+        whole = data[: n * self.frame_samples]
+        self.energy.append(frame_energy_db(whole, self.frame_samples))
+        return whole.reshape(n, self.frame_samples)
+
+    def tail(self) -> np.ndarray | None:
+        """The last partial frame zero-padded to a whole one, or None when there is none.
+
+        Its energy is taken over the real samples only: the padding would make it look quieter.
+        """
+        if not len(self._carry):
+            return None
+        self.energy.append(frame_energy_db(self._carry, len(self._carry)))
+        frame = np.zeros((1, self.frame_samples), dtype=np.int16)
+        frame[0, : len(self._carry)] = self._carry
+        self._carry = np.zeros(0, dtype=np.int16)
+        return frame
+
+    def track(self, flags: list[np.ndarray]) -> FrameTrack:
+        """A FrameTrack of the per-block ``flags`` and the energy collected so far."""
+        return FrameTrack(
+            speech=np.concatenate(flags) if flags else np.zeros(0, dtype=bool),
+            energy_db=np.concatenate(self.energy) if self.energy else np.zeros(0, dtype=np.float32),
+            frame_samples=self.frame_samples,
+            n_samples=self.n_samples,
+        )
+
+
+class WebrtcFrames:
+    """Streaming webrtcvad classifier: feed int16 16 kHz blocks, then :meth:`finish`.
+
+    The final partial frame of the recording is zero-padded and classified too (py-webrtcvad's
+    example drops it).
+
+    Args:
+        aggressiveness: webrtcvad mode 0-3.
+        frame_ms: 10, 20 or 30.
+    """
+
+    def __init__(self, aggressiveness: int, frame_ms: int) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._framer = Framer(SAMPLE_RATE * frame_ms // 1000)
+        self._flags: list[np.ndarray] = []
+
+    def feed(self, pcm: np.ndarray) -> None:
+        """Classify every whole frame of ``pcm`` (int16, 16 kHz mono) plus any carried samples."""
+        frames = self._framer.frames(pcm)
+        if len(frames):
+            self._flags.append(self._classify(frames))
+
+    def finish(self) -> FrameTrack:
+        """Classify the last partial frame and return the whole recording's frames."""
+        tail = self._framer.tail()
+        if tail is not None:
+            self._flags.append(self._classify(tail))
+        return self._framer.track(self._flags)
+
+    def _classify(self, frames: np.ndarray) -> np.ndarray:
+        buf = memoryview(frames.astype("<i2", copy=False).tobytes())
+        n_frames, length = frames.shape
+        step = 2 * length
+        # The C entry point behind Vad.is_speech, called directly: the Python wrapper's length checks
+        # cost a third of the time of the classification itself, and every frame here is whole.
+        process, handle, rate = _webrtcvad.process, self._vad._vad, SAMPLE_RATE
+        return np.fromiter(
+            (process(handle, rate, buf[i: i + step], length) for i in range(0, n_frames * step, step)),
+            dtype=bool, count=n_frames,
+        )
+
+
+def frame_energy_db(pcm: np.ndarray, frame_samples: int) -> np.ndarray:
+    """Mean power of each whole frame of int16 ``pcm`` in dB relative to full scale (float32)."""
+    n_frames = len(pcm) // frame_samples
+    frames = pcm[: n_frames * frame_samples].reshape(n_frames, frame_samples).astype(np.float32)
+    power = np.einsum("ij,ij->i", frames, frames) / (frame_samples * 32768.0**2)
+    return np.maximum(10.0 * np.log10(np.maximum(power, 1e-10)), SILENCE_DB).astype(np.float32)
+
+
+def classify_webrtc(pcm: np.ndarray, aggressiveness: int, frame_ms: int) -> FrameTrack:
+    """Classify a whole int16 16 kHz recording in one call (see :class:`WebrtcFrames`)."""
+    frames = WebrtcFrames(aggressiveness, frame_ms)
+    frames.feed(np.asarray(pcm, dtype=np.int16))
+    return frames.finish()

@@ -1,0 +1,260 @@
+"""The vad stage: recordings -> PCM cache + speech segments, in parallel worker processes.
+
+Each worker streams one recording at a time: decode (pipeline.audio) -> int16 blocks written to the
+PCM cache and fed, as they pass, to the frame classifier -> gates -> state machine -> segments. The
+file is read once and memory stays one block whatever its length.
+
+Resume: next to each cache file ``<id>.s16`` the worker writes ``<id>.vad.json`` (atomically, after
+the cache file is complete) with the source file's size and mtime, the decoded length, any warning,
+the hash of the vad config and the segments. A rerun reuses a recording whose sidecar matches; when
+only the vad config changed it reruns the VAD on the cached PCM without decoding again.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import tmp_name
+from pipeline.audio import AudioError, decode_to_pcm
+from pipeline.cache import SAMPLE_RATE, open_pcm, pcm_path
+from pipeline.configtools import as_plain, stable_hash
+from pipeline.faults import fault_arg
+from pipeline.types import RecordingRef
+from vad.backends import make_classifier
+from vad.config import VadConfig
+from vad.gates import apply_gates
+from vad.segmenter import segments_from_track
+from vad.types import FrameTrack, Segment, VadOutcome
+
+SIDECAR_VERSION = 1
+BLOCK_SAMPLES = 10 * SAMPLE_RATE
+# A recording that kills its worker process twice (a crash inside a decoder) is failed, not retried.
+MAX_CRASHES = 2
+
+
+def run_vad(
+    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, progress: bool = True
+) -> Iterator[VadOutcome]:
+    """Decode, cache and segment every recording; yield one outcome per recording, in any order.
+
+    Args:
+        recordings: the recordings to process.
+        cache_dir: the PCM cache folder (see :mod:`pipeline.cache`).
+        cfg: the vad config; ``cfg.n_workers`` worker processes (1 runs inline).
+        progress: show a progress bar (files, audio hours, x real time) when stderr is a terminal.
+
+    Yields:
+        A :class:`VadOutcome` per recording. A file that fails has ``error`` set and no segments;
+        one bad file never stops the stage.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    n_workers = min(cfg.n_workers, len(recordings))
+    outcomes = (
+        (process_recording(ref, cache_dir, cfg) for ref in recordings)
+        if n_workers <= 1
+        else _run_pool(recordings, cache_dir, cfg, n_workers)
+    )
+    yield from _with_progress(outcomes, len(recordings), progress)
+
+
+def segment_recording(pcm: np.ndarray, cfg: VadConfig) -> list[tuple[int, int]]:
+    """Speech segments of a whole recording held in memory: a pure function for tests and tools.
+
+    Args:
+        pcm: int16 samples at 16 kHz, mono (an array or a memmap of the PCM cache; it is read in
+            blocks).
+        cfg: the vad config.
+
+    Returns:
+        ``[(start_sample, end_sample), ...]`` sorted, non-overlapping, inside the recording, each at
+        most ``cfg.max_segment_s`` long.
+    """
+    classifier = make_classifier(cfg)
+    for i in range(0, len(pcm), BLOCK_SAMPLES):
+        classifier.feed(np.asarray(pcm[i: i + BLOCK_SAMPLES], dtype=np.int16))
+    return segments_of(classifier.finish(), cfg)
+
+
+def segments_of(track: FrameTrack, cfg: VadConfig) -> list[tuple[int, int]]:
+    """Gate a classifier's frames and turn them into segments."""
+    return segments_from_track(apply_gates(track, cfg), cfg)
+
+
+def vad_hash(cfg: VadConfig) -> str:
+    """Hash of the settings that change segments (not ``workers``), kept in each sidecar."""
+    plain = as_plain(cfg)
+    plain.pop("workers", None)
+    return stable_hash(plain)
+
+
+def sidecar_path(cache_dir: Path, recording_id: str) -> Path:
+    return Path(cache_dir) / f"{recording_id}.vad.json"
+
+
+# ---- one recording (runs in a worker) ---------------------------------------------------------
+
+
+def process_recording(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
+    """Decode, cache and segment one recording; any failure becomes ``VadOutcome.error``."""
+    try:
+        return _process(ref, Path(cache_dir), cfg)
+    except AudioError as e:
+        return VadOutcome(ref.recording_id, 0, (), error=str(e))
+    except MemoryError:
+        return VadOutcome(ref.recording_id, 0, (), error="out of memory while decoding this file")
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the stage; the reason is kept
+        return VadOutcome(ref.recording_id, 0, (), error=f"{type(e).__name__}: {e}")
+
+
+def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
+    if fault_arg("vad_worker_crash") == ref.recording_id and multiprocessing.parent_process() is not None:
+        os._exit(70)  # test-only (VADPACK_FAULTS): a worker dies the way a crash in a native decoder would
+    pcm_file = pcm_path(cache_dir, ref.recording_id)
+    side_file = sidecar_path(cache_dir, ref.recording_id)
+    source = _source_identity(ref.path)
+    side = _read_sidecar(side_file, pcm_file, source)
+    if side is not None and side["vad_hash"] == vad_hash(cfg):
+        return _outcome(ref.recording_id, side["n_samples"], side["segments"], side["warning"])
+    if side is not None:
+        # Only the vad config changed: segment the cached PCM again instead of decoding the file.
+        n_samples, warning = side["n_samples"], side["warning"]
+        segments = segment_recording(open_pcm(pcm_file), cfg)  # a memmap: read block by block
+    else:
+        classifier = make_classifier(cfg)
+        decoded = decode_to_pcm(ref.path, pcm_file, on_block=classifier.feed)
+        n_samples, warning = decoded.n_samples, decoded.warning
+        segments = segments_of(classifier.finish(), cfg)
+    _write_sidecar(side_file, {
+        "version": SIDECAR_VERSION, "source": source, "n_samples": n_samples, "warning": warning,
+        "vad_hash": vad_hash(cfg), "segments": segments,
+    })
+    return _outcome(ref.recording_id, n_samples, segments, warning)
+
+
+def _outcome(recording_id: str, n_samples: int, segments: list, warning: str | None) -> VadOutcome:
+    segs = tuple(Segment(recording_id, i, int(a), int(b)) for i, (a, b) in enumerate(segments))
+    return VadOutcome(recording_id, int(n_samples), segs, warning=warning)
+
+
+def _source_identity(path: str) -> dict | None:
+    """What a rerun compares to tell whether the input file changed (None when it cannot be read;
+    decoding then fails with a readable reason)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"path": str(path), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_sidecar(side_file: Path, pcm_file: Path, source: dict | None) -> dict | None:
+    """The sidecar when it belongs to this source file and its cache file is complete, else None."""
+    if source is None:
+        return None
+    try:
+        side = json.loads(side_file.read_text())
+        complete = pcm_file.stat().st_size == 2 * int(side["n_samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if side.get("version") != SIDECAR_VERSION or side.get("source") != source or not complete:
+        return None
+    return side
+
+
+def _write_sidecar(side_file: Path, data: dict) -> None:
+    tmp = tmp_name(side_file)
+    try:
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        os.replace(tmp, side_file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ---- many recordings ---------------------------------------------------------------------------
+
+
+def _run_pool(
+    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, n_workers: int
+) -> Iterator[VadOutcome]:
+    """Process recordings in worker processes, surviving workers that die.
+
+    A worker killed by a crash in native code breaks the whole pool. The recordings then in flight
+    are retried in a fresh pool, each one alone, so that a second crash names the culprit exactly;
+    the culprit is failed with a reason instead of taking the stage down.
+    """
+    todo = deque(recordings)
+    crashes: Counter[str] = Counter()
+    while todo:
+        suspects: list[RecordingRef] = []
+        pool = ProcessPoolExecutor(n_workers, mp_context=_mp_context())
+        try:
+            yield from _drain(pool, todo, cache_dir, cfg, n_workers, crashes, suspects)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for ref in suspects:
+            crashes[ref.recording_id] += 1
+            if crashes[ref.recording_id] >= MAX_CRASHES:
+                yield VadOutcome(ref.recording_id, 0, (), error="the worker process crashed while decoding this "
+                                 "file (twice): the file is probably corrupt; re-encode it and run again")
+            else:
+                todo.appendleft(ref)
+
+
+def _drain(pool: ProcessPoolExecutor, todo: deque, cache_dir: Path, cfg: VadConfig, n_workers: int,
+           crashes: Counter, suspects: list[RecordingRef]) -> Iterator[VadOutcome]:
+    """Keep ``pool`` busy from ``todo``; stop at the first crash, moving in-flight work to ``suspects``."""
+    running: dict[Future, RecordingRef] = {}
+    while todo or running:
+        # A recording that was in flight during a crash runs alone, so a second crash names it.
+        while todo and len(running) < 2 * n_workers:
+            if running and (crashes[todo[0].recording_id] or any(crashes[r.recording_id] for r in running.values())):
+                break
+            ref = todo.popleft()
+            running[pool.submit(process_recording, ref, cache_dir, cfg)] = ref
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            ref = running.pop(future)
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                suspects.append(ref)
+            except Exception as e:  # noqa: BLE001 - e.g. a result that failed to unpickle
+                yield VadOutcome(ref.recording_id, 0, (), error=f"{type(e).__name__}: {e}")
+        if suspects:
+            suspects.extend(running.values())
+            return
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # spawn, not fork: a forked worker inherits the parent's threads and locks (tqdm, torch, BLAS
+    # pools) and can deadlock. Not forkserver either: its children see the environment of the moment
+    # the server started, not the current one, which breaks VADPACK_FAULTS and thread settings.
+    return multiprocessing.get_context("spawn")
+
+
+def _with_progress(outcomes: Iterator[VadOutcome], total: int, progress: bool) -> Iterator[VadOutcome]:
+    """Pass outcomes through, showing files, audio hours and x real time on a tqdm bar."""
+    from tqdm import tqdm
+
+    enabled = progress and sys.stderr.isatty()
+    start, audio_s = time.perf_counter(), 0.0
+    with tqdm(total=total, unit="file", desc="vad", disable=not enabled) as bar:
+        for outcome in outcomes:
+            audio_s += outcome.n_samples / SAMPLE_RATE
+            if enabled:
+                xrt = audio_s / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"{audio_s / 3600:.2f} h audio, {xrt:.0f}x real time", refresh=False)
+                bar.update(1)
+            yield outcome
