@@ -41,8 +41,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.audio import iter_decode_16k, to_int16  # noqa: E402
 from pipeline.types import RecordingRef  # noqa: E402
 from vad.config import VadConfig  # noqa: E402
-from vad.frames import classify_webrtc  # noqa: E402
-from vad.segmenter import speech_runs  # noqa: E402
+from vad.scoring import grid_10ms, naive_regions  # noqa: E402
 from vad.stage import run_vad, segment_recording  # noqa: E402
 from vad.synthetic import synthetic_meeting  # noqa: E402
 
@@ -53,20 +52,8 @@ REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "d
 # ---- accuracy on human labels -------------------------------------------------------------------
 
 
-def grid(regions_s: list, n_cells: int) -> np.ndarray:
-    """10 ms cells whose centre lies inside one of ``regions_s`` (seconds)."""
-    centres = (np.arange(n_cells) + 0.5) / 100
-    out = np.zeros(n_cells, dtype=bool)
-    for a, b in regions_s:
-        out |= (centres >= a) & (centres < b)
-    return out
 
 
-def naive_regions(pcm: np.ndarray) -> list[tuple[float, float]]:
-    """The baseline: webrtcvad mode 2 on 30 ms frames, each speech frame padded by 0.3 s."""
-    track = classify_webrtc(pcm, 2, 30)
-    starts, ends = speech_runs(track.speech)
-    return [(a * 0.03 - 0.3, b * 0.03 + 0.3) for a, b in zip(starts, ends, strict=True)]
 
 
 def accuracy(real_dir: Path, cfg: VadConfig) -> dict:
@@ -82,9 +69,9 @@ def accuracy(real_dir: Path, cfg: VadConfig) -> dict:
             continue
         pcm = np.concatenate([to_int16(b) for b in iter_decode_16k(str(real_dir / name))])
         n = len(pcm) // (SR // 100)
-        truth = grid(info["speech_s"], n)
-        ours = grid([(a / SR, b / SR) for a, b in segment_recording(pcm, cfg)], n)
-        naive = grid(naive_regions(pcm), n)
+        truth = grid_10ms(info["speech_s"], n)
+        ours = grid_10ms([(a / SR, b / SR) for a, b in segment_recording(pcm, cfg)], n)
+        naive = grid_10ms(naive_regions(pcm), n)
         for row, pred in enumerate((ours, naive)):
             counts = [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum()]
             totals[row] += counts

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.cache import SAMPLE_RATE
 from vad.config import VadConfig
-from vad.frames import Framer, WebrtcFrames, frame_energy_db
+from vad.frames import FramedClassifier, WebrtcFrames, frame_energy_db
 from vad.types import FrameTrack
 
 
@@ -42,7 +42,7 @@ def make_classifier(cfg: VadConfig) -> FrameClassifier:
     raise ValueError(f"vad.backend = {cfg.backend!r} is not allowed; choose webrtc, silero or fsmn")
 
 
-class SileroFrames:
+class SileroFrames(FramedClassifier):
     """silero-vad speech probabilities on 512-sample (32 ms) frames, thresholded to flags.
 
     Args:
@@ -61,17 +61,7 @@ class SileroFrames:
         self._model = _silero_model()
         self._model.reset_states()  # the model is shared by the recordings of a worker: start clean
         self._threshold = threshold
-        self._framer = Framer(self.FRAME_SAMPLES)
-        self._flags: list[np.ndarray] = []
-
-    def feed(self, pcm: np.ndarray) -> None:
-        self._flags.append(self._classify(self._framer.frames(pcm)))
-
-    def finish(self) -> FrameTrack:
-        tail = self._framer.tail()
-        if tail is not None:
-            self._flags.append(self._classify(tail))
-        return self._framer.track(self._flags)
+        super().__init__(self.FRAME_SAMPLES)
 
     def _classify(self, frames: np.ndarray) -> np.ndarray:
         # The model is recurrent: frames go in one at a time, in order, and it keeps its own state.

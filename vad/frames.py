@@ -64,20 +64,16 @@ class Framer:
         )
 
 
-class WebrtcFrames:
-    """Streaming webrtcvad classifier: feed int16 16 kHz blocks, then :meth:`finish`.
+class FramedClassifier:
+    """Base of the streaming frame classifiers: feed int16 16 kHz blocks, then :meth:`finish`.
 
-    The final partial frame of the recording is zero-padded and classified too (py-webrtcvad's
-    example drops it).
-
-    Args:
-        aggressiveness: webrtcvad mode 0-3.
-        frame_ms: 10, 20 or 30.
+    Subclasses say how a ``(n, frame_samples)`` array of frames becomes ``n`` speech flags. The
+    final partial frame of the recording is zero-padded and classified too (py-webrtcvad's example
+    drops it).
     """
 
-    def __init__(self, aggressiveness: int, frame_ms: int) -> None:
-        self._vad = webrtcvad.Vad(aggressiveness)
-        self._framer = Framer(SAMPLE_RATE * frame_ms // 1000)
+    def __init__(self, frame_samples: int) -> None:
+        self._framer = Framer(frame_samples)
         self._flags: list[np.ndarray] = []
 
     def feed(self, pcm: np.ndarray) -> None:
@@ -92,6 +88,22 @@ class WebrtcFrames:
         if tail is not None:
             self._flags.append(self._classify(tail))
         return self._framer.track(self._flags)
+
+    def _classify(self, frames: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class WebrtcFrames(FramedClassifier):
+    """Streaming webrtcvad classifier.
+
+    Args:
+        aggressiveness: webrtcvad mode 0-3.
+        frame_ms: 10, 20 or 30.
+    """
+
+    def __init__(self, aggressiveness: int, frame_ms: int) -> None:
+        super().__init__(SAMPLE_RATE * frame_ms // 1000)
+        self._vad = webrtcvad.Vad(aggressiveness)
 
     def _classify(self, frames: np.ndarray) -> np.ndarray:
         buf = memoryview(frames.astype("<i2", copy=False).tobytes())

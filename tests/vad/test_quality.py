@@ -10,8 +10,7 @@ import pytest
 
 from pipeline.audio import iter_decode_16k, to_int16
 from vad.config import VadConfig
-from vad.frames import classify_webrtc
-from vad.segmenter import speech_runs
+from vad.scoring import grid_10ms, naive_regions
 from vad.stage import segment_recording
 from vad.synthetic import synthetic_meeting
 
@@ -19,20 +18,8 @@ SR = 16000
 CELL = SR // 100  # scored on a 10 ms grid
 
 
-def cells(regions_s, n_cells: int) -> np.ndarray:
-    """10 ms cells whose centre lies in one of ``regions_s`` (seconds)."""
-    centres = (np.arange(n_cells) + 0.5) / 100
-    out = np.zeros(n_cells, dtype=bool)
-    for a, b in regions_s:
-        out |= (centres >= a) & (centres < b)
-    return out
 
 
-def naive_regions(pcm: np.ndarray) -> list[tuple[float, float]]:
-    """The baseline to beat: webrtcvad mode 2, 30 ms frames, 0.3 s padding on every speech frame."""
-    track = classify_webrtc(pcm, 2, 30)
-    starts, ends = speech_runs(track.speech)
-    return [(a * 0.03 - 0.3, b * 0.03 + 0.3) for a, b in zip(starts, ends)]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +35,9 @@ def test_recall_and_precision_on_human_labels(human_labelled) -> None:
     tp = fp = fn = base_tp = base_fp = 0
     for pcm, truth in human_labelled:
         n = len(pcm) // CELL
-        true = cells(truth, n)
-        pred = cells([(a / SR, b / SR) for a, b in segment_recording(pcm, VadConfig())], n)
-        base = cells(naive_regions(pcm), n)
+        true = grid_10ms(truth, n)
+        pred = grid_10ms([(a / SR, b / SR) for a, b in segment_recording(pcm, VadConfig())], n)
+        base = grid_10ms(naive_regions(pcm), n)
         tp, fp, fn = tp + (true & pred).sum(), fp + (~true & pred).sum(), fn + (true & ~pred).sum()
         base_tp, base_fp = base_tp + (true & base).sum(), base_fp + (~true & base).sum()
     recall, precision = tp / (tp + fn), tp / (tp + fp)
