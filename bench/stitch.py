@@ -45,7 +45,8 @@ def build_archive(work: Path, n_rec: int, seg_per_rec: int, seed: int = 0) -> in
     rec_of_seg = np.repeat(np.arange(n_rec), n_seg)
     seg_index = np.arange(seg_len.size) - np.repeat(np.cumsum(n_seg) - n_seg, n_seg)
     ends = np.cumsum(seg_len + gaps)
-    rec_base = np.repeat(np.concatenate([[0], ends[np.cumsum(n_seg)[:-1] - 1]]) if n_rec > 1 else [0], n_seg)
+    first = np.cumsum(n_seg) - n_seg  # each recording's first segment; its times restart at 0
+    rec_base = np.repeat(np.where(first > 0, ends[np.maximum(first - 1, 0)], 0), n_seg)
     start = ends - seg_len - rec_base
     end = start + seg_len
     total = np.zeros(n_rec, dtype=np.int64)
@@ -123,7 +124,9 @@ def main() -> None:
               f"{n_tokens} tokens", file=sys.stderr)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         out = subprocess.run([sys.executable, "-c", STITCH_CHILD, str(work), args.formats], env=env,
-                             check=True, capture_output=True, text=True)
+                             capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"the stitch stage failed:\n{out.stderr}")
         child = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps({"recordings": args.recordings, "segments": child["segments"], "tokens": child["tokens"],
                       "formats": json.loads(args.formats), "wall_s": round(child["wall_s"], 3),

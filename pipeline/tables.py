@@ -9,6 +9,7 @@ reader never sees a half-written table.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -132,11 +133,7 @@ def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | No
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(table.schema.metadata or {})
-    meta.update({b"vadpack_version": __version__.encode(), b"schema_version": SCHEMA_VERSION.encode()})
-    for k, v in (metadata or {}).items():
-        meta[k.encode()] = str(v).encode()
-    table = table.replace_schema_metadata(meta)
+    table = table.replace_schema_metadata(_metadata(table.schema, metadata))
     tmp = tmp_name(path)
     try:
         _fault_point("parquet_write", path)
@@ -147,6 +144,77 @@ def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | No
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+class TableSink:
+    """Writes one table chunk by chunk, so a large table never has to be in memory whole.
+
+    The table is a single Parquet file (one row group per chunk) or, with ``partition_rows``, a
+    folder of part files of that many rows. Either way it is written under a temporary name and
+    appears under its final name only in :meth:`close`.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, metadata: dict[str, str] | None = None,
+                 partition_rows: int | None = None) -> None:
+        self.path, self.partition_rows = Path(path), partition_rows
+        self.schema = schema.with_metadata(_metadata(schema, metadata))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._parts = 0
+        if partition_rows is None:
+            self._tmp = tmp_name(self.path)
+            _fault_point("parquet_write", self.path)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        else:
+            self._tmp = self.path.with_name(f".{self.path.name}.staging")
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp.mkdir()
+
+    def write(self, table: pa.Table) -> None:
+        table = table.cast(self.schema)
+        self.rows += table.num_rows
+        if self.partition_rows is None:
+            if table.num_rows:
+                self._writer.write_table(table)
+            return
+        self._pending.append(table)
+        self._flush_parts(final=False)
+
+    def close(self) -> Path:
+        """Finish the table and move it to its final name (replacing an older one)."""
+        if self.partition_rows is None:
+            self._writer.close()
+            _fsync(self._tmp)
+        else:
+            self._flush_parts(final=True)
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def _flush_parts(self, final: bool) -> None:
+        buffered = pa.concat_tables(self._pending) if self._pending else self.schema.empty_table()
+        offset = 0
+        while buffered.num_rows - offset >= self.partition_rows or (final and (offset < buffered.num_rows
+                                                                              or self._parts == 0)):
+            part = buffered.slice(offset, self.partition_rows)
+            part_path = self._tmp / f"part-{self._parts:05d}.parquet"
+            _fault_point("parquet_write", part_path)
+            pq.write_table(part, part_path, compression="zstd")
+            self._parts += 1
+            offset += part.num_rows
+            if part.num_rows == 0:
+                break
+        self._pending = [buffered.slice(offset)] if offset < buffered.num_rows else []
+
+
+def _metadata(schema: pa.Schema, extra: dict[str, str] | None) -> dict[bytes, bytes]:
+    meta = dict(schema.metadata or {})
+    meta.update({b"vadpack_version": __version__.encode(), b"schema_version": SCHEMA_VERSION.encode()})
+    for k, v in (extra or {}).items():
+        meta[k.encode()] = str(v).encode()
+    return meta
 
 
 def to_table(rows: Iterable[dict] | dict[str, list], schema: pa.Schema) -> pa.Table:

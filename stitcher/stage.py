@@ -8,7 +8,7 @@ archive of many thousands of recordings stitches in seconds.
 from __future__ import annotations
 
 import logging
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,9 @@ from pipeline.tables import (
     TRANSCRIPTS,
     VAD_RECORDINGS,
     VAD_SEGMENTS,
+    TableSink,
     read_table,
     to_table,
-    write_table,
 )
 from stitcher.tokens import absolute_token_times
 
@@ -43,34 +43,78 @@ def output_files(cfg: Config) -> list[Path]:
 
 
 def stitch_stage(cfg: Config, work: Path) -> dict:
-    """Build and write documents, segments, tokens and failures, then the per-recording exports."""
+    """Build and write documents, segments, failures and tokens, and the per-recording exports.
+
+    Documents, segments and failures hold one row per recording or segment and are built whole.
+    The tokens table and the exports are produced in chunks of whole recordings, so memory beyond
+    the transcripts themselves does not grow with the archive.
+    """
     recordings = read_table(work / "recordings.parquet", RECORDINGS)
     vad_recs = read_table(work / "vad_recordings.parquet", VAD_RECORDINGS)
     segments = read_table(work / "segments.parquet", VAD_SEGMENTS)
     transcripts = read_table(work / "transcripts", TRANSCRIPTS)
-    seg_table, tok_table = stitch_segments(segments, transcripts)
+    joined = join_transcripts(segments, transcripts)
+    seg_table = joined.segments_table()
     failures = collect_failures(recordings, vad_recs, transcripts)
-    documents = build_documents(recordings, vad_recs, seg_table, tok_table, failures, cfg.asr.model)
+    documents = build_documents(recordings, vad_recs, seg_table, failures, cfg.asr.model)
     if cfg.stitch.punc_model:
         from stitcher.punc import punctuate
 
         texts = punctuate(documents["text"].to_pylist(), cfg.stitch.punc_model)
         documents = documents.set_column(documents.schema.get_field_index("text"), "text", pa.array(texts))
     meta = {"model": cfg.asr.model, "config_hash": stable_hash(cfg)}
-    tables = {"documents": documents, "segments": seg_table, "tokens": tok_table, "failures": failures}
-    for name, table in tables.items():
-        write_output(table, cfg.output_path, name, cfg.stitch.partition_rows, meta)
-    n_exports = export_documents(cfg, documents, seg_table, tok_table)
-    return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": tok_table.num_rows,
+    for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
+        sink = TableSink(cfg.output_path / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.stitch.partition_rows)
+        sink.write(table)
+        sink.close()
+    n_tokens, n_exports = write_tokens_and_exports(cfg, documents, seg_table, joined, meta)
+    return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": n_tokens,
             "failures": failures.num_rows, "exports": n_exports}
 
 
-def stitch_segments(segments: pa.Table, transcripts: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Join segments with their transcripts; return the segments and tokens tables, in time order.
+@dataclass(frozen=True)
+class Joined:
+    """Segments in time order and, row for row, the transcript of each segment that has one.
 
-    A segment without a transcript row (it failed in asr) keeps its times with null text, so its
-    audio is still accounted for; the failure itself is in the failures table.
+    Attributes:
+        segs: the vad segments sorted by (recording_id, segment_index).
+        have: per segment, whether it has an ``ok`` transcript.
+        sel: the transcripts of the segments with ``have``, in segment order.
     """
+
+    segs: pa.Table
+    have: np.ndarray
+    sel: pa.Table
+
+    @property
+    def start_s(self) -> np.ndarray:
+        return self.segs["start_sample"].to_numpy() / SAMPLE_RATE
+
+    @property
+    def end_s(self) -> np.ndarray:
+        return self.segs["end_sample"].to_numpy() / SAMPLE_RATE
+
+    def segments_table(self) -> pa.Table:
+        """The public segments table. A segment that failed in asr keeps its times with null text."""
+        n_tokens = np.zeros(self.segs.num_rows, dtype=np.int32)
+        n_tokens[self.have] = pc.list_value_length(self.sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False)
+        return to_table({
+            "recording_id": self.segs["recording_id"], "segment_index": self.segs["segment_index"],
+            "start_s": self.start_s, "end_s": self.end_s,
+            "text": _scatter(segment_texts(self.sel), self.have, pa.string()),
+            "batch_id": _scatter(self.sel["batch_id"], self.have, pa.int32()), "n_tokens": n_tokens,
+        }, SEGMENTS)
+
+    def tokens_table(self, lo: int, hi: int) -> pa.Table:
+        """The tokens of segments [lo, hi) (in time order), with absolute times."""
+        rows = np.flatnonzero(self.have[lo:hi]) + lo
+        sel_rows = np.cumsum(self.have)[rows] - 1
+        return build_tokens(self.sel.take(pa.array(sel_rows, pa.int64())), self.segs.take(pa.array(rows, pa.int64())),
+                            self.start_s[rows], self.end_s[rows])
+
+
+def join_transcripts(segments: pa.Table, transcripts: pa.Table) -> Joined:
+    """Match each segment with its ``ok`` transcript (a hash join on recording and index)."""
     segs = segments.sort_by([("recording_id", "ascending"), ("segment_index", "ascending")])
     ok = transcripts.filter(pc.equal(transcripts["status"], "ok"))
     ok = ok.append_column("_pos", pa.array(np.arange(ok.num_rows, dtype=np.int64)))
@@ -79,20 +123,7 @@ def stitch_segments(segments: pa.Table, transcripts: pa.Table) -> tuple[pa.Table
     joined = keyed.join(ok.select(["recording_id", "segment_index", "_pos"]),
                         keys=["recording_id", "segment_index"], join_type="left outer").sort_by("_row")
     pos = joined["_pos"]
-    have = pc.is_valid(pos).to_numpy(zero_copy_only=False)
-    sel = ok.take(pc.drop_null(pos))  # transcripts of the segments that have one, in segment order
-    start_s = segs["start_sample"].to_numpy() / SAMPLE_RATE
-    end_s = segs["end_sample"].to_numpy() / SAMPLE_RATE
-    n_tokens = np.zeros(segs.num_rows, dtype=np.int32)
-    n_tokens[have] = pc.list_value_length(sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False)
-    seg_table = to_table({
-        "recording_id": segs["recording_id"], "segment_index": segs["segment_index"],
-        "start_s": start_s, "end_s": end_s, "text": _scatter(segment_texts(sel), have, pa.string()),
-        "batch_id": _scatter(sel["batch_id"], have, pa.int32()), "n_tokens": n_tokens,
-    }, SEGMENTS)
-    rows = np.flatnonzero(have)
-    tok_table = build_tokens(sel, segs.take(pa.array(rows)), start_s[rows], end_s[rows])
-    return seg_table, tok_table
+    return Joined(segs, pc.is_valid(pos).to_numpy(zero_copy_only=False), ok.take(pc.drop_null(pos)))
 
 
 def segment_texts(sel: pa.Table) -> pa.Array:
@@ -153,15 +184,15 @@ def collect_failures(recordings: pa.Table, vad_recs: pa.Table, transcripts: pa.T
     return to_table(rows, FAILURES)
 
 
-def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Table, tok_table: pa.Table,
-                    failures: pa.Table, model: str) -> pa.Table:
+def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Table, failures: pa.Table,
+                    model: str) -> pa.Table:
     """One row per recording that decoded, also when it has no speech (empty text, n_segments 0)."""
     from stitcher.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
     seg_groups = group_offsets(seg_table["recording_id"])
     seg_texts = seg_table["text"].to_pylist()
-    tok_counts = {rid: hi - lo for rid, (lo, hi) in group_offsets(tok_table["recording_id"]).items()}
+    seg_tokens = np.concatenate([[0], np.cumsum(seg_table["n_tokens"].to_numpy(zero_copy_only=False))])
     partial = set(failures.filter(pc.equal(failures["stage"], "asr"))["recording_id"].to_pylist())
     rows = []
     for rec in recordings.to_pylist():
@@ -171,7 +202,7 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
             continue  # it is in the failures table
         lo, hi = seg_groups.get(rid, (0, 0))
         speech_s = v["speech_samples"] / SAMPLE_RATE
-        n_tok = tok_counts.get(rid, 0)
+        n_tok = int(seg_tokens[hi] - seg_tokens[lo])
         rows.append({"recording_id": rid, "path": rec["path"], "duration_s": v["n_samples"] / SAMPLE_RATE,
                      "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok,
                      "text": join_segments([t or "" for t in seg_texts[lo:hi]]),
@@ -190,38 +221,50 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
     return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
-def write_output(table: pa.Table, out_dir: Path, name: str, partition_rows: int | None,
-                 meta: dict[str, str]) -> None:
-    """Write one public table: a single file, or with ``partition_rows`` a folder of part files."""
-    target = out_dir / f"{name}.parquet"
-    if partition_rows is None:
-        if target.is_dir():
-            shutil.rmtree(target)
-        write_table(table, target, meta)
-        return
-    staging = out_dir / f".{name}.parquet.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    for k, offset in enumerate(range(0, max(table.num_rows, 1), partition_rows)):
-        write_table(table.slice(offset, partition_rows), staging / f"part-{k:05d}.parquet", meta)
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    staging.rename(target)
+def write_tokens_and_exports(cfg: Config, documents: pa.Table, seg_table: pa.Table, joined: Joined,
+                             meta: dict[str, str], chunk_segments: int = 50_000) -> tuple[int, int]:
+    """Write the tokens table and the human exports, a chunk of whole recordings at a time.
 
-
-def export_documents(cfg: Config, documents: pa.Table, seg_table: pa.Table, tok_table: pa.Table) -> int:
-    """Write the human-readable exports (srt, vtt, json, txt) of every document, one at a time."""
+    Returns:
+        (tokens written, export files written).
+    """
     from stitcher.export import write_document_exports
 
-    if not cfg.stitch.formats:
-        return 0
+    sink = TableSink(cfg.output_path / "tokens.parquet", TOKENS, meta, cfg.stitch.partition_rows)
     seg_groups = group_offsets(seg_table["recording_id"])
-    tok_groups = group_offsets(tok_table["recording_id"])
-    n = 0
-    for doc in documents.to_pylist():
-        rid = doc["recording_id"]
-        s_lo, s_hi = seg_groups.get(rid, (0, 0))
-        t_lo, t_hi = tok_groups.get(rid, (0, 0))
-        n += write_document_exports(cfg.output_path, cfg.stitch.formats, doc,
-                                    seg_table.slice(s_lo, s_hi - s_lo).to_pylist(),
-                                    tok_table.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.stitch.sentence_gap_s)
-    return n
+    docs = {d["recording_id"]: d for d in documents.to_pylist()}
+    n_exports = 0
+
+    def export(rid: str, segs: pa.Table, toks: pa.Table) -> int:
+        if not cfg.stitch.formats or rid not in docs:
+            return 0
+        return write_document_exports(cfg.output_path, cfg.stitch.formats, docs[rid], segs.to_pylist(),
+                                      toks.to_pylist(), cfg.stitch.sentence_gap_s)
+
+    for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
+        tokens = joined.tokens_table(lo, hi)
+        sink.write(tokens)
+        tok_groups = group_offsets(tokens["recording_id"]) if cfg.stitch.formats else {}
+        for rid in rids if cfg.stitch.formats else ():
+            s_lo, s_hi = seg_groups[rid]
+            t_lo, t_hi = tok_groups.get(rid, (0, 0))
+            n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))
+    for rid in sorted(set(docs) - set(seg_groups)):  # recordings without speech still get their files
+        n_exports += export(rid, seg_table.slice(0, 0), TOKENS.empty_table())
+    sink.close()
+    return sink.rows, n_exports
+
+
+def recording_chunks(groups: dict[str, tuple[int, int]], target: int) -> list[tuple[int, int, list[str]]]:
+    """Consecutive row ranges of about ``target`` segments that never split a recording."""
+    chunks: list[tuple[int, int, list[str]]] = []
+    start, rids = 0, []
+    end = 0
+    for rid, (_, end) in sorted(groups.items(), key=lambda kv: kv[1]):
+        rids.append(rid)
+        if end - start >= target:
+            chunks.append((start, end, rids))
+            start, rids = end, []
+    if rids:
+        chunks.append((start, end, rids))
+    return chunks
