@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/stitch.py
 	$(PY) bench/asr.py
 	$(PY) bench/e2e.py
+	$(PY) bench/ray_scaling.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,8 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vadpack", description="Long recordings -> VAD -> packed batches -> "
                                 "FunASR Paraformer -> Parquet transcripts.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every stage and batch")
+    p.add_argument("-v", "--verbose", action="store_true", help="also log every batch (DEBUG)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the stages that are not up to date")
     run.add_argument("config", help="YAML config file")
@@ -42,9 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("vadpack").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    vp_log = logging.getLogger("vadpack")
+    vp_log.handlers[:] = [handler]
+    vp_log.setLevel(level)
+    vp_log.propagate = False
     try:
         if args.command == "tiny-model":
             return cmd_tiny_model(args)

@@ -125,6 +125,7 @@ class Runner:
         t0 = time.perf_counter()
         result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress))
         result.summary["wall_s"] = time.perf_counter() - t0
+        log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
         write_manifest(self.work, new_manifest(stage, config_hash, input_fp, self.outputs(stage), result.rows))
         return result
 
