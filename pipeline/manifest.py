@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import __version__
@@ -30,6 +30,7 @@ class Manifest:
     rows: int
     finished_at: float
     vadpack_version: str = __version__
+    summary: dict = field(default_factory=dict)  # the stage's own figures (wall time, speed, counts)
 
 
 def manifest_path(work_dir: Path, stage: str) -> Path:
@@ -58,8 +59,10 @@ def remove_manifest(work_dir: Path, stage: str) -> None:
     manifest_path(work_dir, stage).unlink(missing_ok=True)
 
 
-def new_manifest(stage: str, config_hash: str, input_fp: str, outputs: list[Path], rows: int) -> Manifest:
-    return Manifest(stage, config_hash, input_fp, files_fingerprint(outputs), rows, time.time())
+def new_manifest(stage: str, config_hash: str, input_fp: str, outputs: list[Path], rows: int,
+                 summary: dict | None = None) -> Manifest:
+    plain = {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return Manifest(stage, config_hash, input_fp, files_fingerprint(outputs), rows, time.time(), summary=plain)
 
 
 def files_fingerprint(paths: list[Path]) -> str:

@@ -126,7 +126,8 @@ class Runner:
         result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress))
         result.summary["wall_s"] = time.perf_counter() - t0
         log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
-        write_manifest(self.work, new_manifest(stage, config_hash, input_fp, self.outputs(stage), result.rows))
+        write_manifest(self.work, new_manifest(stage, config_hash, input_fp, self.outputs(stage), result.rows,
+                                               result.summary))
         return result
 
     def outputs(self, stage: str) -> list[Path]:

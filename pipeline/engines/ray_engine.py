@@ -15,6 +15,7 @@ at the same path: a shared filesystem (NFS, Lustre, a FUSE-mounted bucket).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -89,7 +90,10 @@ def ray_asr(groups: list, cache_dir: Path, cfg: AsrConfig, ray_cfg: RayConfig) -
     return {"engine": "ray", "actors": ray_cfg.concurrency, "parts_written": len(out),
             "parts_skipped": len(groups) - len(todo), "audio_s": audio_s,
             "model_s": float(out["model_s"].sum()), "segments": int(out["segments"].sum()),
-            "failed_segments": int(out["failed"].sum())}
+            "failed_segments": int(out["failed"].sum()),
+            # From the first group an actor started to the last one it finished: the decoding
+            # itself, without Ray's start-up and the actors' model loading.
+            "decode_window_s": float(out["t_end"].max() - out["t_start"].min())}
 
 
 class _AsrActor:
@@ -104,13 +108,15 @@ class _AsrActor:
     def __call__(self, batch: dict) -> dict:
         from asr.stage import _Run
 
-        rows = {"group": [], "audio_s": [], "model_s": [], "segments": [], "failed": []}
+        rows = {"group": [], "audio_s": [], "model_s": [], "segments": [], "failed": [], "t_start": [], "t_end": []}
         for gi in batch["group"]:
+            t_start = time.time()
             run = _Run(self.lm, self.cfg, lambda _msg: None)
             run.decode_groups([self.groups[int(gi)]], self.cache_dir, progress=False)
             self.cfg = replace(self.cfg, warmup=False)  # once per actor is enough
             s = run.summary(0.0, 0)
             for key, value in (("group", int(gi)), ("audio_s", s.audio_s), ("model_s", s.model_s),
-                               ("segments", s.segments), ("failed", s.failed_segments)):
+                               ("segments", s.segments), ("failed", s.failed_segments), ("t_start", t_start),
+                               ("t_end", time.time())):
                 rows[key].append(value)
         return {k: np.asarray(v) for k, v in rows.items()}
