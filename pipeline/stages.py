@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from pipeline.tables import (
     write_table,
 )
 from pipeline.types import RecordingRef
+from vad.types import VadOutcome
 
 log = logging.getLogger("vadpack")
 
@@ -93,35 +94,44 @@ def run_scan(ctx: StageContext) -> StageResult:
 # ---- vad --------------------------------------------------------------------------------------
 
 def run_vad(ctx: StageContext) -> StageResult:
-    from vad.stage import run_vad as vad_stage
-
     recs = read_table(ctx.work / "recordings.parquet", RECORDINGS).to_pylist()
     refs = [RecordingRef(r["recording_id"], r["path"]) for r in recs if r["status"] == "ok"]
     cache = pcm_dir(ctx.work)
     cache.mkdir(parents=True, exist_ok=True)
-    seg_rows, rec_rows = [], []
     t0 = time.perf_counter()
-    if ctx.cfg.engine == "ray":
-        from pipeline.engines.ray_engine import ray_vad
-
-        outcomes = ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray)
-    else:
-        outcomes = vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress)
-    for out in outcomes:
-        rec_rows.append({"recording_id": out.recording_id, "n_samples": out.n_samples,
-                         "n_segments": len(out.segments),
-                         "speech_samples": sum(s.n_samples for s in out.segments),
-                         "status": "failed" if out.error else "ok", "error": out.error, "warning": out.warning})
-        seg_rows += [{"recording_id": s.recording_id, "segment_index": s.index, "start_sample": s.start_sample,
-                      "end_sample": s.end_sample, "backend": ctx.cfg.vad.backend} for s in out.segments]
+    seg_rows, rec_rows = vad_rows(vad_outcomes(ctx, refs, cache), ctx.cfg.vad.backend)
     wall = time.perf_counter() - t0
-    seg_rows.sort(key=lambda r: (r["recording_id"], r["segment_index"]))
-    rec_rows.sort(key=lambda r: r["recording_id"])
     write_table(to_table(seg_rows, VAD_SEGMENTS), ctx.work / "segments.parquet")
     write_table(to_table(rec_rows, VAD_RECORDINGS), ctx.work / "vad_recordings.parquet")
     audio_s = sum(r["n_samples"] for r in rec_rows) / SAMPLE_RATE
-    return StageResult(len(seg_rows), {"segments": len(seg_rows), "failed": sum(r["status"] == "failed" for r in
-                                       rec_rows), "audio_h": audio_s / 3600, "xrt": audio_s / max(wall, 1e-9)})
+    failed = sum(r["status"] == "failed" for r in rec_rows)
+    return StageResult(len(seg_rows), {"segments": len(seg_rows), "failed": failed, "audio_h": audio_s / 3600,
+                                       "xrt": audio_s / max(wall, 1e-9)})
+
+
+def vad_outcomes(ctx: StageContext, refs: list[RecordingRef], cache: Path) -> Iterator[VadOutcome]:
+    """One VadOutcome per recording, from the configured engine."""
+    if ctx.cfg.engine == "ray":
+        from pipeline.engines.ray_engine import ray_vad
+
+        return ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray)
+    from vad.stage import run_vad as vad_stage
+
+    return vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress)
+
+
+def vad_rows(outcomes: Iterable[VadOutcome], backend: str) -> tuple[list[dict], list[dict]]:
+    """Rows of the segments and vad_recordings tables, sorted, whatever order outcomes came in."""
+    seg_rows, rec_rows = [], []
+    for out in outcomes:
+        rec_rows.append({"recording_id": out.recording_id, "n_samples": out.n_samples,
+                         "n_segments": len(out.segments), "speech_samples": sum(s.n_samples for s in out.segments),
+                         "status": "failed" if out.error else "ok", "error": out.error, "warning": out.warning})
+        seg_rows += [{"recording_id": s.recording_id, "segment_index": s.index, "start_sample": s.start_sample,
+                      "end_sample": s.end_sample, "backend": backend} for s in out.segments]
+    seg_rows.sort(key=lambda r: (r["recording_id"], r["segment_index"]))
+    rec_rows.sort(key=lambda r: r["recording_id"])
+    return seg_rows, rec_rows
 
 
 # ---- pack -------------------------------------------------------------------------------------
