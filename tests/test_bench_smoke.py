@@ -1,0 +1,62 @@
+"""Smoke tests of the benchmarks against FunASR: each runs end to end on a tiny model and a tiny archive,
+and its last line of output is the JSON object ../shared/BENCH.md promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+E2E_KEYS = {
+    "audio_hours", "vadpack_xrt", "funasr_xrt", "ceiling_xrt", "ratio_vs_funasr", "ratio_vs_ceiling",
+    "vadpack_padding_efficiency", "funasr_padding_efficiency", "transcripts_identical", "mismatched_segments",
+    "peak_rss_mb", "peak_gpu_mb", "device", "date",
+}
+ASR_KEYS = {"model_busy", "vadpack_xrt", "funasr_xrt", "ratio_vs_funasr", "identical_to_funasr", "device", "date"}
+RSS_KEYS = {"asr_peak_rss_mb", "asr_rss_after_load_mb", "asr_rss_beyond_model_mb", "rss_audio_h", "rss_segments"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from asr.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("bench-model") / "tiny", size="tiny", seed=0)
+
+
+def run_bench(script: str, *args: str) -> dict:
+    """Run ``bench/<script>`` and parse the JSON object on its last line of output."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_e2e_runs_all_three_systems_and_transcripts_match(tmp_path: Path, tiny_model: Path) -> None:
+    out = run_bench("e2e.py", "--size", "tiny", "--model-dir", str(tiny_model), "--device", "cpu",
+                    "--hours", "0.01", "--file-minutes", "0.1", "0.25", "--work", str(tmp_path))
+    assert E2E_KEYS <= out.keys(), f"missing keys: {E2E_KEYS - out.keys()}"
+    # Invariant: FunASR decodes exactly vadpack's segments from exactly vadpack's samples, so with the
+    # padding-invariance wrapper every segment has the same tokens on both sides.
+    assert out["transcripts_identical"] is True
+    assert out["mismatched_segments"] == 0 and out["segments"] > 0
+    assert set(out["formats"]) == {"wav", "flac", "ogg", "mp3"}
+    assert out["failed_inputs"] == 0 and out["failed_segments"] == 0
+    assert 0.009 < out["audio_hours"] < 0.011
+    assert min(out["vadpack_xrt"], out["funasr_xrt"], out["ceiling_xrt"]) > 0
+    assert 0 < out["vadpack_padding_efficiency"] <= 1 and out["funasr_padding_efficiency"] == 1.0  # CPU: 1 per call
+    assert out["funasr_cpu_batching"] is False and out["device"].startswith("cpu x")
+
+
+@pytest.mark.slow
+def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
+    out = run_bench("asr.py", "--size", "tiny", "--device", "cpu", "--audio-s", "20", "--recordings", "2",
+                    "--rss-hours", "0.02", "--work", str(tmp_path))
+    assert (ASR_KEYS | RSS_KEYS) <= out.keys(), f"missing keys: {(ASR_KEYS | RSS_KEYS) - out.keys()}"
+    assert out["identical_to_funasr"] == 1.0
+    assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
