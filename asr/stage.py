@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from asr.config import AsrConfig
 from asr.features import FeatureFeeder, start_worker_server
 from asr.infer import decode_batch, decode_features
-from asr.model import load_model
+from asr.model import load_model, resolve_device
 from asr.types import (
     AsrSummary,
     BatchMetrics,
@@ -76,6 +76,7 @@ def run_asr(batches: pa.Table, segments: pa.Table, cache_dir: Path, parts_dir: P
     if not todo:
         return AsrSummary(parts_skipped=len(groups), model=cfg.model).as_dict()
     t_load = time.perf_counter()
+    cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
     if cfg.feature_workers > 0:
         start_worker_server()
     lm = load_model(cfg)

@@ -9,8 +9,9 @@ subprocess, one after the other:
 
 1. **vadpack**: what ``vadpack run CONFIG`` does (``Runner(cfg).run()``: scan, vad, pack, asr, stitch)
    on a config made from ``configs/default.yaml`` with the device's defaults (``device_defaults``;
-   CPU: ``packer.budget_s: 60``, ``asr.threads`` = cores, features inline; CUDA: ``packer.budget_s:
-   auto``, more feature workers and prefetch, ``asr.dtype`` from ``--dtype``) and any ``-o``
+   CPU: configs/default.yaml as it stands, ``packer.budget_s: auto`` giving 60 padded seconds and
+   features inline; CUDA: ``packer.budget_s: auto`` measured on the GPU, more prefetch, ``asr.dtype``
+   from ``--dtype``) and any ``-o``
    overrides, timed as a whole from an empty work folder. ``vadpack_config`` lists what differs
    from configs/default.yaml.
 2. **FunASR**: ``AutoModel(model=<same folder>, vad_model=<precomputed>)`` then
@@ -176,17 +177,10 @@ def resolve_plan(args: argparse.Namespace) -> dict:
 def device_defaults(plan: dict) -> dict[str, dict]:
     """vadpack config keys that differ by device (on top of configs/default.yaml)."""
     if plan["on_cuda"]:
-        return {"vad": {"workers": 0},
-                "packer": {"budget_s": "auto"},
-                "asr": {"threads": 0, "feature_workers": max(1, min(8, plan["cores"] // 2)), "prefetch": 8,
-                        "batches_per_part": 64}}
-    # On the CPU a batch gains little past a few items (measured on 2 cores, random Paraformer-large:
-    # 8 equal items decode 1.9x faster batched than alone at 3 s, 1.4x at 10 s, 1.1x at 25 s) while
-    # padding costs in full, so small, homogeneous batches win: budget 60 s decoded a 30-minute archive
-    # in 81 s, 120 s in 86 s, 300 s in 101 s. Features inline: they cost ~1 % of the model's time,
-    # the model already uses every core, and a feature worker takes seconds to start.
-    return {"vad": {"workers": 0}, "packer": {"budget_s": 60},
-            "asr": {"threads": plan["threads"], "feature_workers": 0}}
+        return {"vad": {"workers": 0}, "asr": {"threads": 0, "prefetch": 8, "batches_per_part": 64}}
+    # On the CPU, configs/default.yaml's own defaults apply: packer.budget_s auto (60 padded seconds
+    # there, see asr/budget.py for the measurement behind it) and features inline.
+    return {"vad": {"workers": 0}, "asr": {"threads": plan["threads"]}}
 
 
 def write_config(work: Path, archive: dict, model_dir: Path, plan: dict, overrides: list[str]) -> Path:

@@ -102,8 +102,9 @@ class _AsrActor:
     def __init__(self, groups: list, cache_dir: str, cfg: AsrConfig) -> None:
         from asr.model import load_model
 
-        self.groups, self.cache_dir, self.cfg = groups, Path(cache_dir), cfg
+        self.groups, self.cache_dir = groups, Path(cache_dir)
         self.lm = load_model(cfg)
+        self.cfg = replace(cfg, feature_workers=cfg.feature_workers_for(self.lm.device.type))
 
     def __call__(self, batch: dict) -> dict:
         from asr.stage import _Run

@@ -1,4 +1,4 @@
-"""Synthetic speech-like audio and a PCM cache built from it, for the asr tests and bench.
+"""Synthetic speech-like audio and a PCM cache built from it, for the asr tests.
 
 The signal is a run of "syllables": harmonic series with a gliding pitch, shaped by two formant-like
 resonances that move from syllable to syllable, under a smooth envelope, separated by short pauses,
