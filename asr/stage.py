@@ -209,7 +209,7 @@ def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[SegmentRef, Segmen
     return BatchMetrics(
         batch_id=plan.batch_id, n_items=len(plan.items),
         padded_s=fb.n_items * int(fb.lengths.max(initial=0)) * frame_s,  # what the model computed
-        audio_s=sum(item.num_samples for item in plan.items) / SAMPLE_RATE,
+        audio_s=sum(item.n_samples for item in plan.items) / SAMPLE_RATE,
         wall_ms=wall_ms, model_ms=model_ms, peak_cuda_mb=_peak_mb(lm.device), splits=splits,
         failed=sum(not r.ok for r in results.values()),
     )

@@ -72,13 +72,13 @@ class SegmentRef:
     end_sample: int
 
     @property
-    def num_samples(self) -> int:
+    def n_samples(self) -> int:
         return self.end_sample - self.start_sample
 
     @property
     def duration_ms(self) -> int:
         """Length in whole milliseconds, the upper bound of token times."""
-        return self.num_samples * 1000 // SAMPLE_RATE
+        return self.n_samples * 1000 // SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)
