@@ -8,7 +8,8 @@ Modules:
     features: fbank + LFR + CMVN in worker processes, delivered in order through a bounded prefetch.
     infer: ``decode_features`` (one result per item, always) and ``decode_batch`` (halving on OOM).
     stage: ``run_asr``, batches + PCM cache -> transcript part files, resumable.
-    budget: ``auto_budget_for``, the GPU memory probe behind ``packer.budget_s: auto``.
+    budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
+        rule, applied by the orchestrator, decides the budget).
 
 FunASR is imported lazily (it takes seconds), so importing this package is cheap.
 """

@@ -1,53 +1,36 @@
-"""``packer.budget_s: auto``: measuring the loaded model's GPU memory per padded second.
+"""What ``packer.budget_s: auto`` needs from asr: the loaded model's GPU memory per padded second.
 
-The packer owns the arithmetic (``packer.budget.auto_budget_s``); this side owns the model and the
-device, so it provides the probe and the free memory, as that function's docstring asks.
+asr measures; the orchestrator decides the budget with the packer's rule
+(``packer.budget.resolve_budget_s``).
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import torch
 
 from asr.config import AsrConfig
 from asr.infer import decode_features
-from asr.model import load_model, resolve_device
-from asr.types import LoadedModel
+from asr.model import load_model
+from asr.types import LoadedModel, MemoryProbe
 
-log = logging.getLogger("vadpack.asr")
-
-# On the CPU memory is rarely the limit but padding is: a batch gains little past a few items
-# (random Paraformer-large, 2 cores: 8 equal items decode 1.9x faster batched than alone at 3 s,
-# 1.4x at 10 s, 1.1x at 25 s) while every padded frame costs in full. Small, homogeneous batches
-# win: a 30-minute archive decoded in 81 s at 60 padded seconds, 86 s at 120 and 101 s at 300.
-CPU_BUDGET_S = 60.0
 PROBE_ITEMS = 4
 PROBE_ITEM_S = 30.0  # the longest segment the vad stage cuts: the highest cost per padded second
 
 
-def auto_budget_for(asr_cfg: AsrConfig, packer_cfg) -> float:
-    """The padded-seconds budget for the model of ``asr_cfg`` on its device.
+def measure_memory(cfg: AsrConfig) -> MemoryProbe:
+    """Load the model on its CUDA device and measure one maximum-length probe batch.
 
-    Args:
-        asr_cfg: the asr config (model, device, dtype).
-        packer_cfg: the packer config (``memory_fraction``).
-
-    Returns:
-        ``CPU_BUDGET_S`` on the CPU; on CUDA what ``packer.budget.auto_budget_s`` makes of the probe.
+    Raises:
+        ValueError: the configured device is not CUDA (there is nothing to measure on the CPU).
     """
-    from packer.budget import auto_budget_s
-
-    if resolve_device(asr_cfg.device).type != "cuda":
-        log.info("packer.budget_s = auto: no CUDA device, using %.0f padded seconds", CPU_BUDGET_S)
-        return CPU_BUDGET_S
-    lm = load_model(asr_cfg)
+    lm = load_model(cfg)
+    if lm.device.type != "cuda":
+        raise ValueError(f"asr.device = {cfg.device!r} is not a CUDA device: there is no GPU memory to measure")
     torch.cuda.empty_cache()
-    free_bytes = torch.cuda.mem_get_info(lm.device)[0]
-    budget = auto_budget_s(lambda: probe_bytes_per_padded_s(lm), free_bytes, packer_cfg)
-    log.info("packer.budget_s = auto: %.0f padded seconds (%.0f MiB free)", budget, free_bytes / 2**20)
-    return budget
+    free_bytes = int(torch.cuda.mem_get_info(lm.device)[0])  # before the probe fills the allocator cache
+    bytes_per_s = probe_bytes_per_padded_s(lm)
+    return MemoryProbe(torch.cuda.get_device_name(lm.device), bytes_per_s, free_bytes)
 
 
 def probe_bytes_per_padded_s(lm: LoadedModel) -> float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
-from pipeline.configtools import check_choice, check_range
+from core.configtools import check_choice, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -29,6 +30,9 @@ class AsrConfig:
         hotwords: hotwords for SeACo-Paraformer models.
         warmup: run one small batch first so the first timed batch is not paying for start-up.
     """
+
+    # Change speed, never a transcript: padding invariance makes results independent of batching.
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("threads", "feature_workers", "prefetch", "warmup", "batches_per_part")
 
     model: str = "paraformer-zh"
     device: str = "auto"

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from asr.types import BatchPlan, FeatureBatch, FrontendInfo, SegmentRef
-from pipeline.cache import pcm_path, read_segment
-from pipeline.faults import fault_arg
+from asr.types import BatchPlan, FeatureBatch, FrontendInfo
+from core.cache import pcm_path, read_segment
+from core.faults import fault_arg
+from core.types import Segment
 
 _worker_state: dict[str, Any] = {}  # per worker process: the frontend and the cache folder
 
@@ -67,8 +68,8 @@ def batch_features(frontend: Any, cache_dir: Path, plan: BatchPlan, attempt: int
     t0 = time.perf_counter()
     if attempt == 0 and fault_arg("feature_worker") == str(plan.batch_id):
         raise RuntimeError(f"injected fault: feature worker failed on batch {plan.batch_id}")
-    good: list[tuple[SegmentRef, np.ndarray]] = []
-    failed: list[tuple[SegmentRef, str]] = []
+    good: list[tuple[Segment, np.ndarray]] = []
+    failed: list[tuple[Segment, str]] = []
     for item in plan.items:
         try:
             audio = read_segment(pcm_path(cache_dir, item.recording_id), item.start_sample, item.end_sample)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from asr.types import FeatureBatch, LoadedModel, SegmentResult
-from pipeline.faults import fault_arg
+from core.faults import fault_arg
 
 UPSAMPLED_PREDICTORS = ("CifPredictorV3",)  # BiCif/SeACo: a second CIF made for timestamps
 
@@ -34,7 +34,7 @@ def decode_batch(lm: LoadedModel, batch: FeatureBatch) -> BatchOutcome:
     A segment that runs out of memory on its own gets a failed result with the reason; the other
     segments still decode. Thanks to padding invariance, halves decode to the same results.
     """
-    lengths = batch.lengths.astype(np.int64)
+    lengths = batch.frames.astype(np.int64)
     ms = [item.duration_ms for item in batch.items]
     results, splits = _decode_or_split(lm, batch.feats, lengths, ms)
     return BatchOutcome(tuple(results), splits)
@@ -162,7 +162,7 @@ def _item_result(lm: LoadedModel, ids: list[int], stamps: _Stamps, segment_ms: i
     if not tokens:
         return SegmentResult()
     starts, ends = token_times(stamps, tokens, segment_ms)
-    return SegmentResult(text=lm.tokenizer.tokens2text(list(tokens)), tokens=tokens,
+    return SegmentResult(tokens=tokens,
                          token_start_ms=starts, token_end_ms=ends)
 
 

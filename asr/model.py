@@ -20,7 +20,7 @@ import yaml
 
 from asr.config import AsrConfig
 from asr.funasr_compat import funasr_tables
-from asr.types import FrontendInfo, LoadedModel
+from asr.types import DeviceInfo, FrontendInfo, LoadedModel
 
 log = logging.getLogger("vadpack.asr")
 
@@ -117,6 +117,19 @@ def resolve_device(spec: str) -> torch.device:
         raise ValueError(f"asr.device = {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; "
                          f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return torch.device("cuda", index)
+
+
+def device_info(spec: str) -> DeviceInfo:
+    """The device ``asr.device`` names, described without loading a model.
+
+    Raises:
+        ValueError: CUDA is asked for but not available.
+    """
+    device = resolve_device(spec)
+    if device.type != "cuda":
+        return DeviceInfo("cpu", "cpu")
+    props = torch.cuda.get_device_properties(device)
+    return DeviceInfo("cuda", str(props.name), int(props.total_memory))
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

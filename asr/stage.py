@@ -29,12 +29,12 @@ from asr.types import (
     BatchPlan,
     FeatureBatch,
     LoadedModel,
-    SegmentRef,
     SegmentResult,
 )
-from pipeline.cache import SAMPLE_RATE
-from pipeline.tables import TRANSCRIPTS, to_table, write_table
-from stitcher.text import join_tokens
+from core.cache import SAMPLE_RATE
+from core.tables import TRANSCRIPTS, to_table, write_table
+from core.text import join_tokens
+from core.types import Segment
 
 _log = logging.getLogger("vadpack.asr")
 Log = Callable[[str], object] | logging.Logger | None
@@ -53,8 +53,8 @@ def run_asr(batches: pa.Table, segments: pa.Table, cache_dir: Path, parts_dir: P
     """Decode every batch and write transcript part files, skipping parts an earlier run wrote.
 
     Args:
-        batches: the packer's table (``pipeline.tables.BATCHES``).
-        segments: the vad stage's table (``pipeline.tables.VAD_SEGMENTS``).
+        batches: the packer's table (``core.tables.BATCHES``).
+        segments: the vad stage's table (``core.tables.VAD_SEGMENTS``).
         cache_dir: the PCM cache folder.
         parts_dir: where ``part-{first_batch_id:06d}.parquet`` files go.
         cfg: the asr config.
@@ -81,7 +81,7 @@ def run_asr(batches: pa.Table, segments: pa.Table, cache_dir: Path, parts_dir: P
         start_worker_server()
     lm = load_model(cfg)
     load_s = time.perf_counter() - t_load
-    run = _Run(lm, cfg, detail)
+    run = Decoder(lm, cfg, detail)
     run.decode_groups(todo, Path(cache_dir), progress)
     summary = run.summary(load_s, parts_skipped=len(groups) - len(todo))
     say(f"asr: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s ({summary.xrt:.1f}x realtime), "
@@ -105,7 +105,7 @@ def batch_plans(batches: pa.Table, segments: pa.Table) -> list[BatchPlan]:
         if missing:
             raise ValueError(f"batch {bid} names segment {missing[0][0]}#{missing[0][1]}, which is not in "
                              "the segments table; rerun the pack stage (vadpack run CONFIG --from pack)")
-        plans.append(BatchPlan(bid, tuple(SegmentRef(r, i, *spans[(r, i)]) for r, i in keys)))
+        plans.append(BatchPlan(bid, tuple(Segment(r, i, *spans[(r, i)]) for r, i in keys)))
     return plans
 
 
@@ -118,8 +118,11 @@ def part_groups(plans: list[BatchPlan], batches_per_part: int, parts_dir: Path) 
     return groups
 
 
-class _Run:
-    """One pass over the part groups still to write, with its running figures."""
+class Decoder:
+    """Decodes part groups with one loaded model and keeps the running figures.
+
+    The local engine makes one per run; the Ray engine one per actor and group.
+    """
 
     def __init__(self, lm: LoadedModel, cfg: AsrConfig, detail: Callable[[str], object]) -> None:
         self.lm, self.cfg, self.detail = lm, cfg, detail
@@ -185,7 +188,7 @@ class _Run:
         )
 
 
-def transcript_row(item: SegmentRef, batch_id: int, result: SegmentResult) -> dict:
+def transcript_row(item: Segment, batch_id: int, result: SegmentResult) -> dict:
     """One TRANSCRIPTS row: a decoded segment, or a failed one with its reason.
 
     The text is joined script-aware here (``@@`` pieces merged, no spaces between CJK characters),
@@ -203,12 +206,12 @@ def _write_part(path: Path, rows: list[dict], lm: LoadedModel) -> None:
     write_table(to_table(rows, TRANSCRIPTS), path, metadata={"model": lm.name, "model_class": lm.model_class})
 
 
-def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[SegmentRef, SegmentResult], wall_ms: float,
+def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[Segment, SegmentResult], wall_ms: float,
              model_ms: float, splits: int, lm: LoadedModel) -> BatchMetrics:
     frame_s = lm.frontend_info.lfr_frame_ms / 1000
     return BatchMetrics(
         batch_id=plan.batch_id, n_items=len(plan.items),
-        padded_s=fb.n_items * int(fb.lengths.max(initial=0)) * frame_s,  # what the model computed
+        padded_s=fb.n_items * int(fb.frames.max(initial=0)) * frame_s,  # what the model computed
         audio_s=sum(item.n_samples for item in plan.items) / SAMPLE_RATE,
         wall_ms=wall_ms, model_ms=model_ms, peak_cuda_mb=_peak_mb(lm.device), splits=splits,
         failed=sum(not r.ok for r in results.values()),

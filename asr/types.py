@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.types import Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +56,11 @@ class FrontendInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentRef:
-    """One speech segment of a recording, as the vad stage cut it.
-
-    Attributes:
-        recording_id: the recording's stable id (also its PCM cache file name).
-        segment_index: position of the segment in its recording.
-        start_sample: first sample, at 16 kHz.
-        end_sample: one past the last sample.
-    """
-
-    recording_id: str
-    segment_index: int
-    start_sample: int
-    end_sample: int
-
-    @property
-    def n_samples(self) -> int:
-        return self.end_sample - self.start_sample
-
-    @property
-    def duration_ms(self) -> int:
-        """Length in whole milliseconds, the upper bound of token times."""
-        return self.n_samples * 1000 // SAMPLE_RATE
-
-
-@dataclass(frozen=True, slots=True)
 class BatchPlan:
     """A batch as the packer formed it: an id and its segments in order."""
 
     batch_id: int
-    items: tuple[SegmentRef, ...]
+    items: tuple[Segment, ...]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,16 +71,16 @@ class FeatureBatch:
         batch_id: the packer's batch id.
         items: the segments that have features, in batch order.
         feats: (n_items, max_frames, feature_dim) float32, zero padded past each item's length.
-        lengths: (n_items,) LFR frames of each item.
+        frames: (n_items,) LFR frames of each item.
         failed: segments whose features could not be computed, with the reason.
         feature_s: CPU seconds spent on the features.
     """
 
     batch_id: int
-    items: tuple[SegmentRef, ...]
+    items: tuple[Segment, ...]
     feats: np.ndarray
-    lengths: np.ndarray
-    failed: tuple[tuple[SegmentRef, str], ...] = ()
+    frames: np.ndarray
+    failed: tuple[tuple[Segment, str], ...] = ()
     feature_s: float = 0.0
 
     @property
@@ -119,15 +93,12 @@ class SegmentResult:
     """What the model decoded for one segment.
 
     Attributes:
-        text: the tokens joined as the tokenizer joins them (no script-aware spacing; the stitcher
-            does that).
         tokens: tokens as the model emits them, ``@@`` continuation markers included.
         token_start_ms: start of each token, relative to the segment, in [0, segment length].
         token_end_ms: end of each token, relative to the segment, in [start, segment length].
         error: why the segment failed; None when it decoded.
     """
 
-    text: str = ""
     tokens: tuple[str, ...] = ()
     token_start_ms: tuple[int, ...] = ()
     token_end_ms: tuple[int, ...] = ()
@@ -213,6 +184,36 @@ class AsrSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """Where asr decodes, cheaply described (no model loaded): what the packing budget depends on.
+
+    Attributes:
+        kind: ``cpu`` or ``cuda``.
+        name: the device name (``cpu``, or e.g. ``NVIDIA H200``).
+        total_bytes: the device's total memory (0 on the CPU).
+    """
+
+    kind: str
+    name: str
+    total_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryProbe:
+    """What asr measured on a CUDA device for ``packer.budget_s: auto``.
+
+    Attributes:
+        device_name: the CUDA device's name.
+        bytes_per_padded_s: peak memory per padded second of a maximum-length batch.
+        free_bytes: free device memory with the model loaded.
+    """
+
+    device_name: str
+    bytes_per_padded_s: float
+    free_bytes: int
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -6,7 +6,7 @@
 - ``TokenTap`` records, per segment FunASR decodes, an audio fingerprint, the tokens and the batch
   shapes, because FunASR's own output merges a recording's text and drops empty recordings.
 - ``speech_audio`` (continuous speech) and ``meeting_audio`` (turns between pauses) are speech-like
-  audio built from ``vad.synthetic.speech_burst`` (benchmarks do not import the tests); ``write_pcm``
+  audio built from ``tests.support.synthetic.speech_burst``; ``write_pcm``
   stores audio as the vad stage stores it.
 
 Imported by ``bench/asr.py`` and ``bench/e2e.py``; it imports torch and FunASR only inside functions.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
-from vad.synthetic import speech_burst
+from core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
+from tests.support.synthetic import speech_burst
 
 VAD_NAME = "VadpackPrecomputedVad"
 Key = tuple[str, int]

@@ -56,8 +56,8 @@ from _funasr_baseline import (  # noqa: E402
 
 from asr.config import AsrConfig  # noqa: E402
 from asr.tiny import write_tiny_model  # noqa: E402
-from pipeline.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
-from pipeline.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
+from core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
+from core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
 
 Key = tuple[str, int]
 
@@ -260,7 +260,7 @@ def rss_child(job: dict) -> None:
     """In a fresh process: load the model, note the RSS, run the asr stage, note the peak RSS."""
     from asr.model import load_model
     from asr.stage import run_asr
-    from pipeline.tables import BATCHES
+    from core.tables import BATCHES
 
     work = Path(job["work"])
     cfg = AsrConfig(model=job["model"], device=job["device"], threads=job["threads"])  # defaults otherwise

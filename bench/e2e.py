@@ -1,7 +1,7 @@
 """End to end: vadpack against FunASR's own AutoModel pipeline and against the model alone, one archive.
 
 The script generates a meeting archive (speech-like turns between pauses: ``meeting_audio`` in
-``bench/_funasr_baseline.py``, built from ``vad.synthetic.speech_burst``; wav, flac, ogg/vorbis and
+``bench/_funasr_baseline.py``, built from ``tests.support.synthetic.speech_burst``; wav, flac, ogg/vorbis and
 mp3 at 16, 44.1 and 48 kHz, mono and stereo; files of 1 to 20 minutes, at most a quarter of the
 archive each), builds the Paraformer-large architecture with random weights (``vadpack tiny-model
 --size large``: it costs what the trained model costs), then runs three systems, each in its own
@@ -73,7 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 from _funasr_baseline import TreeRssSampler, meeting_audio  # noqa: E402
 
-from pipeline.cache import SAMPLE_RATE  # noqa: E402
+from core.cache import SAMPLE_RATE  # noqa: E402
 
 CPU_HOURS, CUDA_HOURS = 0.5, 10.0
 # (suffix, soundfile format, subtype, sample rate, channels): one of each in turn.
@@ -382,7 +382,7 @@ def funasr_inputs(work: Path, input_dir: Path) -> tuple[dict[str, str], dict[str
     vadpack's samples, else vadpack's decoded PCM written as a 16 kHz 16-bit wav."""
     from funasr.utils.load_utils import load_audio_text_image_video
 
-    from pipeline.cache import pcm_path
+    from core.cache import pcm_path
 
     shutil.rmtree(input_dir, ignore_errors=True)
     input_dir.mkdir(parents=True)
@@ -418,7 +418,7 @@ def funasr_inputs(work: Path, input_dir: Path) -> tuple[dict[str, str], dict[str
 def segment_fingerprints(work: Path, segments: list[dict]) -> dict[str, tuple[str, int]]:
     from _funasr_baseline import fingerprint
 
-    from pipeline.cache import pcm_path, read_segment
+    from core.cache import pcm_path, read_segment
 
     return {fingerprint(read_segment(pcm_path(work / "pcm", s["recording_id"]), s["start_sample"],
                                      s["end_sample"])): (s["recording_id"], s["segment_index"]) for s in segments}
@@ -433,18 +433,18 @@ def child_ceiling(job: dict) -> dict:
     from asr.infer import to_device
     from asr.model import load_model
     from asr.stage import batch_plans
-    from pipeline.cache import pcm_dir
     from pipeline.config import load_config
+    from pipeline.workdir import WorkDir
 
     cfg = load_config(job["config"])
-    work = cfg.work_path
+    work = WorkDir(cfg.work_path)
     lm = load_model(cfg.asr)
-    plans = batch_plans(_read(work / "batches.parquet", "BATCHES"), _read(work / "segments.parquet", "VAD_SEGMENTS"))
+    plans = batch_plans(_read(work.batches, "BATCHES"), _read(work.segments, "VAD_SEGMENTS"))
     t0 = time.perf_counter()
     workers = (os.cpu_count() or 1) if lm.device.type == "cuda" else 0  # untimed: use every core
-    with FeatureFeeder(lm.frontend_info, pcm_dir(work), workers, max(2, 2 * workers), frontend=lm.frontend) as feeder:
+    with FeatureFeeder(lm.frontend_info, work.pcm, workers, max(2, 2 * workers), frontend=lm.frontend) as feeder:
         fbs = list(feeder.feed(plans))
-    on_device = [to_device(fb.feats, fb.lengths, lm) for fb in fbs if fb.n_items]
+    on_device = [to_device(fb.feats, fb.frames, lm) for fb in fbs if fb.n_items]
     features_s = time.perf_counter() - t0
     if not on_device:
         raise SystemExit("e2e: the archive has no speech segments to decode")
@@ -456,9 +456,9 @@ def child_ceiling(job: dict) -> dict:
         model_forward(lm, x, n)
     _sync(lm.device)
     model_s = time.perf_counter() - t0
-    padded = sum(fb.n_items * int(fb.lengths.max(initial=0)) for fb in fbs)
+    padded = sum(fb.n_items * int(fb.frames.max(initial=0)) for fb in fbs)
     return {"wall_s": model_s, "model_s": model_s, "features_s": features_s, "batches": len(on_device),
-            "padding_efficiency": sum(int(fb.lengths.sum()) for fb in fbs) / max(padded, 1),
+            "padding_efficiency": sum(int(fb.frames.sum()) for fb in fbs) / max(padded, 1),
             "peak_rss_mb": peak_rss_mb(),
             "peak_gpu_mb": torch.cuda.max_memory_allocated(lm.device) / 2**20 if lm.device.type == "cuda" else 0.0}
 
@@ -484,7 +484,7 @@ def _sync(device) -> None:
 
 
 def _read(path: Path, schema_name: str):
-    from pipeline import tables
+    from core import tables
 
     return tables.read_table(path, getattr(tables, schema_name))
 
@@ -553,7 +553,7 @@ def config_changes(plan: dict, overrides: list[str]) -> dict:
 
 def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]:
     """Segments whose tokens differ (or that one side lacks), a few examples, and vadpack's segment count."""
-    from pipeline.tables import TRANSCRIPTS, read_table
+    from core.tables import TRANSCRIPTS, read_table
 
     ours = {(r["recording_id"], r["segment_index"]): tuple(r["tokens"])
             for r in read_table(vp_work / "transcripts", TRANSCRIPTS).to_pylist()}

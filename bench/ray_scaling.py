@@ -29,8 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.cache import SAMPLE_RATE  # noqa: E402
-from vad.synthetic import synthetic_meeting  # noqa: E402
+from core.cache import SAMPLE_RATE  # noqa: E402
+from tests.support.synthetic import synthetic_meeting  # noqa: E402
 
 
 def make_archive(root: Path, n_files: int, n_turns: int) -> float:

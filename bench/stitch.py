@@ -27,9 +27,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.cache import SAMPLE_RATE
-from pipeline.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
-from stitcher.text import join_tokens
+from core.cache import SAMPLE_RATE
+from core.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
+from core.text import join_tokens
 
 VOCAB = np.array(list("我们今天开会讨论项目进度的问题") + ["the", "meet@@", "ing", "project", "is", "on", "track"])
 
@@ -98,12 +98,13 @@ STITCH_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from pipeline.config import config_from_dict
-from stitcher.stage import stitch_stage
+from pipeline.stages import StageContext, run_stitch
+from pipeline.workdir import WorkDir
 work = Path(sys.argv[1])
 cfg = config_from_dict({"inputs": ["/archive"], "work_dir": str(work),
                         "stitch": {"formats": json.loads(sys.argv[2])}})
 t0 = time.perf_counter()
-summary = stitch_stage(cfg, work)
+summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   **summary}))

@@ -38,12 +38,12 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.audio import iter_decode_16k, to_int16  # noqa: E402
-from pipeline.types import RecordingRef  # noqa: E402
+from core.types import RecordingRef  # noqa: E402
+from tests.support.audio import decode_int16  # noqa: E402
+from tests.support.scoring import grid_10ms, naive_regions  # noqa: E402
+from tests.support.synthetic import synthetic_meeting  # noqa: E402
 from vad.config import VadConfig  # noqa: E402
-from vad.scoring import grid_10ms, naive_regions  # noqa: E402
 from vad.stage import run_vad, segment_recording  # noqa: E402
-from vad.synthetic import synthetic_meeting  # noqa: E402
 
 SR = 16_000
 REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
@@ -67,7 +67,7 @@ def accuracy(real_dir: Path, cfg: VadConfig) -> dict:
     for name, info in labels.items():
         if not str(info.get("labels", "")).startswith("human"):
             continue
-        pcm = np.concatenate([to_int16(b) for b in iter_decode_16k(str(real_dir / name))])
+        pcm = decode_int16(str(real_dir / name))
         n = len(pcm) // (SR // 100)
         truth = grid_10ms(info["speech_s"], n)
         ours = grid_10ms([(a / SR, b / SR) for a, b in segment_recording(pcm, cfg)], n)
@@ -161,7 +161,7 @@ def _cpu_s() -> float:
 _RSS_CHILD = """
 import json, re, sys, time
 sys.path.insert(0, sys.argv[1])
-from pipeline.types import RecordingRef
+from core.types import RecordingRef
 from vad.config import VadConfig
 from vad.stage import run_vad
 start = time.perf_counter()

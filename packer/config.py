@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from pipeline.configtools import check_range
+from core.configtools import check_range
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from core.cache import SAMPLE_RATE
+
 FBANK_WINDOW_SAMPLES = 400  # 25 ms
 FBANK_SHIFT_SAMPLES = 160  # 10 ms
 LFR_N = 6  # frames skipped per LFR frame (lfr_m=7 only widens each frame; it does not change the count)

@@ -12,10 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.cache import SAMPLE_RATE
+from core.tables import BATCHES
 from packer.config import PackerConfig
-from packer.cost import SAMPLE_RATE, budget_frames_for, feature_frames, items_that_fit
+from packer.cost import budget_frames_for, feature_frames, items_that_fit
 from packer.types import PackResult, PackStats
-from pipeline.tables import BATCHES
 
 REQUIRED_COLUMNS = {"recording_id": pa.string(), "segment_index": pa.int32(),
                     "start_sample": pa.int64(), "end_sample": pa.int64()}

@@ -40,7 +40,7 @@ class PackResult:
     """What ``pack_segments`` returns.
 
     Attributes:
-        batches: one row per batch with the ``pipeline.tables.BATCHES`` schema, longest batch first.
+        batches: one row per batch with the ``core.tables.BATCHES`` schema, longest batch first.
         warnings: messages a person should see (segments over budget, segments too short to decode).
         stats: padding efficiency and counts.
     """

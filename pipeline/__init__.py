@@ -1,3 +1,1 @@
-"""vadpack pipeline: config, audio decoding, tables, stage runner, CLI and engines."""
-
-__version__ = "0.1.0"
+"""The vadpack orchestrator: config, stage runner, store bookkeeping, CLI and engines."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from pipeline.stages import STAGES
 
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tiny-model":
             return cmd_tiny_model(args)
-        from pipeline.config import load_config
+        from pipeline.api import load_config
 
         cfg = load_config(args.config, args.override)
         if args.command == "status":
@@ -76,23 +75,23 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_status(cfg) -> int:
-    from pipeline.runner import Runner
+    from pipeline.api import status
 
-    for st in Runner(cfg, progress=False).status():
+    for st in status(cfg):
         rows = "" if st.rows is None else f"{st.rows} rows"
         print(f"{st.stage:7s} {st.state:8s} {rows:>12s}  {st.reason}")
     return EXIT_OK
 
 
 def cmd_run(cfg, args: argparse.Namespace) -> int:
-    from pipeline.configtools import ConfigError
-    from pipeline.runner import Runner, StageOrderError
-    from pipeline.summary import print_summary, run_summary
+    from core.configtools import ConfigError
+    from pipeline.api import run
+    from pipeline.runner import StageOrderError
+    from pipeline.summary import print_summary
 
-    runner = Runner(cfg, progress=not args.no_progress and sys.stderr.isatty())
-    t0 = time.perf_counter()
     try:
-        results = runner.run(only=args.stage, start=args.start)
+        report = run(cfg, stage=args.stage, from_stage=args.start,
+                     progress=not args.no_progress and sys.stderr.isatty())
     except (StageOrderError, ConfigError) as e:
         print(f"vadpack: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -103,9 +102,8 @@ def cmd_run(cfg, args: argparse.Namespace) -> int:
         if args.verbose:
             raise
         return EXIT_INTERNAL
-    summary = run_summary(cfg, results, time.perf_counter() - t0)
-    print_summary(summary)
-    return EXIT_PARTIAL if summary["failed_inputs"] or summary["failed_segments"] else EXIT_OK
+    print_summary(report.summary)
+    return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from asr.config import AsrConfig
+from core.configtools import as_plain, check_choice, from_mapping
 from packer.config import PackerConfig
-from pipeline.configtools import as_plain, check_choice, from_mapping
 from stitcher.config import StitchConfig
 from vad.config import VadConfig
 

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic import write_text_atomic
+from core.manifest import combine, new_manifest, read_manifest, write_manifest
 from pipeline.config import Config, config_to_yaml
-from pipeline.manifest import Manifest, combine, new_manifest, read_manifest, remove_manifest, write_manifest
 from pipeline.stages import (
     RUNNERS,
     STAGES,
@@ -22,8 +23,9 @@ from pipeline.stages import (
     StageResult,
     prepare_asr_parts,
     stage_config_hash,
-    work_files,
+    stage_outputs,
 )
+from pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
 
@@ -45,7 +47,7 @@ class Runner:
 
     def __init__(self, cfg: Config, progress: bool = True) -> None:
         self.cfg = cfg
-        self.work = cfg.work_path
+        self.work = WorkDir(cfg.work_path)
         self.progress = progress
 
     # ---- what is up to date -------------------------------------------------------------------
@@ -59,14 +61,14 @@ class Runner:
             return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(paths)))
         fps = []
         for up in UPSTREAM[stage]:
-            m = read_manifest(self.work, up)
+            m = read_manifest(self.work.manifest(up))
             if m is None:
                 return None
             fps.append(m.output_fingerprint)
         return combine(*fps)
 
     def state(self, stage: str) -> StageState:
-        m = read_manifest(self.work, stage)
+        m = read_manifest(self.work.manifest(stage))
         if m is None:
             return StageState(stage, "missing", None)
         if m.config_hash != stage_config_hash(self.cfg, stage):
@@ -96,9 +98,9 @@ class Runner:
             only: run just this stage, from the saved artifacts of the stages before it.
             start: force this stage and every stage after it to rerun.
         """
-        self.work.mkdir(parents=True, exist_ok=True)
-        sweep_temp_files([self.work, self.cfg.output_path])
-        (self.work / "config.resolved.yaml").write_text(config_to_yaml(self.cfg))
+        self.work.root.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files([self.work.root, self.cfg.output_path])
+        write_text_atomic(self.work.resolved_config, config_to_yaml(self.cfg))
         results: dict[str, StageResult] = {}
         forced = False
         for stage in STAGES:
@@ -114,11 +116,11 @@ class Runner:
     def run_stage(self, stage: str) -> StageResult:
         input_fp = self.input_fingerprint(stage)
         if input_fp is None:
-            missing = [u for u in UPSTREAM[stage] if read_manifest(self.work, u) is None]
+            missing = [u for u in UPSTREAM[stage] if read_manifest(self.work.manifest(u)) is None]
             raise StageOrderError(f"cannot run {stage}: stage {missing[0]} has not run yet "
                                   f"(run `vadpack run CONFIG` or `--stage {missing[0]}` first)")
         config_hash = stage_config_hash(self.cfg, stage)
-        remove_manifest(self.work, stage)  # while a stage runs, it is not complete
+        self.work.manifest(stage).unlink(missing_ok=True)  # while a stage runs, it is not complete
         if stage == "asr":
             prepare_asr_parts(self.work, combine(config_hash, input_fp))
         log.info("%s: running", stage)
@@ -126,19 +128,10 @@ class Runner:
         result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress))
         result.summary["wall_s"] = time.perf_counter() - t0
         log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
-        write_manifest(self.work, new_manifest(stage, config_hash, input_fp, self.outputs(stage), result.rows,
-                                               result.summary))
+        write_manifest(self.work.manifest(stage), new_manifest(stage, config_hash, input_fp,
+                                                               stage_outputs(self.cfg, stage), result.rows,
+                                                               result.summary))
         return result
-
-    def outputs(self, stage: str) -> list[Path]:
-        if stage == "stitch":
-            from stitcher.stage import output_files
-
-            return output_files(self.cfg)
-        return work_files(self.work)[stage]
-
-    def manifest(self, stage: str) -> Manifest | None:
-        return read_manifest(self.work, stage)
 
 
 def sweep_temp_files(folders: list[Path]) -> int:

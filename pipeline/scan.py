@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from core.configtools import ConfigError
+from core.tables import RECORDINGS, to_table
 from pipeline.config import Config
-from pipeline.configtools import ConfigError
-from pipeline.tables import RECORDINGS, to_table
 
 log = logging.getLogger("vadpack")
 
@@ -99,7 +99,7 @@ def fingerprint_inputs(paths: list[str]) -> list[tuple[str, int, int]]:
 
 def scan(paths: list[str]) -> pa.Table:
     """Probe each input; a file that cannot be read becomes a ``failed`` row with the reason."""
-    from pipeline.audio import AudioError, probe
+    from core.audio import AudioError, probe
 
     rows = []
     for path in paths:

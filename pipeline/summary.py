@@ -6,20 +6,21 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
+from core.tables import BATCHES, RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, read_table
 from pipeline.config import Config
 from pipeline.stages import StageResult
-from pipeline.tables import BATCHES, RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, read_table
+from pipeline.workdir import WorkDir
 
 
 def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> dict:
     """Figures of the whole run (also for stages skipped as up to date)."""
-    work = cfg.work_path
+    work = WorkDir(cfg.work_path)
     s: dict = {"stages_run": list(results), "wall_s": wall_s, "output_dir": str(cfg.output_path)}
-    recs = _read(work / "recordings.parquet", RECORDINGS)
-    vad = _read(work / "vad_recordings.parquet", VAD_RECORDINGS)
-    batches = _read(work / "batches.parquet", BATCHES)
-    trans = _read(work / "transcripts", TRANSCRIPTS)
+    recs = _read(work.recordings, RECORDINGS)
+    vad = _read(work.vad_recordings, VAD_RECORDINGS)
+    batches = _read(work.batches, BATCHES)
+    trans = _read(work.transcripts, TRANSCRIPTS)
     s["files"] = recs.num_rows if recs is not None else 0
     failed = 0
     if recs is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.configtools import check_range
+from core.configtools import check_range
 
 FORMATS = ("srt", "vtt", "json", "txt")
 

@@ -18,10 +18,11 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from core.atomic import write_text_atomic
+from stitcher.config import FORMATS
 from stitcher.text import split_sentences
 from stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
 
-EXPORT_FORMATS = ("srt", "vtt", "json", "txt")
 MAX_STEM_BYTES = 120  # with "__", a 100-char id and ".json" the name stays under 255 bytes (ext4, APFS)
 # An id used as it is: starts and ends with a letter or digit (so "<name>.srt" has no "..").
 _SAFE_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
@@ -113,12 +114,12 @@ def _ms(t_s: float) -> float:
 
 
 def render(doc: DocumentText, fmt: str, gap_s: float) -> str:
-    """The text of ``doc`` in format ``fmt`` (one of ``EXPORT_FORMATS``)."""
+    """The text of ``doc`` in format ``fmt`` (one of ``FORMATS``)."""
     if fmt == "json":
         return to_json(doc)
     renderers = {"srt": to_srt, "vtt": to_vtt, "txt": to_txt}
     if fmt not in renderers:
-        raise ValueError(f"unknown export format {fmt!r}; allowed formats: {', '.join(EXPORT_FORMATS)}")
+        raise ValueError(f"unknown export format {fmt!r}; allowed formats: {', '.join(FORMATS)}")
     return renderers[fmt](document_cues(doc, gap_s))
 
 
@@ -177,20 +178,10 @@ def write_exports(doc: DocumentText, formats: Iterable[str], output_dir: str | P
     paths = []
     for fmt in formats:
         target = Path(output_dir) / fmt / f"{name}.{fmt}"
-        _write_text_atomic(target, render(doc, fmt, gap_s))
+        # Not fsync-ed: exports are cheap to recompute and written by the thousand.
+        write_text_atomic(target, render(doc, fmt, gap_s), durable=False)
         paths.append(target)
     return paths
-
-
-def _write_text_atomic(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---- adapter for the stitch stage, which holds rows as dicts -------------------------------------

@@ -15,59 +15,62 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.cache import SAMPLE_RATE
-from pipeline.config import Config
-from pipeline.configtools import stable_hash
-from pipeline.tables import (
+from core.cache import SAMPLE_RATE
+from core.tables import (
     DOCUMENTS,
     FAILURES,
     OUTPUT_SCHEMAS,
-    RECORDINGS,
     SEGMENTS,
     TOKENS,
-    TRANSCRIPTS,
-    VAD_RECORDINGS,
-    VAD_SEGMENTS,
     TableSink,
-    read_table,
     to_table,
 )
+from stitcher.config import StitchConfig
 from stitcher.tokens import absolute_token_times
+from stitcher.types import StitchInputs
 
 log = logging.getLogger("vadpack")
 
 
-def output_files(cfg: Config) -> list[Path]:
-    out = cfg.output_path
-    return [out / f"{name}.parquet" for name in OUTPUT_SCHEMAS]
+def output_files(output_dir: Path) -> list[Path]:
+    """The public tables stitch writes into ``output_dir``."""
+    return [Path(output_dir) / f"{name}.parquet" for name in OUTPUT_SCHEMAS]
 
 
-def stitch_stage(cfg: Config, work: Path) -> dict:
+def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, model: str,
+                 config_hash: str) -> dict:
     """Build and write documents, segments, failures and tokens, and the per-recording exports.
 
     Documents, segments and failures hold one row per recording or segment and are built whole.
     The tokens table and the exports are produced in chunks of whole recordings, so memory beyond
     the transcripts themselves does not grow with the archive.
+
+    Args:
+        inputs: the work tables stitch reads.
+        cfg: the stitch options.
+        output_dir: where the public tables and the exports go.
+        model: the asr model as configured, recorded in documents and table metadata.
+        config_hash: the hash of the whole run's config, recorded in table metadata.
+
+    Returns:
+        Counts of what was written: documents, segments, tokens, failures, exports.
     """
-    recordings = read_table(work / "recordings.parquet", RECORDINGS)
-    vad_recs = read_table(work / "vad_recordings.parquet", VAD_RECORDINGS)
-    segments = read_table(work / "segments.parquet", VAD_SEGMENTS)
-    transcripts = read_table(work / "transcripts", TRANSCRIPTS)
-    joined = join_transcripts(segments, transcripts)
+    output_dir = Path(output_dir)
+    joined = join_transcripts(inputs.segments, inputs.transcripts)
     seg_table = joined.segments_table()
-    failures = collect_failures(recordings, vad_recs, transcripts)
-    documents = build_documents(recordings, vad_recs, seg_table, failures, cfg.asr.model)
-    if cfg.stitch.punc_model:
+    failures = collect_failures(inputs.recordings, inputs.vad_recordings, inputs.transcripts)
+    documents = build_documents(inputs.recordings, inputs.vad_recordings, seg_table, failures, model)
+    if cfg.punc_model:
         from stitcher.punc import punctuate
 
-        texts = punctuate(documents["text"].to_pylist(), cfg.stitch.punc_model)
+        texts = punctuate(documents["text"].to_pylist(), cfg.punc_model)
         documents = documents.set_column(documents.schema.get_field_index("text"), "text", pa.array(texts))
-    meta = {"model": cfg.asr.model, "config_hash": stable_hash(cfg)}
+    meta = {"model": model, "config_hash": config_hash}
     for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
-        sink = TableSink(cfg.output_path / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.stitch.partition_rows)
+        sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
         sink.write(table)
         sink.close()
-    n_tokens, n_exports = write_tokens_and_exports(cfg, documents, seg_table, joined, meta)
+    n_tokens, n_exports = write_tokens_and_exports(cfg, output_dir, documents, seg_table, joined, meta)
     return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": n_tokens,
             "failures": failures.num_rows, "exports": n_exports}
 
@@ -78,13 +81,13 @@ class Joined:
 
     Attributes:
         segs: the vad segments sorted by (recording_id, segment_index).
-        have: per segment, whether it has an ``ok`` transcript.
-        sel: the transcripts of the segments with ``have``, in segment order.
+        has_result: per segment, whether it has an ``ok`` transcript.
+        results: the transcripts of the segments with ``has_result``, in segment order.
     """
 
     segs: pa.Table
-    have: np.ndarray
-    sel: pa.Table
+    has_result: np.ndarray
+    results: pa.Table
 
     @property
     def start_s(self) -> np.ndarray:
@@ -97,20 +100,21 @@ class Joined:
     def segments_table(self) -> pa.Table:
         """The public segments table. A segment that failed in asr keeps its times with null text."""
         n_tokens = np.zeros(self.segs.num_rows, dtype=np.int32)
-        n_tokens[self.have] = pc.list_value_length(self.sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False)
+        counts = pc.list_value_length(self.results["tokens"]).fill_null(0)
+        n_tokens[self.has_result] = counts.to_numpy(zero_copy_only=False)
         return to_table({
             "recording_id": self.segs["recording_id"], "segment_index": self.segs["segment_index"],
             "start_s": self.start_s, "end_s": self.end_s,
-            "text": _scatter(segment_texts(self.sel), self.have, pa.string()),
-            "batch_id": _scatter(self.sel["batch_id"], self.have, pa.int32()), "n_tokens": n_tokens,
+            "text": _scatter(self.results["text"], self.has_result, pa.string()),
+            "batch_id": _scatter(self.results["batch_id"], self.has_result, pa.int32()), "n_tokens": n_tokens,
         }, SEGMENTS)
 
     def tokens_table(self, lo: int, hi: int) -> pa.Table:
         """The tokens of segments [lo, hi) (in time order), with absolute times."""
-        rows = np.flatnonzero(self.have[lo:hi]) + lo
-        sel_rows = np.cumsum(self.have)[rows] - 1
-        return build_tokens(self.sel.take(pa.array(sel_rows, pa.int64())), self.segs.take(pa.array(rows, pa.int64())),
-                            self.start_s[rows], self.end_s[rows])
+        rows = np.flatnonzero(self.has_result[lo:hi]) + lo
+        result_rows = np.cumsum(self.has_result)[rows] - 1
+        return build_tokens(self.results.take(pa.array(result_rows, pa.int64())),
+                            self.segs.take(pa.array(rows, pa.int64())), self.start_s[rows], self.end_s[rows])
 
 
 def join_transcripts(segments: pa.Table, transcripts: pa.Table) -> Joined:
@@ -126,21 +130,6 @@ def join_transcripts(segments: pa.Table, transcripts: pa.Table) -> Joined:
     return Joined(segs, pc.is_valid(pos).to_numpy(zero_copy_only=False), ok.take(pc.drop_null(pos)))
 
 
-def segment_texts(sel: pa.Table) -> pa.Array:
-    """Each transcript's text: as the asr stage joined it, or joined here from its tokens."""
-    from stitcher.text import join_tokens
-
-    text = sel["text"].combine_chunks() if sel.num_rows else pa.array([], pa.string())
-    missing = np.flatnonzero(pc.is_null(text).to_numpy(zero_copy_only=False))
-    if missing.size == 0:
-        return text
-    values = text.to_pylist()
-    tokens = sel["tokens"].take(pa.array(missing)).to_pylist()
-    for i, toks in zip(missing, tokens):
-        values[i] = join_tokens(toks or [])
-    return pa.array(values, pa.string())
-
-
 def _scatter(values: pa.Array | pa.ChunkedArray, have: np.ndarray, type_: pa.DataType) -> pa.Array:
     """Spread ``values`` (one per True in ``have``) over len(have) rows, null elsewhere."""
     idx = np.zeros(have.size, dtype=np.int64)
@@ -150,22 +139,22 @@ def _scatter(values: pa.Array | pa.ChunkedArray, have: np.ndarray, type_: pa.Dat
     return dense.take(pa.array(idx, mask=~have))
 
 
-def build_tokens(sel: pa.Table, segs: pa.Table, start_s: np.ndarray, end_s: np.ndarray) -> pa.Table:
+def build_tokens(results: pa.Table, segs: pa.Table, start_s: np.ndarray, end_s: np.ndarray) -> pa.Table:
     """The tokens table with absolute, clamped, monotonic times, computed column-wise.
 
-    ``sel`` holds the transcripts of the segments ``segs``, row for row.
+    ``results`` holds the transcripts of the segments ``segs``, row for row.
     """
-    counts = pc.list_value_length(sel["tokens"]).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    seg_of_tok = np.repeat(np.arange(sel.num_rows, dtype=np.int64), counts)
-    rel_start = pc.list_flatten(sel["token_start_ms"]).to_numpy(zero_copy_only=False)
-    rel_end = pc.list_flatten(sel["token_end_ms"]).to_numpy(zero_copy_only=False)
+    counts = pc.list_value_length(results["tokens"]).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    seg_of_tok = np.repeat(np.arange(results.num_rows, dtype=np.int64), counts)
+    rel_start = pc.list_flatten(results["token_start_ms"]).to_numpy(zero_copy_only=False)
+    rel_end = pc.list_flatten(results["token_end_ms"]).to_numpy(zero_copy_only=False)
     abs_start, abs_end = absolute_token_times(start_s[seg_of_tok], end_s[seg_of_tok], rel_start, rel_end,
                                               counts)
     token_index = np.arange(len(seg_of_tok)) - np.repeat(np.cumsum(counts) - counts, counts)
     take = pa.array(seg_of_tok)
     return to_table({
         "recording_id": segs["recording_id"].take(take), "segment_index": segs["segment_index"].take(take),
-        "token_index": token_index.astype(np.int32), "token": pc.list_flatten(sel["tokens"]),
+        "token_index": token_index.astype(np.int32), "token": pc.list_flatten(results["tokens"]),
         "start_s": abs_start, "end_s": abs_end,
     }, TOKENS)
 
@@ -187,7 +176,7 @@ def collect_failures(recordings: pa.Table, vad_recs: pa.Table, transcripts: pa.T
 def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Table, failures: pa.Table,
                     model: str) -> pa.Table:
     """One row per recording that decoded, also when it has no speech (empty text, n_segments 0)."""
-    from stitcher.text import join_segments
+    from core.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
     seg_groups = group_offsets(seg_table["recording_id"])
@@ -221,8 +210,8 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
     return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
-def write_tokens_and_exports(cfg: Config, documents: pa.Table, seg_table: pa.Table, joined: Joined,
-                             meta: dict[str, str], chunk_segments: int = 50_000) -> tuple[int, int]:
+def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
+                             joined: Joined, meta: dict[str, str], chunk_segments: int = 50_000) -> tuple[int, int]:
     """Write the tokens table and the human exports, a chunk of whole recordings at a time.
 
     Returns:
@@ -230,22 +219,22 @@ def write_tokens_and_exports(cfg: Config, documents: pa.Table, seg_table: pa.Tab
     """
     from stitcher.export import write_document_exports
 
-    sink = TableSink(cfg.output_path / "tokens.parquet", TOKENS, meta, cfg.stitch.partition_rows)
+    sink = TableSink(output_dir / "tokens.parquet", TOKENS, meta, cfg.partition_rows)
     seg_groups = group_offsets(seg_table["recording_id"])
     docs = {d["recording_id"]: d for d in documents.to_pylist()}
     n_exports = 0
 
     def export(rid: str, segs: pa.Table, toks: pa.Table) -> int:
-        if not cfg.stitch.formats or rid not in docs:
+        if not cfg.formats or rid not in docs:
             return 0
-        return write_document_exports(cfg.output_path, cfg.stitch.formats, docs[rid], segs.to_pylist(),
-                                      toks.to_pylist(), cfg.stitch.sentence_gap_s)
+        return write_document_exports(output_dir, cfg.formats, docs[rid], segs.to_pylist(), toks.to_pylist(),
+                                      cfg.sentence_gap_s)
 
     for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
         tokens = joined.tokens_table(lo, hi)
         sink.write(tokens)
-        tok_groups = group_offsets(tokens["recording_id"]) if cfg.stitch.formats else {}
-        for rid in rids if cfg.stitch.formats else ():
+        tok_groups = group_offsets(tokens["recording_id"]) if cfg.formats else {}
+        for rid in rids if cfg.formats else ():
             s_lo, s_hi = seg_groups[rid]
             t_lo, t_hi = tok_groups.get(rid, (0, 0))
             n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))

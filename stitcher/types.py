@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 
 @dataclass(frozen=True, slots=True)
 class TokenTime:
@@ -73,3 +75,20 @@ class DocumentText:
     duration_s: float
     text: str
     segments: tuple[SegmentText, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StitchInputs:
+    """The work tables the stitch stage reads (schemas in ``core.tables``).
+
+    Attributes:
+        recordings: the scan stage's table (``RECORDINGS``).
+        vad_recordings: the vad stage's per-recording table (``VAD_RECORDINGS``).
+        segments: the vad stage's segments (``VAD_SEGMENTS``).
+        transcripts: the asr results (``TRANSCRIPTS``).
+    """
+
+    recordings: pa.Table
+    vad_recordings: pa.Table
+    segments: pa.Table
+    transcripts: pa.Table

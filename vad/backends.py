@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 from vad.config import VadConfig
 from vad.frames import FramedClassifier, WebrtcFrames, frame_energy_db
 from vad.types import FrameTrack

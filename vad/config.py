@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
-from pipeline.configtools import check_choice, check_range
+from core.configtools import check_choice, check_range
 
 BACKENDS = ("webrtc", "silero", "fsmn")
 
@@ -37,6 +38,8 @@ class VadConfig:
         workers: worker processes; 0 means one per CPU core.
         fsmn_model: local fsmn-vad model folder for ``backend: fsmn``.
     """
+
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("workers",)  # change speed, never segments
 
     backend: str = "webrtc"
     # Defaults tuned on the human-labelled recordings of ../shared/data/real (bench/vad.py).

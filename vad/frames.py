@@ -12,7 +12,7 @@ import _webrtcvad
 import numpy as np
 import webrtcvad
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 from vad.types import FrameTrack
 
 # Energy of digital silence: log10(0) would be -inf, which breaks percentiles and comparisons.
@@ -28,7 +28,7 @@ class Framer:
     def __init__(self, frame_samples: int) -> None:
         self.frame_samples = frame_samples
         self.n_samples = 0
-        self.energy: list[np.ndarray] = []
+        self.energy_db: list[np.ndarray] = []
         self._carry = np.zeros(0, dtype=np.int16)
 
     def frames(self, pcm: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ class Framer:
         n = len(data) // self.frame_samples
         self._carry = data[n * self.frame_samples:].copy()
         whole = data[: n * self.frame_samples]
-        self.energy.append(frame_energy_db(whole, self.frame_samples))
+        self.energy_db.append(frame_energy_db(whole, self.frame_samples))
         return whole.reshape(n, self.frame_samples)
 
     def tail(self) -> np.ndarray | None:
@@ -48,7 +48,7 @@ class Framer:
         """
         if not len(self._carry):
             return None
-        self.energy.append(frame_energy_db(self._carry, len(self._carry)))
+        self.energy_db.append(frame_energy_db(self._carry, len(self._carry)))
         frame = np.zeros((1, self.frame_samples), dtype=np.int16)
         frame[0, : len(self._carry)] = self._carry
         self._carry = np.zeros(0, dtype=np.int16)
@@ -58,7 +58,7 @@ class Framer:
         """A FrameTrack of the per-block ``flags`` and the energy collected so far."""
         return FrameTrack(
             speech=np.concatenate(flags) if flags else np.zeros(0, dtype=bool),
-            energy_db=np.concatenate(self.energy) if self.energy else np.zeros(0, dtype=np.float32),
+            energy_db=np.concatenate(self.energy_db) if self.energy_db else np.zeros(0, dtype=np.float32),
             frame_samples=self.frame_samples,
             n_samples=self.n_samples,
         )

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 from vad.config import VadConfig
 from vad.types import FrameTrack
 

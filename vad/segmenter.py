@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 from vad.config import VadConfig
 from vad.split import cap_length, merge_short
 from vad.types import FrameTrack

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 from vad.types import FrameTrack
 
 QUIET_WINDOW_S = 0.1

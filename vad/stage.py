@@ -1,6 +1,6 @@
 """The vad stage: recordings -> PCM cache + speech segments, in parallel worker processes.
 
-Each worker streams one recording at a time: decode (pipeline.audio) -> int16 blocks written to the
+Each worker streams one recording at a time: decode (core.audio) -> int16 blocks written to the
 PCM cache and fed, as they pass, to the frame classifier -> gates -> state machine -> segments. The
 file is read once and memory stays one block whatever its length.
 
@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import tmp_name
-from pipeline.audio import AudioError, decode_to_pcm
-from pipeline.cache import SAMPLE_RATE, open_pcm, pcm_path
-from pipeline.configtools import as_plain, stable_hash
-from pipeline.faults import fault_arg
-from pipeline.types import RecordingRef
+from core.atomic import write_text_atomic
+from core.audio import AudioError, decode_to_pcm
+from core.cache import SAMPLE_RATE, open_pcm, pcm_path
+from core.configtools import result_hash
+from core.faults import fault_arg
+from core.types import RecordingRef, Segment
 from vad.backends import make_classifier
 from vad.config import VadConfig
 from vad.gates import apply_gates
 from vad.segmenter import segments_from_track
-from vad.types import FrameTrack, Segment, VadOutcome
+from vad.types import FrameTrack, VadOutcome
 
 SIDECAR_VERSION = 1
 BLOCK_SAMPLES = 10 * SAMPLE_RATE
@@ -50,7 +50,7 @@ def run_vad(
 
     Args:
         recordings: the recordings to process.
-        cache_dir: the PCM cache folder (see :mod:`pipeline.cache`).
+        cache_dir: the PCM cache folder (see :mod:`core.cache`).
         cfg: the vad config; ``cfg.n_workers`` worker processes (1 runs inline).
         progress: show a progress bar (files, audio hours, x real time) when stderr is a terminal.
 
@@ -92,13 +92,6 @@ def segments_of(track: FrameTrack, cfg: VadConfig) -> list[tuple[int, int]]:
     return segments_from_track(apply_gates(track, cfg), cfg)
 
 
-def vad_hash(cfg: VadConfig) -> str:
-    """Hash of the settings that change segments (not ``workers``), kept in each sidecar."""
-    plain = as_plain(cfg)
-    plain.pop("workers", None)
-    return stable_hash(plain)
-
-
 def sidecar_path(cache_dir: Path, recording_id: str) -> Path:
     return Path(cache_dir) / f"{recording_id}.vad.json"
 
@@ -125,7 +118,7 @@ def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
     side_file = sidecar_path(cache_dir, ref.recording_id)
     source = _source_identity(ref.path)
     side = _read_sidecar(side_file, pcm_file, source)
-    if side is not None and side["vad_hash"] == vad_hash(cfg):
+    if side is not None and side["vad_hash"] == result_hash(cfg):
         return _outcome(ref.recording_id, side["n_samples"], side["segments"], side["warning"])
     if side is not None:
         # Only the vad config changed: segment the cached PCM again instead of decoding the file.
@@ -138,7 +131,7 @@ def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
         segments = segments_of(classifier.finish(), cfg)
     _write_sidecar(side_file, {
         "version": SIDECAR_VERSION, "source": source, "n_samples": n_samples, "warning": warning,
-        "vad_hash": vad_hash(cfg), "segments": segments,
+        "vad_hash": result_hash(cfg), "segments": segments,
     })
     return _outcome(ref.recording_id, n_samples, segments, warning)
 
@@ -173,13 +166,7 @@ def _read_sidecar(side_file: Path, pcm_file: Path, source: dict | None) -> dict 
 
 
 def _write_sidecar(side_file: Path, data: dict) -> None:
-    tmp = tmp_name(side_file)
-    try:
-        tmp.write_text(json.dumps(data, separators=(",", ":")))
-        os.replace(tmp, side_file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(side_file, json.dumps(data, separators=(",", ":")))
 
 
 # ---- many recordings ---------------------------------------------------------------------------

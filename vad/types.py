@@ -6,19 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A speech segment of one recording: samples [start_sample, end_sample) at 16 kHz."""
-
-    recording_id: str
-    index: int
-    start_sample: int
-    end_sample: int
-
-    @property
-    def n_samples(self) -> int:
-        return self.end_sample - self.start_sample
+from core.types import Segment
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from asr.config import AsrConfig
+from core.types import RecordingRef, Segment
 from pipeline.config import RayConfig
-from pipeline.types import RecordingRef
 from vad.config import VadConfig
-from vad.types import Segment, VadOutcome
+from vad.types import VadOutcome
 
 log = logging.getLogger("vadpack")
 
@@ -107,12 +107,12 @@ class _AsrActor:
         self.cfg = replace(cfg, feature_workers=cfg.feature_workers_for(self.lm.device.type))
 
     def __call__(self, batch: dict) -> dict:
-        from asr.stage import _Run
+        from asr.stage import Decoder
 
         rows = {"group": [], "audio_s": [], "model_s": [], "segments": [], "failed": [], "t_start": [], "t_end": []}
         for gi in batch["group"]:
             t_start = time.time()
-            run = _Run(self.lm, self.cfg, lambda _msg: None)
+            run = Decoder(self.lm, self.cfg, lambda _msg: None)
             run.decode_groups([self.groups[int(gi)]], self.cache_dir, progress=False)
             self.cfg = replace(self.cfg, warmup=False)  # once per actor is enough
             s = run.summary(0.0, 0)

@@ -14,8 +14,8 @@ import pytest
 
 from asr.config import AsrConfig
 from asr.tiny import write_tiny_model
-from pipeline.cache import SAMPLE_RATE
-from pipeline.tables import BATCHES, VAD_SEGMENTS, to_table
+from core.cache import SAMPLE_RATE
+from core.tables import BATCHES, VAD_SEGMENTS, to_table
 from tests.asr.synth import speech_like, write_pcm
 
 # A realistic mix of segment lengths (seconds): mostly a few seconds, some very short, some at the

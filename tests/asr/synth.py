@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
+from core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
 
 
 def speech_like(duration_s: float, seed: int, rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from asr.config import AsrConfig
 from asr.stage import run_asr
-from pipeline.tables import BATCHES, TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table
+from core.tables import BATCHES, TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table
 from tests.asr.conftest import Archive, pack
 
 BUDGET_S = 45

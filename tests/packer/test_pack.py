@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.tables import BATCHES
 from packer.config import PackerConfig
 from packer.cost import CostModel, batch_cost, budget_frames_for, feature_frames
 from packer.pack import pack_segments
-from pipeline.tables import BATCHES
 
 SR = 16_000
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 
+from asr.types import DeviceInfo
 from pipeline.cli import main
-from pipeline.config import load_config
+from pipeline.config import config_from_dict, load_config
+from pipeline.stages import budget_basis
 from pipeline.runner import Runner
 from tests.conftest import write_config
 
@@ -98,6 +102,33 @@ def test_changed_packer_setting_makes_pack_and_later_stale_not_vad(finished_run)
     changed = load_config(cfg_path, ["packer.budget_s=30"])
     states = {s.stage: s.state for s in Runner(changed).status()}
     assert states == {"scan": "done", "vad": "done", "pack": "stale", "asr": "stale", "stitch": "stale"}
+
+
+def test_pack_is_keyed_by_the_budget_it_resolves_to(finished_run):
+    cfg_path, cfg, _ = finished_run
+    manifest = json.loads((cfg.work_path / "manifests" / "pack.json").read_text())
+    assert manifest["summary"]["budget_s"] == 60.0  # the resolved number is recorded
+    # auto resolves to the CPU budget here: writing either form changes nothing ...
+    for same in ("packer.budget_s=auto", "packer.budget_s=60", "packer.budget_s=60.0"):
+        assert {s.stage: s.state for s in Runner(load_config(cfg_path, [same])).status()}["pack"] == "done"
+    # ... while another number does.
+    assert {s.stage: s.state for s in Runner(load_config(cfg_path, ["packer.budget_s=61"])).status()}["pack"] == \
+        "stale"
+
+
+def test_auto_budget_basis_follows_the_device():
+    # On CUDA the budget is measured, so the device, model and dtype key the pack, not the word "auto".
+    auto = config_from_dict({"inputs": ["a.wav"], "work_dir": "w", "packer": {"budget_s": "auto"}})
+    h200 = DeviceInfo("cuda", "NVIDIA H200", 150_000_000_000)
+    a10 = DeviceInfo("cuda", "NVIDIA A10", 24_000_000_000)
+    cpu = DeviceInfo("cpu", "cpu")
+    bases = {budget_basis(auto, d) for d in (h200, a10, cpu)}
+    assert len(bases) == 3 and budget_basis(auto, cpu) == "60"
+    bf16 = config_from_dict({"inputs": ["a.wav"], "work_dir": "w", "packer": {"budget_s": "auto"},
+                             "asr": {"dtype": "bfloat16"}})
+    assert budget_basis(bf16, h200) != budget_basis(auto, h200)
+    fixed = config_from_dict({"inputs": ["a.wav"], "work_dir": "w", "packer": {"budget_s": 300}})
+    assert budget_basis(fixed, h200) == budget_basis(fixed, cpu) == "300"
 
 
 def test_from_reruns_that_stage_and_all_after_it(finished_run):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import vad.backends
+from tests.support.synthetic import speech_burst
 from vad.backends import FsmnFrames, SileroFrames
 from vad.config import VadConfig
 from vad.stage import segment_recording
-from vad.synthetic import speech_burst
 
 SR = 16000
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support.synthetic import speech_burst
 from vad.config import VadConfig
 from vad.frames import SILENCE_DB, WebrtcFrames, classify_webrtc, frame_energy_db
 from vad.gates import apply_gates, moving_std
 from vad.stage import segment_recording
-from vad.synthetic import speech_burst
 from vad.types import FrameTrack
 
 SR = 16000

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import iter_decode_16k, to_int16
+from tests.support.audio import decode_int16
+from tests.support.scoring import grid_10ms, naive_regions
+from tests.support.synthetic import synthetic_meeting
 from vad.config import VadConfig
-from vad.scoring import grid_10ms, naive_regions
 from vad.stage import segment_recording
-from vad.synthetic import synthetic_meeting
 
 SR = 16000
 CELL = SR // 100  # scored on a 10 ms grid
@@ -27,7 +27,7 @@ def human_labelled(real_data: Path) -> list[tuple[np.ndarray, list]]:
     labels = json.loads((real_data / "labels.json").read_text())
     files = [(name, v) for name, v in labels.items() if str(v.get("labels", "")).startswith("human")]
     assert len(files) >= 7
-    return [(np.concatenate([to_int16(b) for b in iter_decode_16k(str(real_data / name))]), v["speech_s"])
+    return [(decode_int16(str(real_data / name)), v["speech_s"])
             for name, v in files]
 
 

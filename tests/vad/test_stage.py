@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 
 import vad.stage
-from pipeline.cache import open_pcm, pcm_path
-from pipeline.types import RecordingRef
+from core.cache import open_pcm, pcm_path
+from core.configtools import result_hash
+from core.types import RecordingRef
+from tests.support.synthetic import synthetic_meeting
 from vad.config import VadConfig
 from vad.stage import run_vad, segment_recording, sidecar_path
-from vad.synthetic import synthetic_meeting
 
 SR = 16000
 
@@ -52,7 +53,7 @@ def test_every_recording_gets_an_outcome_and_bad_files_do_not_stop_the_stage(tmp
     assert out["silence"].error is None and out["silence"].segments == () and out["silence"].n_samples == 3 * SR
     good = out["meeting"]
     assert good.error is None and good.n_samples == len(meeting.pcm)
-    assert [s.index for s in good.segments] == list(range(len(good.segments)))
+    assert [s.segment_index for s in good.segments] == list(range(len(good.segments)))
     assert [(s.start_sample, s.end_sample) for s in good.segments] == segment_recording(meeting.pcm, VadConfig())
     np.testing.assert_array_equal(open_pcm(pcm_path(cache, "meeting")), meeting.pcm)
     assert out["meeting44k"].n_samples == 10 * SR
@@ -74,7 +75,7 @@ def test_rerun_reuses_the_cache_and_only_redoes_vad_when_its_config_changes(tmp_
     padded = by_id(run_vad(archive[:1], cache, VadConfig(workers=1, pad_s=0.4), progress=False))
     old, new = first["meeting"].segments, padded["meeting"].segments
     assert new[0].start_sample < old[0].start_sample
-    assert json.loads(sidecar_path(cache, "meeting").read_text())["vad_hash"] == vad.stage.vad_hash(
+    assert json.loads(sidecar_path(cache, "meeting").read_text())["vad_hash"] == result_hash(
         VadConfig(pad_s=0.4))
 
 

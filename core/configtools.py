@@ -57,6 +57,18 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def result_hash(cfg: Any) -> str:
+    """The hash of the settings of a config section that change its stage's results.
+
+    A section lists the keys that change only speed (worker counts, threads, prefetch) in its
+    ``SPEED_ONLY`` class attribute; they are left out, so changing them never makes work stale.
+    """
+    plain = as_plain(cfg)
+    for key in getattr(type(cfg), "SPEED_ONLY", ()):
+        plain.pop(key, None)
+    return stable_hash(plain)
+
+
 def check_choice(where: str, value: Any, allowed: typing.Iterable[Any]) -> None:
     """Raise ValueError naming ``where`` when ``value`` is not one of ``allowed``."""
     allowed = tuple(allowed)

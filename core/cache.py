@@ -14,10 +14,6 @@ SAMPLE_RATE = 16_000
 PCM_DTYPE = np.dtype("<i2")
 
 
-def pcm_dir(work_dir: Path) -> Path:
-    return Path(work_dir) / "pcm"
-
-
 def pcm_path(cache_dir: Path, recording_id: str) -> Path:
     """The cache file of one recording (recording ids are file-name safe by construction)."""
     return Path(cache_dir) / f"{recording_id}.s16"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import __version__
-from pipeline.atomic import tmp_name
+from core import __version__
+from core.atomic import atomic_path, fsync_file, tmp_name
 
 SCHEMA_VERSION = "1"
 
@@ -132,17 +132,10 @@ def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | No
         metadata: extra key-value metadata; the vadpack and schema versions are always added.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = table.replace_schema_metadata(_metadata(table.schema, metadata))
-    tmp = tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         _fault_point("parquet_write", path)
         pq.write_table(table, tmp, compression="zstd")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -185,7 +178,7 @@ class TableSink:
         """Finish the table and move it to its final name (replacing an older one)."""
         if self.partition_rows is None:
             self._writer.close()
-            _fsync(self._tmp)
+            fsync_file(self._tmp)
         else:
             self._flush_parts(final=True)
         if self.path.is_dir():
@@ -240,15 +233,7 @@ def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
     return table
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fault_point(name: str, path: Path) -> None:
-    from pipeline.faults import maybe_fail
+    from core.faults import maybe_fail
 
     maybe_fail(name, str(path))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,17 +8,13 @@ keeps the output exact in length: ``round(n_in * 16000 / rate)`` samples, contin
 
 Problems a person can act on raise :class:`AudioError`. Problems that still leave usable audio (a
 truncated file, NaN samples in a float wav) are reported as warnings: :func:`decode_to_pcm` returns
-them in :class:`~pipeline.types.DecodeResult`, and :func:`iter_decode_16k` issues an
-:class:`AudioWarning`.
+them in :class:`~core.types.DecodeResult`, and :func:`decode_16k` appends them to its ``notes``.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import struct
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipeline.atomic import tmp_name
-from pipeline.cache import PCM_DTYPE, SAMPLE_RATE
-from pipeline.types import AudioInfo, DecodeResult
+from core.atomic import atomic_path
+from core.cache import PCM_DTYPE, SAMPLE_RATE
+from core.resample import PolyphaseResampler
+from core.types import AudioInfo, DecodeResult
 
 # soundfile subtypes -> the codec names ffprobe would print, so the recordings table reads the same
 # whichever library decoded a file.
@@ -45,10 +42,6 @@ _TRUNCATION_TOLERANCE_S = 0.010
 
 class AudioError(Exception):
     """An input file that cannot be decoded; the message says why in words a person can act on."""
-
-
-class AudioWarning(UserWarning):
-    """A file decoded with a caveat (truncated, non-finite samples); the message says what happened."""
 
 
 # ---- public API --------------------------------------------------------------------------------
@@ -77,22 +70,6 @@ def probe(path: str) -> AudioInfo:
     return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels), codec)
 
 
-def iter_decode_16k(path: str, block_s: float = 10.0) -> Iterator[np.ndarray]:
-    """Decode ``path`` to 16 kHz mono float32 in blocks of about ``block_s`` seconds.
-
-    Memory is bounded by the block size whatever the length of the file. The blocks join without
-    gaps or clicks, and their total length is ``round(frames * 16000 / rate)``.
-
-    Raises:
-        AudioError: when the file cannot be decoded at all. Caveats (truncation, NaN samples) are
-            issued as :class:`AudioWarning` after the last block.
-    """
-    notes: list[str] = []
-    yield from _decode_16k(path, block_s, notes)
-    for note in notes:
-        warnings.warn(f"{path}: {note}", AudioWarning, stacklevel=2)
-
-
 def decode_to_pcm(
     path: str,
     out_path: Path,
@@ -106,7 +83,7 @@ def decode_to_pcm(
 
     Args:
         path: input audio file.
-        out_path: the cache file (see :func:`pipeline.cache.pcm_path`).
+        out_path: the cache file (see :func:`core.cache.pcm_path`).
         on_block: called with each int16 block as it is written, so that a consumer (the VAD)
             sees the audio without reading the file back.
         block_s: decoding block length in seconds.
@@ -119,20 +96,14 @@ def decode_to_pcm(
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(out_path)
     notes: list[str] = []
     n_samples = 0
-    try:
-        with open(tmp, "wb") as out:
-            for pcm in _decode_16k(path, block_s, notes, as_int16=True):
-                out.write(pcm.tobytes())
-                n_samples += len(pcm)
-                if on_block is not None:
-                    on_block(pcm)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as out:
+        for pcm in decode_16k(path, block_s, notes, as_int16=True):
+            out.write(pcm.tobytes())
+            n_samples += len(pcm)
+            if on_block is not None:
+                on_block(pcm)
     return DecodeResult(n_samples=n_samples, warning="; ".join(notes) or None)
 
 
@@ -159,8 +130,23 @@ class _Source:
     is_pcm16k: bool = False
 
 
-def _decode_16k(path: str, block_s: float, notes: list[str], as_int16: bool = False) -> Iterator[np.ndarray]:
-    """Native-rate mono blocks from soundfile (or PyAV) -> 16 kHz blocks, float32 or int16."""
+def decode_16k(path: str, block_s: float = 10.0, notes: list[str] | None = None,
+               as_int16: bool = False) -> Iterator[np.ndarray]:
+    """Decode ``path`` to 16 kHz mono blocks of about ``block_s`` seconds, float32 (or int16).
+
+    Memory is bounded by the block size whatever the length of the file. The blocks join without
+    gaps or clicks, and their total length is ``round(frames * 16000 / rate)``.
+
+    Args:
+        path: input audio file.
+        block_s: decoding block length in seconds.
+        notes: caveats a person should know (truncation, NaN samples) are appended here.
+        as_int16: yield int16 blocks (a 16 kHz mono 16-bit file is then copied through untouched).
+
+    Raises:
+        AudioError: when the file cannot be decoded at all.
+    """
+    notes = [] if notes is None else notes
     if block_s <= 0:
         raise ValueError(f"block_s must be > 0, got {block_s}")
     _check_file(path)
@@ -398,108 +384,3 @@ def _av_frame_mono(frame) -> np.ndarray:
         data = data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
     data = data.astype(np.float32, copy=False)
     return data.mean(axis=0, dtype=np.float32) if len(data) > 1 else data[0]
-
-
-# ---- resampling --------------------------------------------------------------------------------
-
-
-class PolyphaseResampler:
-    """Streaming rational resampler: a Kaiser-windowed sinc low-pass applied in polyphase form.
-
-    Output sample ``n`` sits exactly at input time ``n * rate_in / rate_out`` (the filter is linear
-    phase and its delay is compensated), so resampled audio lines up with the original and the
-    total length is ``round(n_in * rate_out / rate_in)``. State carries across :meth:`process` calls,
-    so blocks join seamlessly; memory is one block plus the filter.
-
-    Args:
-        rate_in: input sample rate in Hz.
-        rate_out: output sample rate in Hz.
-
-    Attributes:
-        n_out: output samples produced so far.
-    """
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        g = math.gcd(int(rate_in), int(rate_out))
-        self.up, self.down = int(rate_out) // g, int(rate_in) // g
-        self.identity = self.up == self.down
-        if not self.identity:
-            self._phases, self._delay = _polyphase_filter(self.up, self.down)
-            taps = self._phases.shape[1]
-            # Input samples before the start are zeros; _buf holds input from index _buf_start on.
-            self._buf = np.zeros(taps, dtype=np.float32)
-            self._buf_start = -taps
-        self._n_in = 0
-        self.n_out = 0
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        """Feed input samples; return every output sample that they fully determine."""
-        x = np.asarray(x, dtype=np.float32)
-        self._n_in += len(x)
-        if self.identity:
-            self.n_out += len(x)
-            return x
-        self._buf = np.concatenate([self._buf, x])
-        # Output n needs input up to index (n * down + delay) // up.
-        n_ready = (self._n_in * self.up - 1 - self._delay) // self.down + 1
-        return self._emit(max(n_ready, self.n_out))
-
-    def flush(self) -> np.ndarray:
-        """Return the remaining output, treating the input as followed by silence."""
-        n_total = (self._n_in * self.up + self.down // 2) // self.down
-        if self.identity or n_total <= self.n_out:
-            return np.zeros(0, dtype=np.float32)
-        taps = self._phases.shape[1]
-        self._buf = np.concatenate([self._buf, np.zeros(taps + self._delay // self.up + 1, np.float32)])
-        return self._emit(n_total)
-
-    def _emit(self, n_end: int) -> np.ndarray:
-        """Compute outputs [n_out, n_end): one strided matrix-vector product per filter phase."""
-        start, taps, up, down = self.n_out, self._phases.shape[1], self.up, self.down
-        out = np.empty(n_end - start, dtype=np.float32)
-        item = self._buf.itemsize
-        for offset in range(min(up, len(out))):
-            n0 = start + offset
-            count = (n_end - n0 + up - 1) // up
-            centre = n0 * down + self._delay
-            first = centre // up - taps + 1 - self._buf_start  # oldest input of output n0, in _buf
-            windows = np.lib.stride_tricks.as_strided(
-                self._buf[first:], shape=(count, taps), strides=(down * item, item), writeable=False
-            )
-            out[offset::up] = windows @ self._phases[centre % up]
-        self.n_out = n_end
-        self._trim()
-        return out
-
-    def _trim(self) -> None:
-        """Drop input that no future output can reach, so memory stays one block."""
-        taps = self._phases.shape[1]
-        oldest = (self.n_out * self.down + self._delay) // self.up - taps + 1
-        drop = oldest - self._buf_start
-        if drop > 0:
-            self._buf = self._buf[drop:]
-            self._buf_start += drop
-
-
-@functools.lru_cache(maxsize=16)
-def _polyphase_filter(up: int, down: int, zero_crossings: int = 16, rolloff: float = 0.94,
-                      beta: float = 8.6) -> tuple[np.ndarray, int]:
-    """Polyphase components of a windowed-sinc low-pass for resampling by ``up / down``.
-
-    The cutoff sits at ``rolloff`` times the lower Nyquist frequency so that nothing aliases; 16
-    zero crossings and a Kaiser window (beta 8.6, about 80 dB stop band) suit speech.
-
-    Returns:
-        ``(phases, delay)``: ``phases[r]`` are the taps of phase ``r``, reversed so that a window of
-        input in time order can be multiplied directly; ``delay`` is the filter centre in samples of
-        the upsampled rate.
-    """
-    factor = max(up, down)
-    half = math.ceil(zero_crossings * factor / rolloff)
-    n = np.arange(-half, half + 1, dtype=np.float64)
-    h = np.sinc(n * rolloff / factor) * np.kaiser(2 * half + 1, beta)
-    h *= up / h.sum()  # unit gain at DC after zero-stuffing by `up`
-    taps = -(-len(h) // up)
-    h = np.concatenate([h, np.zeros(taps * up - len(h))])
-    phases = h.reshape(taps, up).T[:, ::-1]
-    return np.ascontiguousarray(phases, dtype=np.float32), half

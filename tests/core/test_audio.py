@@ -1,4 +1,4 @@
-"""pipeline.audio: any input -> 16 kHz mono, exact in length, streamed, with readable errors."""
+"""core.audio: any input -> 16 kHz mono, exact in length, streamed, with readable errors."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import (
-    AudioError,
-    AudioWarning,
-    PolyphaseResampler,
-    decode_to_pcm,
-    iter_decode_16k,
-    probe,
-)
-from pipeline.cache import open_pcm
+from core.audio import AudioError, decode_to_pcm, probe
+from core.cache import open_pcm
+from core.resample import PolyphaseResampler
+from tests.support.audio import AudioWarning, iter_decode_16k
 
 SR = 16000
 # Decoded duration must match the true duration to within 10 ms.

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline import __version__
-from pipeline.tables import tmp_name
+from core import __version__
+from core.atomic import write_text_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,30 +32,18 @@ class Manifest:
     summary: dict = field(default_factory=dict)  # the stage's own figures (wall time, speed, counts)
 
 
-def manifest_path(work_dir: Path, stage: str) -> Path:
-    return Path(work_dir) / "manifests" / f"{stage}.json"
-
-
-def read_manifest(work_dir: Path, stage: str) -> Manifest | None:
-    path = manifest_path(work_dir, stage)
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest at ``path``, or None when there is none (or it cannot be read)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text())
         return Manifest(**data)
     except (OSError, ValueError, TypeError):
         return None
 
 
-def write_manifest(work_dir: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically; it is the last thing a stage writes."""
-    path = manifest_path(work_dir, manifest.stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    tmp.write_text(json.dumps(asdict(manifest), indent=1))
-    os.replace(tmp, path)
-
-
-def remove_manifest(work_dir: Path, stage: str) -> None:
-    manifest_path(work_dir, stage).unlink(missing_ok=True)
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically (fsync-ed); it is the last thing a stage writes."""
+    write_text_atomic(path, json.dumps(asdict(manifest), indent=1))
 
 
 def new_manifest(stage: str, config_hash: str, input_fp: str, outputs: list[Path], rows: int,

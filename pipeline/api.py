@@ -1,0 +1,120 @@
+"""The public Python API behind ``import vadpack`` (and behind the CLI, which only parses arguments).
+
+    import vadpack
+    cfg = vadpack.load_config("configs/demo.yaml", ["packer.budget_s=60"])
+    report = vadpack.run(cfg)
+    tables = vadpack.read_tables(cfg.output_path)
+    tables.segments.head()
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.config import load_config as _load_config
+
+TABLES = ("documents", "segments", "tokens", "failures")
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What one ``run`` did.
+
+    Attributes:
+        stages_run: the stages that ran (the others were up to date).
+        summary: the run's figures (files, audio hours, segments, batches, speed, failures, ...),
+            as ``vadpack run`` prints them.
+    """
+
+    stages_run: tuple[str, ...]
+    summary: dict[str, Any]
+
+    @property
+    def failed(self) -> int:
+        """Inputs and segments that did not make it (see ``failures.parquet``)."""
+        return int(self.summary.get("failed_inputs", 0)) + int(self.summary.get("failed_segments", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The public tables of one output folder, as pandas DataFrames (or pyarrow Tables)."""
+
+    documents: Any
+    segments: Any
+    tokens: Any
+    failures: Any
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config and apply ``section.key=value`` overrides.
+
+    Raises:
+        ValueError: on unknown keys, bad values or malformed overrides (the message names the key).
+        FileNotFoundError: when the config file does not exist.
+    """
+    return _load_config(path, overrides)
+
+
+def run(config: Config | str | Path, stage: str | None = None, from_stage: str | None = None,
+        overrides: list[str] | tuple[str, ...] = (), progress: bool = False) -> RunReport:
+    """Run the stages that are not up to date (or the ones asked for).
+
+    Args:
+        config: a loaded Config, or the path of a YAML config.
+        stage: run only this stage, from the saved artifacts of the stages before it.
+        from_stage: rerun this stage and every stage after it.
+        overrides: ``section.key=value`` overrides, applied when ``config`` is a path.
+        progress: show progress bars on a terminal.
+
+    Returns:
+        The stages that ran and the run's figures.
+    """
+    from pipeline.runner import Runner
+    from pipeline.summary import run_summary
+
+    cfg = _as_config(config, overrides)
+    t0 = time.perf_counter()
+    results = Runner(cfg, progress=progress).run(only=stage, start=from_stage)
+    return RunReport(tuple(results), run_summary(cfg, results, time.perf_counter() - t0))
+
+
+def status(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
+    """Each stage's state (``done``, ``stale`` with the reason, or ``missing``) and its row count."""
+    from pipeline.runner import Runner
+
+    return Runner(_as_config(config, overrides), progress=False).status()
+
+
+def read_tables(output_dir: str | Path, as_arrow: bool = False) -> Tables:
+    """Read the public tables of an output folder (a file or a folder of parts each).
+
+    Args:
+        output_dir: the run's ``output_dir`` (``<work_dir>/output`` by default).
+        as_arrow: return pyarrow Tables instead of pandas DataFrames.
+
+    Raises:
+        FileNotFoundError: a table is missing (the run has not finished its stitch stage).
+    """
+    from core.tables import OUTPUT_SCHEMAS, read_table
+
+    out = Path(output_dir)
+    tables = {}
+    for name in TABLES:
+        path = out / f"{name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; run `vadpack run CONFIG` to write the tables")
+        table = read_table(path, OUTPUT_SCHEMAS[name])
+        tables[name] = table if as_arrow else table.to_pandas()
+    return Tables(**tables)
+
+
+def _as_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -> Config:
+    if isinstance(config, Config):
+        if overrides:
+            raise ValueError("overrides apply to a config file; pass the path, or load_config(path, overrides)")
+        return config
+    return _load_config(config, overrides)
