@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from core.configtools import check_choice, check_range
@@ -76,3 +77,8 @@ def _check_hotwords(hotwords: object) -> None:
     bad = [w for w in hotwords if not w or len(w.split()) != 1]
     if bad:
         raise ValueError(f"asr.hotwords: {bad[0]!r} is not one word; give each hotword as its own list item")
+
+
+def is_local_model(spec: str) -> bool:
+    """Whether ``asr.model`` names a local folder rather than a hub id (no heavy imports: torch-free)."""
+    return Path(spec).expanduser().exists() or spec.startswith(("/", "./", "../", "~"))

@@ -27,7 +27,7 @@ import torch
 from asr.types import BatchPlan, FeatureBatch, FrontendInfo
 from core.cache import pcm_path, read_segment
 from core.faults import fault_arg
-from core.types import Segment
+from core.types import Span
 
 _worker_state: dict[str, Any] = {}  # per worker process: the frontend and the cache folder
 
@@ -68,11 +68,11 @@ def batch_features(frontend: Any, cache_dir: Path, plan: BatchPlan, attempt: int
     t0 = time.perf_counter()
     if attempt == 0 and fault_arg("feature_worker") == str(plan.batch_id):
         raise RuntimeError(f"injected fault: feature worker failed on batch {plan.batch_id}")
-    good: list[tuple[Segment, np.ndarray]] = []
-    failed: list[tuple[Segment, str]] = []
+    good: list[tuple[Span, np.ndarray]] = []
+    failed: list[tuple[Span, str]] = []
     for item in plan.items:
         try:
-            audio = read_segment(pcm_path(cache_dir, item.recording_id), item.start_sample, item.end_sample)
+            audio = read_segment(pcm_path(cache_dir, item.content_id), item.start_sample, item.end_sample)
             good.append((item, segment_features(frontend, audio)))
         except Exception as e:  # noqa: BLE001  (one unreadable segment must not sink the batch)
             failed.append((item, f"features failed: {type(e).__name__}: {e}"))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from asr.config import AsrConfig
+from asr.config import AsrConfig, is_local_model
 from asr.funasr_compat import funasr_tables
 from asr.types import DeviceInfo, FrontendInfo, LoadedModel
 
@@ -142,11 +142,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"asr.dtype = bfloat16 is not supported by {torch.cuda.get_device_name(device)}; "
                          "use float16 or float32")
     return _DTYPES[name]
-
-
-def is_local_model(spec: str) -> bool:
-    """Whether ``asr.model`` names a local folder rather than a hub id."""
-    return Path(spec).expanduser().exists() or spec.startswith(("/", "./", "../", "~"))
 
 
 def check_model_folder(folder: str | Path) -> Path:

@@ -1,9 +1,10 @@
-"""The asr stage: packed batches + PCM cache -> transcript part files.
+"""The asr stage: packed batches + PCM cache -> transcript part files in a content-keyed store.
 
-One part file per group of ``batches_per_part`` batches, written atomically, so a rerun after a
-crash skips the parts already there and the final tables come out identical to an uninterrupted
-run. Every segment of every batch ends up as exactly one row: decoded (``ok``) or ``failed`` with a
-reason a person can act on.
+The store folder holds part files of TRANSCRIPTS rows keyed by span (content_id, start_sample,
+end_sample), one part per group of ``batches_per_part`` batches, each written atomically. A span
+that already has an ``ok`` row there is never decoded again: a rerun after a crash, or a batch
+whose spans an earlier run decoded, costs only what is missing. Every span of every batch ends up
+as exactly one new row: decoded (``ok``) or ``failed`` with a reason a person can act on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from asr.config import AsrConfig
@@ -32,9 +34,9 @@ from asr.types import (
     SegmentResult,
 )
 from core.cache import SAMPLE_RATE
-from core.tables import TRANSCRIPTS, to_table, write_table
+from core.tables import TRANSCRIPTS, read_table, to_table, write_table
 from core.text import join_tokens
-from core.types import Segment
+from core.types import Span
 
 _log = logging.getLogger("vadpack.asr")
 Log = Callable[[str], object] | logging.Logger | None
@@ -48,33 +50,29 @@ class PartGroup:
     plans: tuple[BatchPlan, ...]
 
 
-def run_asr(batches: pa.Table, segments: pa.Table, cache_dir: Path, parts_dir: Path, cfg: AsrConfig,
-            progress: bool = True, log: Log = None) -> dict:
-    """Decode every batch and write transcript part files, skipping parts an earlier run wrote.
+def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig, progress: bool = True,
+            log: Log = None) -> dict:
+    """Decode the spans of every batch that the store does not hold yet, writing part files.
 
     Args:
         batches: the packer's table (``core.tables.BATCHES``).
-        segments: the vad stage's table (``core.tables.VAD_SEGMENTS``).
-        cache_dir: the PCM cache folder.
-        parts_dir: where ``part-{first_batch_id:06d}.parquet`` files go.
+        cache_dir: the PCM cache folder (one ``<content_id>.s16`` per recording's content).
+        store_dir: the transcript store of this model and settings; parts are added to it.
         cfg: the asr config.
         progress: show a progress bar (only on a terminal).
         log: a logger, a print-like callable, or None for the ``vadpack.asr`` logger. Per-batch
             metrics go to DEBUG on a logger, and to the callable as they come.
 
     Returns:
-        ``AsrSummary.as_dict()``: audio and wall seconds, x-realtime, model_busy, batches, failures.
-
-    Raises:
-        ValueError: a batch names a segment the segments table does not have.
+        ``AsrSummary.as_dict()``: decoded audio and wall seconds, x-realtime, model_busy, batches,
+        failures, and the spans of the batches that were already in the store.
     """
     say, detail = _log_functions(log)
-    groups = part_groups(batch_plans(batches, segments), cfg.batches_per_part, Path(parts_dir))
-    todo = [g for g in groups if not g.path.exists()]
-    if len(todo) < len(groups):
-        say(f"asr: {len(groups) - len(todo)} of {len(groups)} part files already written; resuming")
-    if not todo:
-        return AsrSummary(parts_skipped=len(groups), model=cfg.model).as_dict()
+    groups, already = plan_work(batches, store_dir, cfg.batches_per_part)
+    if already:
+        say(f"asr: {already} segments of these batches are already in the store; decoding the rest")
+    if not groups:
+        return AsrSummary(already_stored=already, model=cfg.model).as_dict()
     t_load = time.perf_counter()
     cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
     if cfg.feature_workers > 0:
@@ -82,39 +80,61 @@ def run_asr(batches: pa.Table, segments: pa.Table, cache_dir: Path, parts_dir: P
     lm = load_model(cfg)
     load_s = time.perf_counter() - t_load
     run = Decoder(lm, cfg, detail)
-    run.decode_groups(todo, Path(cache_dir), progress)
-    summary = run.summary(load_s, parts_skipped=len(groups) - len(todo))
+    run.decode_groups(groups, Path(cache_dir), progress)
+    summary = run.summary(load_s, already_stored=already)
     say(f"asr: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s ({summary.xrt:.1f}x realtime), "
         f"model busy {summary.model_busy:.0%}, {summary.batches} batches, {summary.failed_segments} failed")
     return summary.as_dict()
 
 
-def batch_plans(batches: pa.Table, segments: pa.Table) -> list[BatchPlan]:
-    """The batches in batch_id order, each with its segments' sample ranges.
+def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
+    """Part groups of the spans still to decode, and how many spans the store already holds.
 
-    Raises:
-        ValueError: a batch names a segment the segments table does not have.
+    A batch keeps its id and its order; spans with an ``ok`` row in ``store_dir`` leave it (padding
+    invariance makes the rest decode as they would have in the full batch), and a batch left empty
+    is dropped.
     """
-    columns = ("recording_id", "segment_index", "start_sample", "end_sample")
-    spans = {(r, i): (s, e) for r, i, s, e in zip(*(segments[c].to_pylist() for c in columns))}
-    plans = []
-    for bid, rids, idxs in sorted(zip(*(batches[c].to_pylist()
-                                        for c in ("batch_id", "recording_ids", "segment_indices")))):
-        keys = list(zip(rids, idxs))
-        missing = [k for k in keys if k not in spans]
-        if missing:
-            raise ValueError(f"batch {bid} names segment {missing[0][0]}#{missing[0][1]}, which is not in "
-                             "the segments table; rerun the pack stage (vadpack run CONFIG --from pack)")
-        plans.append(BatchPlan(bid, tuple(Segment(r, i, *spans[(r, i)]) for r, i in keys)))
-    return plans
+    done = stored_spans(store_dir)
+    plans, already = [], 0
+    for plan in batch_plans(batches):
+        todo = tuple(item for item in plan.items if (item.content_id, item.start_sample, item.end_sample) not in done)
+        already += len(plan.items) - len(todo)
+        if todo:
+            plans.append(BatchPlan(plan.batch_id, todo))
+    return part_groups(plans, batches_per_part, Path(store_dir)), already
+
+
+def stored_spans(store_dir: Path) -> set[tuple[str, int, int]]:
+    """The (content_id, start_sample, end_sample) of every ``ok`` row in a store folder."""
+    if not Path(store_dir).is_dir():
+        return set()
+    table = read_table(store_dir, TRANSCRIPTS, columns=["content_id", "start_sample", "end_sample", "status"])
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    return set(zip(*(ok[c].to_pylist() for c in ("content_id", "start_sample", "end_sample"))))
+
+
+def batch_plans(batches: pa.Table) -> list[BatchPlan]:
+    """The batches in batch_id order, each with its spans."""
+    columns = ("batch_id", "content_ids", "start_samples", "end_samples")
+    return [BatchPlan(bid, tuple(Span(c, s, e) for c, s, e in zip(cids, starts, ends)))
+            for bid, cids, starts, ends in sorted(zip(*(batches[c].to_pylist() for c in columns)))]
 
 
 def part_groups(plans: list[BatchPlan], batches_per_part: int, parts_dir: Path) -> list[PartGroup]:
-    """Consecutive runs of ``batches_per_part`` batches, each named after its first batch id."""
+    """Consecutive runs of ``batches_per_part`` batches, each part named after its first batch id.
+
+    A name an earlier run already used (its part kept only failures of that batch) gets a suffix, so
+    no part file is ever overwritten.
+    """
     groups = []
     for start in range(0, len(plans), batches_per_part):
         chunk = tuple(plans[start: start + batches_per_part])
-        groups.append(PartGroup(parts_dir / f"part-{chunk[0].batch_id:06d}.parquet", chunk))
+        path = parts_dir / f"part-{chunk[0].batch_id:08d}.parquet"
+        k = 0
+        while path.exists():
+            k += 1
+            path = parts_dir / f"part-{chunk[0].batch_id:08d}-{k}.parquet"
+        groups.append(PartGroup(path, chunk))
     return groups
 
 
@@ -174,7 +194,7 @@ class Decoder:
         except torch.OutOfMemoryError:
             self.detail("asr: warm-up ran out of memory; continuing without it")
 
-    def summary(self, load_s: float, parts_skipped: int) -> AsrSummary:
+    def summary(self, load_s: float, already_stored: int = 0) -> AsrSummary:
         m = self.metrics
         audio_s, model_s = sum(x.audio_s for x in m), sum(x.model_ms for x in m) / 1000
         wall_s = max(self.wall_s, 1e-9)
@@ -182,20 +202,21 @@ class Decoder:
             audio_s=audio_s, wall_s=self.wall_s, load_s=load_s, model_s=model_s, xrt=audio_s / wall_s,
             model_busy=model_s / wall_s, batches=len(m), segments=sum(x.n_items for x in m),
             failed_segments=sum(x.failed for x in m), parts_written=self.parts_written,
-            parts_skipped=parts_skipped, oom_splits=sum(x.splits for x in m),
+            already_stored=already_stored, oom_splits=sum(x.splits for x in m),
             feature_retries=self.feature_retries, peak_cuda_mb=max((x.peak_cuda_mb for x in m), default=0.0),
             device=str(self.lm.device), model=self.lm.name,
         )
 
 
-def transcript_row(item: Segment, batch_id: int, result: SegmentResult) -> dict:
-    """One TRANSCRIPTS row: a decoded segment, or a failed one with its reason.
+def transcript_row(item: Span, batch_id: int, result: SegmentResult) -> dict:
+    """One TRANSCRIPTS row: a decoded span, or a failed one with its reason.
 
     The text is joined script-aware here (``@@`` pieces merged, no spaces between CJK characters),
     once per segment while the model runs, so stitching a large archive needs no per-token Python.
     """
     return {
-        "recording_id": item.recording_id, "segment_index": item.segment_index, "batch_id": batch_id,
+        "content_id": item.content_id, "start_sample": item.start_sample, "end_sample": item.end_sample,
+        "batch_id": batch_id,
         "text": join_tokens(result.tokens) if result.ok else "", "tokens": list(result.tokens),
         "token_start_ms": list(result.token_start_ms), "token_end_ms": list(result.token_end_ms),
         "status": "ok" if result.ok else "failed", "error": result.error,
@@ -206,7 +227,7 @@ def _write_part(path: Path, rows: list[dict], lm: LoadedModel) -> None:
     write_table(to_table(rows, TRANSCRIPTS), path, metadata={"model": lm.name, "model_class": lm.model_class})
 
 
-def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[Segment, SegmentResult], wall_ms: float,
+def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[Span, SegmentResult], wall_ms: float,
              model_ms: float, splits: int, lm: LoadedModel) -> BatchMetrics:
     frame_s = lm.frontend_info.lfr_frame_ms / 1000
     return BatchMetrics(

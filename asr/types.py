@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from core.types import Segment
+from core.types import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class BatchPlan:
     """A batch as the packer formed it: an id and its segments in order."""
 
     batch_id: int
-    items: tuple[Segment, ...]
+    items: tuple[Span, ...]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -77,10 +77,10 @@ class FeatureBatch:
     """
 
     batch_id: int
-    items: tuple[Segment, ...]
+    items: tuple[Span, ...]
     feats: np.ndarray
     frames: np.ndarray
-    failed: tuple[tuple[Segment, str], ...] = ()
+    failed: tuple[tuple[Span, str], ...] = ()
     feature_s: float = 0.0
 
     @property
@@ -157,7 +157,7 @@ class AsrSummary:
         segments: segments written in this run (ok and failed).
         failed_segments: segments recorded as failed.
         parts_written: part files written in this run.
-        parts_skipped: part files already present from an earlier run.
+        already_stored: spans of the batches that the store already held (not decoded again).
         oom_splits: batches halved after running out of memory.
         feature_retries: batches whose features failed in a worker and were retried inline.
         peak_cuda_mb: the largest peak CUDA memory of any batch (0 on CPU).
@@ -175,7 +175,7 @@ class AsrSummary:
     segments: int = 0
     failed_segments: int = 0
     parts_written: int = 0
-    parts_skipped: int = 0
+    already_stored: int = 0
     oom_splits: int = 0
     feature_retries: int = 0
     peak_cuda_mb: float = 0.0

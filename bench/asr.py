@@ -156,7 +156,7 @@ def make_archive(work: Path, audio_s: float, n_recordings: int, seed: int, wavs:
             write_pcm(cache, rid, rng.normal(0, 0.001, gap), append=True)
             write_pcm(cache, rid, speech_audio(dur / SAMPLE_RATE, seed + r * 997 + idx), append=True)
             rows.append({"recording_id": rid, "segment_index": idx, "start_sample": pos + gap,
-                         "end_sample": pos + gap + dur, "backend": "synthetic"})
+                         "end_sample": pos + gap + dur, "backend": "synthetic", "content_id": rid})
             pos, speech, idx = pos + gap + dur, speech + dur / SAMPLE_RATE, idx + 1
         write_pcm(cache, rid, np.zeros(SAMPLE_RATE, np.float32), append=True)
         paths.append(_wav_of(work, cache, rid) if wavs else None)
@@ -188,10 +188,13 @@ def run_vadpack(archive: dict, model_dir: Path, work: Path, args: argparse.Names
                     feature_workers=args.feature_workers, prefetch=4, batches_per_part=16, warmup=True)
     parts = work / f"transcripts-{time.time_ns()}"
     batches = pack(archive["segments"], args.budget_s)
-    summary = run_asr(batches, archive["segments"], archive["cache_dir"], parts, cfg, progress=False,
+    summary = run_asr(batches, archive["cache_dir"], parts, cfg, progress=False,
                       log=lambda msg: print(msg, file=sys.stderr))
     table = read_table(parts, TRANSCRIPTS)
-    tokens = {(r["recording_id"], r["segment_index"]): tuple(r["tokens"]) for r in table.to_pylist()}
+    key_of = {(s["content_id"], s["start_sample"], s["end_sample"]): (s["recording_id"], s["segment_index"])
+              for s in archive["segments"].to_pylist()}
+    tokens = {key_of[(r["content_id"], r["start_sample"], r["end_sample"])]: tuple(r["tokens"])
+              for r in table.to_pylist()}
     return summary, tokens
 
 
@@ -267,8 +270,8 @@ def rss_child(job: dict) -> None:
     load_model(cfg)  # cached for the process: run_asr gets this one
     after_load = current_rss_mb()
     t0 = time.perf_counter()
-    run_asr(read_table(work / "batches.parquet", BATCHES), read_table(work / "segments.parquet", VAD_SEGMENTS),
-            work / "pcm", work / f"transcripts-{time.time_ns()}", cfg, progress=False,
+    run_asr(read_table(work / "batches.parquet", BATCHES), work / "pcm", work / f"store-{time.time_ns()}", cfg,
+            progress=False,
             log=lambda msg: print(msg, file=sys.stderr))
     Path(job["out"]).write_text(json.dumps({
         "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": after_load, "wall_s": time.perf_counter() - t0,

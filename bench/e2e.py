@@ -394,7 +394,7 @@ def funasr_inputs(work: Path, input_dir: Path) -> tuple[dict[str, str], dict[str
         if rid not in decoded:
             kinds["skipped_failed_in_vadpack"] += 1
             continue
-        pcm = np.fromfile(pcm_path(work / "pcm", rid), dtype="<i2")
+        pcm = np.fromfile(pcm_path(work / "pcm", rec["content_id"]), dtype="<i2")
         same = False
         # Only a 16 kHz mono 16-bit file can decode to exactly vadpack's int16 samples: others are
         # resampled, downmixed or lossy, and FunASR would see different audio.
@@ -420,7 +420,7 @@ def segment_fingerprints(work: Path, segments: list[dict]) -> dict[str, tuple[st
 
     from core.cache import pcm_path, read_segment
 
-    return {fingerprint(read_segment(pcm_path(work / "pcm", s["recording_id"]), s["start_sample"],
+    return {fingerprint(read_segment(pcm_path(work / "pcm", s["content_id"]), s["start_sample"],
                                      s["end_sample"])): (s["recording_id"], s["segment_index"]) for s in segments}
 
 
@@ -439,7 +439,7 @@ def child_ceiling(job: dict) -> dict:
     cfg = load_config(job["config"])
     work = WorkDir(cfg.work_path)
     lm = load_model(cfg.asr)
-    plans = batch_plans(_read(work.batches, "BATCHES"), _read(work.segments, "VAD_SEGMENTS"))
+    plans = batch_plans(_read(work.batches, "BATCHES"))
     t0 = time.perf_counter()
     workers = (os.cpu_count() or 1) if lm.device.type == "cuda" else 0  # untimed: use every core
     with FeatureFeeder(lm.frontend_info, work.pcm, workers, max(2, 2 * workers), frontend=lm.frontend) as feeder:
@@ -553,10 +553,12 @@ def config_changes(plan: dict, overrides: list[str]) -> dict:
 
 def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]:
     """Segments whose tokens differ (or that one side lacks), a few examples, and vadpack's segment count."""
-    from core.tables import TRANSCRIPTS, read_table
+    from core.tables import VAD_SEGMENTS, read_table
+    from pipeline.store import segment_results
 
-    ours = {(r["recording_id"], r["segment_index"]): tuple(r["tokens"])
-            for r in read_table(vp_work / "transcripts", TRANSCRIPTS).to_pylist()}
+    (store,) = sorted((vp_work / "store").glob("asr-*"))  # a run from nothing: one model, one store
+    results = segment_results(read_table(vp_work / "segments.parquet", VAD_SEGMENTS), store)
+    ours = {(r["recording_id"], r["segment_index"]): tuple(r["tokens"] or ()) for r in results.to_pylist()}
     theirs = {(rid, idx): tuple(toks) for rid, idx, toks in funasr_tokens}
     mismatched = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     examples = [{"segment": f"{k[0]}#{k[1]}", "vadpack_tokens": len(ours.get(k, ())),

@@ -84,7 +84,9 @@ def make_archive(n_files: int, min_s: float, max_s: float, rng: np.random.Genera
         idx += range(len(segs))
         start += [s for s, _ in segs]
         end += [e for _, e in segs]
+    # The packer's items are spans keyed by content; one content id per file here.
     return pa.table({"recording_id": pa.array(rec, pa.string()), "segment_index": pa.array(idx, pa.int32()),
+                     "content_id": pa.array(rec, pa.string()),
                      "start_sample": pa.array(start, pa.int64()), "end_sample": pa.array(end, pa.int64()),
                      "backend": pa.array(["webrtc"] * len(rec), pa.string())})
 

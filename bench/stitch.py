@@ -27,9 +27,12 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from asr.config import AsrConfig
 from core.cache import SAMPLE_RATE
 from core.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
 from core.text import join_tokens
+from pipeline.store import asr_store
+from pipeline.workdir import WorkDir
 
 VOCAB = np.array(list("我们今天开会讨论项目进度的问题") + ["the", "meet@@", "ing", "project", "is", "on", "track"])
 
@@ -56,21 +59,25 @@ def build_archive(work: Path, n_rec: int, seg_per_rec: int, seed: int = 0) -> in
     write_table(to_table({"recording_id": rec_ids, "path": [f"/archive/{r}.wav" for r in rec_ids],
                           "duration_s": total / SAMPLE_RATE, "sample_rate": [SAMPLE_RATE] * n_rec,
                           "channels": [1] * n_rec, "codec": ["pcm_s16le"] * n_rec, "size_bytes": total * 2,
-                          "mtime_ns": [0] * n_rec, "status": ["ok"] * n_rec, "error": [None] * n_rec},
+                          "mtime_ns": [0] * n_rec, "status": ["ok"] * n_rec, "error": [None] * n_rec,
+                          "content_id": rec_ids},
                          RECORDINGS), work / "recordings.parquet")
     speech = np.bincount(rec_of_seg, weights=seg_len, minlength=n_rec).astype(np.int64)
     write_table(to_table({"recording_id": rec_ids, "n_samples": total, "n_segments": n_seg.astype(np.int32),
                           "speech_samples": speech, "status": ["ok"] * n_rec, "error": [None] * n_rec,
                           "warning": [None] * n_rec}, VAD_RECORDINGS), work / "vad_recordings.parquet")
     write_table(to_table({"recording_id": ids[rec_of_seg].tolist(), "segment_index": seg_index.astype(np.int32),
-                          "start_sample": start, "end_sample": end, "backend": ["webrtc"] * seg_len.size},
-                         VAD_SEGMENTS), work / "segments.parquet")
-    return write_transcripts(work / "transcripts", ids[rec_of_seg], seg_index, seg_len, rng)
+                          "start_sample": start, "end_sample": end, "backend": ["webrtc"] * seg_len.size,
+                          "content_id": ids[rec_of_seg].tolist()}, VAD_SEGMENTS), work / "segments.parquet")
+    # The transcripts go where the stitch stage looks for them: the store of the default asr config.
+    store = asr_store(AsrConfig(), WorkDir(work))
+    return write_transcripts(store, ids[rec_of_seg], start, end, rng)
 
 
-def write_transcripts(parts: Path, rec_ids: np.ndarray, seg_index: np.ndarray, seg_len: np.ndarray,
+def write_transcripts(parts: Path, content_ids: np.ndarray, start: np.ndarray, end: np.ndarray,
                       rng: np.random.Generator) -> int:
     """About 3 tokens per second of speech, evenly spaced, in part files of 20,000 segments."""
+    seg_len = end - start
     n_tok = np.maximum(1, seg_len // (SAMPLE_RATE // 3))
     offsets = np.concatenate([[0], np.cumsum(n_tok)])
     tokens = VOCAB[rng.integers(0, VOCAB.size, size=int(offsets[-1]))]
@@ -87,10 +94,10 @@ def write_transcripts(parts: Path, rec_ids: np.ndarray, seg_index: np.ndarray, s
         n = hi - lo
         # The asr stage writes each segment's joined text beside its tokens, as done here.
         texts = [join_tokens(t) for t in lists["tokens"].to_pylist()]
-        write_table(pa.table({"recording_id": rec_ids[lo:hi].tolist(), "segment_index": seg_index[lo:hi],
-                              "batch_id": np.zeros(n, np.int32), "text": texts, **lists,
+        write_table(pa.table({"content_id": content_ids[lo:hi].tolist(), "start_sample": start[lo:hi],
+                              "end_sample": end[lo:hi], "batch_id": np.zeros(n, np.int32), "text": texts, **lists,
                               "status": ["ok"] * n, "error": [None] * n}).cast(TRANSCRIPTS),
-                    parts / f"part-{k:06d}.parquet")
+                    parts / f"part-{k:08d}.parquet")
     return int(offsets[-1])
 
 

@@ -30,6 +30,7 @@ class Manifest:
     finished_at: float
     vadpack_version: str = __version__
     summary: dict = field(default_factory=dict)  # the stage's own figures (wall time, speed, counts)
+    config_parts: dict = field(default_factory=dict)  # named hashes behind config_hash, to say what changed
 
 
 def read_manifest(path: Path) -> Manifest | None:
@@ -46,10 +47,17 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
     write_text_atomic(path, json.dumps(asdict(manifest), indent=1))
 
 
-def new_manifest(stage: str, config_hash: str, input_fp: str, outputs: list[Path], rows: int,
+def new_manifest(stage: str, config_parts: dict[str, str], input_fp: str, output_fp: str, rows: int,
                  summary: dict | None = None) -> Manifest:
+    """The manifest of a stage that just finished (its summary keeps plain values only)."""
     plain = {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool)) or v is None}
-    return Manifest(stage, config_hash, input_fp, files_fingerprint(outputs), rows, time.time(), summary=plain)
+    return Manifest(stage, combine_parts(config_parts), input_fp, output_fp, rows, time.time(), summary=plain,
+                    config_parts=dict(config_parts))
+
+
+def combine_parts(parts: dict[str, str]) -> str:
+    """One hash of named config hashes."""
+    return combine(*(f"{k}={v}" for k, v in sorted(parts.items())))
 
 
 def files_fingerprint(paths: list[Path]) -> str:

@@ -26,6 +26,7 @@ SCHEMA_VERSION = "1"
 RECORDINGS = pa.schema([
     ("recording_id", pa.string()),
     ("path", pa.string()),
+    ("content_id", pa.string()),  # hash of the file's bytes: the key of its cached audio and results
     ("duration_s", pa.float64()),
     ("sample_rate", pa.int32()),
     ("channels", pa.int32()),
@@ -42,6 +43,7 @@ VAD_SEGMENTS = pa.schema([
     ("start_sample", pa.int64()),
     ("end_sample", pa.int64()),
     ("backend", pa.string()),
+    ("content_id", pa.string()),  # the recording's content id: (content_id, start, end) keys its result
 ])
 
 # One row per recording that went through vad: decoded length, or the reason it failed.
@@ -55,17 +57,34 @@ VAD_RECORDINGS = pa.schema([
     ("warning", pa.string()),
 ])
 
+# A batch lists the audio spans it decodes, keyed by content: asr needs no recording ids.
 BATCHES = pa.schema([
     ("batch_id", pa.int32()),
-    ("recording_ids", pa.list_(pa.string())),
-    ("segment_indices", pa.list_(pa.int32())),
+    ("content_ids", pa.list_(pa.string())),
+    ("start_samples", pa.list_(pa.int64())),
+    ("end_samples", pa.list_(pa.int64())),
     ("n_items", pa.int32()),
     ("max_frames", pa.int32()),
     ("real_frames", pa.int64()),
     ("padded_frames", pa.int64()),
 ])
 
+# Rows of the transcript store: one per decoded span, keyed by content, not by recording or batch.
 TRANSCRIPTS = pa.schema([
+    ("content_id", pa.string()),
+    ("start_sample", pa.int64()),
+    ("end_sample", pa.int64()),
+    ("batch_id", pa.int32()),  # the batch it was decoded in (unique within one store)
+    ("text", pa.string()),
+    ("tokens", pa.list_(pa.string())),
+    ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
+    ("token_end_ms", pa.list_(pa.int32())),
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+])
+
+# Each segment's result as stitch reads it: the store row of its span, joined to the segment.
+SEGMENT_RESULTS = pa.schema([
     ("recording_id", pa.string()),
     ("segment_index", pa.int32()),
     ("batch_id", pa.int32()),
@@ -217,20 +236,26 @@ def to_table(rows: Iterable[dict] | dict[str, list], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pylist(list(rows), schema=schema)
 
 
-def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
-    """Read a table (a file, or a directory of part files) and cast it to ``schema`` when given."""
+def read_table(path: str | Path, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
+    """Read a table (a file, or a directory of part files) and cast it to ``schema`` when given.
+
+    Args:
+        path: a Parquet file, or a folder of ``*.parquet`` parts (hidden and temporary files skipped).
+        schema: the table's explicit schema; the result has exactly these columns and types.
+        columns: read only these columns (of ``schema`` when given), for a cheap look at a large table.
+    """
     path = Path(path)
+    if schema is not None and columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    names = list(schema.names) if schema is not None else columns
     if path.is_dir():
         parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
         if not parts:
             return (schema or pa.schema([])).empty_table()
-        tables = [pq.read_table(p) for p in parts]
-        table = pa.concat_tables([t.cast(schema) if schema else t for t in tables])
-    else:
-        table = pq.read_table(path)
-        if schema is not None:
-            table = table.select(schema.names).cast(schema)
-    return table
+        tables = [pq.read_table(p, columns=names) for p in parts]
+        return pa.concat_tables([t.select(names).cast(schema) if schema else t for t in tables])
+    table = pq.read_table(path, columns=names)
+    return table.select(schema.names).cast(schema) if schema is not None else table
 
 
 def _fault_point(name: str, path: Path) -> None:

@@ -36,12 +36,39 @@ class Segment:
         return self.n_samples * 1000 // SAMPLE_RATE
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Span:
+    """A stretch of audio keyed by content: samples [start_sample, end_sample) of the recording whose
+    bytes hash to ``content_id``, at 16 kHz.
+
+    What asr (and speakers) decode and what the stores key results by. A segment of a renamed,
+    moved or duplicated file is the same span, so its result is reused, never decoded again.
+    """
+
+    content_id: str
+    start_sample: int
+    end_sample: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.end_sample - self.start_sample
+
+    @property
+    def duration_ms(self) -> int:
+        """Length in whole milliseconds, the upper bound of token times."""
+        return self.n_samples * 1000 // SAMPLE_RATE
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingRef:
-    """A recording the scan stage accepted: its stable id and its path on disk."""
+    """A recording the scan stage accepted: its stable id, its path on disk and its content id.
+
+    The PCM cache is keyed by ``content_id``, so a renamed or moved file is never decoded again.
+    """
 
     recording_id: str
     path: str
+    content_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """Pack the speech segments of a whole archive into length-homogeneous batches.
 
-All segments are sorted by length, longest first, across files. A batch is then filled greedily
+The items are spans keyed by content (``content_id``, ``start_sample``, ``end_sample``): what asr
+decodes and what the transcript store keys results by. All of them are sorted by length, longest
+first, across files. A batch is then filled greedily
 from the front: its first item is its longest, so the number of items that fit is known from that
 one item, and the loop steps over batches, never over items. Everything else is numpy and pyarrow
 column work, so a million segments pack in about a second.
@@ -18,28 +20,31 @@ from packer.config import PackerConfig
 from packer.cost import budget_frames_for, feature_frames, items_that_fit
 from packer.types import PackResult, PackStats
 
-REQUIRED_COLUMNS = {"recording_id": pa.string(), "segment_index": pa.int32(),
-                    "start_sample": pa.int64(), "end_sample": pa.int64()}
+REQUIRED_COLUMNS = {"content_id": pa.string(), "start_sample": pa.int64(), "end_sample": pa.int64()}
 MAX_LISTED_WARNINGS = 20  # beyond this, one summary line: the batches table itself lists every segment
 
 
-def pack_segments(segments: pa.Table, cfg: PackerConfig, budget_s: float | None = None) -> PackResult:
-    """Pack ``segments`` (``VAD_SEGMENTS`` rows of any number of recordings) into batches.
+def pack_segments(segments: pa.Table, cfg: PackerConfig, budget_s: float | None = None,
+                  first_batch_id: int = 0) -> PackResult:
+    """Pack ``segments`` (spans of any number of recordings) into batches.
 
-    Segments are sorted by length, longest first, ties broken by ``recording_id`` then
-    ``segment_index``; batches are filled greedily under the budget and never cross a bucket edge.
+    Segments are sorted by length, longest first, ties broken by ``content_id`` then
+    ``start_sample``; batches are filled greedily under the budget and never cross a bucket edge.
     No batch costs more than the budget or holds more than ``cfg.max_items``, except that a segment
     that alone is over the budget gets a batch of its own and a warning. No segment is dropped.
 
     Args:
-        segments: table with at least recording_id, segment_index, start_sample, end_sample.
+        segments: table with at least content_id, start_sample, end_sample (one row per span).
         cfg: the packer options.
         budget_s: padded seconds per batch; overrides ``cfg.budget_s`` (required when that is ``auto``,
-            see ``packer.budget.auto_budget_s``).
+            see ``packer.budget.resolve_budget_s``).
+        first_batch_id: the id of the first batch; the others follow in order (a store that already
+            holds batches starts past them, so a batch id names one batch for good).
 
     Returns:
-        The batches (``BATCHES`` schema, longest first; ``batch_id`` is the row number), warnings and
-        stats. The same segments and config always give the same table, byte for byte.
+        The batches (``BATCHES`` schema, longest first; ``batch_id`` is ``first_batch_id`` plus the
+        row number), warnings and stats. The same segments and config always give the same table,
+        byte for byte.
 
     Raises:
         ValueError: on a missing column, a null, a segment that ends before it starts, or no budget.
@@ -54,7 +59,7 @@ def pack_segments(segments: pa.Table, cfg: PackerConfig, budget_s: float | None 
     breaks = _bucket_breaks(n_sorted, cfg.buckets)
     starts = batch_starts(np.maximum(fit, 1), breaks)
     sorted_segs = segs.take(order)
-    batches = _batches_table(sorted_segs, frames, starts)
+    batches = _batches_table(sorted_segs, frames, starts, first_batch_id)
     over = np.flatnonzero(fit == 0)
     warnings = _warnings(sorted_segs, n_sorted, over, budget_s)
     stats = PackStats(n_segments=len(frames), n_batches=len(starts), real_frames=int(frames.sum()),
@@ -90,7 +95,7 @@ def _resolve_budget_s(cfg: PackerConfig, budget_s: float | None) -> float:
     if budget_s is not None:
         return float(budget_s)
     if cfg.budget_s == "auto":
-        raise ValueError("packer.budget_s is 'auto': measure it on the GPU with packer.budget.auto_budget_s "
+        raise ValueError("packer.budget_s is 'auto': resolve it with packer.budget.resolve_budget_s "
                          "and pass budget_s=..., or set packer.budget_s to a number of seconds")
     return float(cfg.budget_s)
 
@@ -100,7 +105,7 @@ def _checked_segments(segments: pa.Table) -> tuple[pa.Table, np.ndarray]:
     missing = [name for name in REQUIRED_COLUMNS if name not in segments.column_names]
     if missing:
         raise ValueError(f"segments table lacks column(s) {', '.join(missing)}; "
-                         f"it needs {', '.join(REQUIRED_COLUMNS)} (the vad stage's segments.parquet)")
+                         f"it needs {', '.join(REQUIRED_COLUMNS)} (spans of the vad stage's segments)")
     segs = segments.select(list(REQUIRED_COLUMNS)).cast(pa.schema(REQUIRED_COLUMNS)).combine_chunks()
     for name in REQUIRED_COLUMNS:
         if segs[name].null_count:
@@ -115,8 +120,8 @@ def _checked_segments(segments: pa.Table) -> tuple[pa.Table, np.ndarray]:
 
 
 def _length_order(segs: pa.Table, n_samples: np.ndarray) -> np.ndarray:
-    """Row order: longest first, then recording_id and segment_index ascending (a total order)."""
-    keyed = pa.table({"n": n_samples, "r": segs["recording_id"], "i": segs["segment_index"]})
+    """Row order: longest first, then content_id and start_sample ascending (a total order)."""
+    keyed = pa.table({"n": n_samples, "r": segs["content_id"], "i": segs["start_sample"]})
     keys = [("n", "descending"), ("r", "ascending"), ("i", "ascending")]
     return pc.sort_indices(keyed, sort_keys=keys).to_numpy()
 
@@ -130,16 +135,17 @@ def _bucket_breaks(n_sorted: np.ndarray, buckets: tuple[float, ...] | None) -> n
     return np.flatnonzero(np.diff(bucket)) + 1
 
 
-def _batches_table(sorted_segs: pa.Table, frames: np.ndarray, starts: np.ndarray) -> pa.Table:
+def _batches_table(sorted_segs: pa.Table, frames: np.ndarray, starts: np.ndarray, first_id: int) -> pa.Table:
     """The BATCHES table, built column-wise from offsets (no Python object per row)."""
     offsets = pa.array(np.append(starts, len(frames)), pa.int32())
     n_items = np.diff(offsets.to_numpy()).astype(np.int64)
     max_frames = frames[starts]
     real = np.add.reduceat(frames, starts) if len(starts) else np.zeros(0, np.int64)
     return pa.table({
-        "batch_id": pa.array(np.arange(len(starts)), pa.int32()),
-        "recording_ids": pa.ListArray.from_arrays(offsets, sorted_segs["recording_id"].combine_chunks()),
-        "segment_indices": pa.ListArray.from_arrays(offsets, sorted_segs["segment_index"].combine_chunks()),
+        "batch_id": pa.array(np.arange(len(starts)) + first_id, pa.int32()),
+        "content_ids": pa.ListArray.from_arrays(offsets, sorted_segs["content_id"].combine_chunks()),
+        "start_samples": pa.ListArray.from_arrays(offsets, sorted_segs["start_sample"].combine_chunks()),
+        "end_samples": pa.ListArray.from_arrays(offsets, sorted_segs["end_sample"].combine_chunks()),
         "n_items": pa.array(n_items, pa.int32()),
         "max_frames": pa.array(max_frames, pa.int32()),
         "real_frames": pa.array(real, pa.int64()),
@@ -150,8 +156,8 @@ def _batches_table(sorted_segs: pa.Table, frames: np.ndarray, starts: np.ndarray
 def _warnings(sorted_segs: pa.Table, n_sorted: np.ndarray, over: np.ndarray, budget_s: float) -> list[str]:
     """Messages for segments over the budget and for segments too short for the frontend."""
     rows = sorted_segs.take(pa.array(over[:MAX_LISTED_WARNINGS])).to_pylist() if len(over) else []
-    out = [f"segment {r['recording_id']}#{r['segment_index']} ({n / SAMPLE_RATE:.2f} s) alone costs more "
-           f"than packer.budget_s={budget_s:g} padded seconds; it gets a batch of its own (raise "
+    out = [f"segment {r['content_id']}@{r['start_sample'] / SAMPLE_RATE:.2f}s ({n / SAMPLE_RATE:.2f} s) alone "
+           f"costs more than packer.budget_s={budget_s:g} padded seconds; it gets a batch of its own (raise "
            f"packer.budget_s or lower the vad maximum segment length)"
            for r, n in zip(rows, n_sorted[over[:len(rows)]])]
     if len(over) > len(rows):

@@ -60,7 +60,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def run(config: Config | str | Path, stage: str | None = None, from_stage: str | None = None,
-        overrides: list[str] | tuple[str, ...] = (), progress: bool = False) -> RunReport:
+        overrides: list[str] | tuple[str, ...] = (), progress: bool = False,
+        force: tuple[str, ...] | list[str] = ()) -> RunReport:
     """Run the stages that are not up to date (or the ones asked for).
 
     Args:
@@ -69,6 +70,8 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
         from_stage: rerun this stage and every stage after it.
         overrides: ``section.key=value`` overrides, applied when ``config`` is a path.
         progress: show progress bars on a terminal.
+        force: stages whose work is redone even when it is up to date (``asr``: every segment is
+            decoded again; ``vad``: every file decoded again; ``scan``: every file hashed again).
 
     Returns:
         The stages that ran and the run's figures.
@@ -78,7 +81,7 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
 
     cfg = _as_config(config, overrides)
     t0 = time.perf_counter()
-    results = Runner(cfg, progress=progress).run(only=stage, start=from_stage)
+    results = Runner(cfg, progress=progress).run(only=stage, start=from_stage, force=frozenset(force))
     return RunReport(tuple(results), run_summary(cfg, results, time.perf_counter() - t0))
 
 
@@ -87,6 +90,26 @@ def status(config: Config | str | Path, overrides: list[str] | tuple[str, ...] =
     from pipeline.runner import Runner
 
     return Runner(_as_config(config, overrides), progress=False).status()
+
+
+def prune(config: Config | str | Path, dry_run: bool = False, overrides: list[str] | tuple[str, ...] = ()):
+    """Remove cache files, store entries and exports that no recording of the archive uses any more.
+
+    Returns:
+        A ``PruneReport``: files and bytes removed (or that would be, with ``dry_run``) per kind.
+    """
+    from pipeline.housekeeping import prune as prune_work_dir
+    from pipeline.lock import WorkDirLock
+    from pipeline.workdir import WorkDir
+
+    cfg = _as_config(config, overrides)
+    work = WorkDir(cfg.work_path)
+    if not work.root.is_dir():
+        from pipeline.housekeeping import PruneReport
+
+        return PruneReport()
+    with WorkDirLock(work.lock):
+        return prune_work_dir(cfg, dry_run)
 
 
 def read_tables(output_dir: str | Path, as_arrow: bool = False) -> Tables:

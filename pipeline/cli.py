@@ -28,10 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
     run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. -o packer.budget_s=600 (repeatable)")
+    run.add_argument("--force", nargs="?", const="", default=None, metavar="STAGE",
+                     help="redo a stage's work even when it is up to date (asr: decode every segment again); "
+                          "with --from S or --stage S and no STAGE: those stages")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     st = sub.add_parser("status", help="print each stage: done / stale / missing, with row counts")
     st.add_argument("config")
     st.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    pr = sub.add_parser("prune", help="remove cache files, results and exports no recording uses any more")
+    pr.add_argument("config")
+    pr.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    pr.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     tiny = sub.add_parser("tiny-model", help="write a randomly initialised Paraformer model folder")
     tiny.add_argument("dir", help="output folder")
     tiny.add_argument("--size", choices=("tiny", "large"), default="tiny",
@@ -57,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.override)
         if args.command == "status":
             return cmd_status(cfg)
+        if args.command == "prune":
+            return cmd_prune(cfg, args.dry_run)
         return cmd_run(cfg, args)
     except (ValueError, FileNotFoundError) as e:
         print(f"vadpack: error: {e}", file=sys.stderr)
@@ -76,11 +85,49 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 def cmd_status(cfg) -> int:
     from pipeline.api import status
+    from pipeline.housekeeping import usage
 
     for st in status(cfg):
         rows = "" if st.rows is None else f"{st.rows} rows"
         print(f"{st.stage:7s} {st.state:8s} {rows:>12s}  {st.reason}")
+    for name, (files, size) in usage(cfg).items():
+        print(f"{name:14s} {_size(size):>10s}  ({files} files)")
     return EXIT_OK
+
+
+def cmd_prune(cfg, dry_run: bool) -> int:
+    from pipeline.api import prune
+
+    report = prune(cfg, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    if not report.files:
+        print("nothing to prune: every cache file, result and export belongs to the archive")
+    for kind, n in report.files.items():
+        print(f"{verb} {n} {kind} ({_size(report.bytes.get(kind, 0))})")
+    return EXIT_OK
+
+
+def _forced(args: argparse.Namespace) -> tuple[str, ...]:
+    """The stages ``--force`` names: its argument, or the stages of ``--stage`` / ``--from``."""
+    if args.force is None:
+        return ()
+    if args.force:
+        if args.force not in STAGES:
+            raise ValueError(f"--force {args.force}: not a stage; choose one of {', '.join(STAGES)}")
+        return (args.force,)
+    if args.stage:
+        return (args.stage,)
+    if args.start:
+        return STAGES[STAGES.index(args.start):]
+    raise ValueError("--force needs a stage: --force asr, or --from S --force, or --stage S --force")
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
 
 
 def cmd_run(cfg, args: argparse.Namespace) -> int:
@@ -90,7 +137,7 @@ def cmd_run(cfg, args: argparse.Namespace) -> int:
     from pipeline.summary import print_summary
 
     try:
-        report = run(cfg, stage=args.stage, from_stage=args.start,
+        report = run(cfg, stage=args.stage, from_stage=args.start, force=_forced(args),
                      progress=not args.no_progress and sys.stderr.isatty())
     except (StageOrderError, ConfigError) as e:
         print(f"vadpack: error: {e}", file=sys.stderr)

@@ -1,41 +1,48 @@
 """The stage runner: decides which stages are up to date, runs the others, and writes manifests.
 
-Every stage artifact records the hash of its config section and a fingerprint of its inputs (the
-output fingerprints of the stages it reads, or the input files' size and mtime for scan). A stage
-runs when either differs from what it was computed from. Because fingerprints are content hashes,
-rerunning an upstream stage that produces the same table leaves the stages after it up to date.
+Every stage artifact records the hashes of the config it depends on (by name, so a stale stage can
+say why) and a fingerprint of its inputs (the output fingerprints of the stages it reads, or the
+input files' size and mtime for scan). A stage runs when either differs from what it was computed
+from. Because fingerprints are content hashes, rerunning an upstream stage that produces the same
+table leaves the stages after it up to date.
+
+asr results live in a content-keyed store, so "rerunning asr" costs only the spans the store lacks;
+``force`` is how a user asks for the work itself to be redone.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from core.atomic import write_text_atomic
-from core.manifest import combine, new_manifest, read_manifest, write_manifest
+from core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
 from pipeline.config import Config, config_to_yaml
+from pipeline.lock import WorkDirLock
 from pipeline.stages import (
     RUNNERS,
     STAGES,
     StageContext,
     StageResult,
-    prepare_asr_parts,
-    stage_config_hash,
-    stage_outputs,
+    output_fingerprint,
+    stage_config_parts,
 )
+from pipeline.store import asr_store
 from pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
 
 UPSTREAM: dict[str, tuple[str, ...]] = {
-    "scan": (), "vad": ("scan",), "pack": ("vad",), "asr": ("pack", "vad"), "stitch": ("scan", "vad", "asr"),
+    "scan": (), "vad": ("scan",), "pack": ("vad",), "asr": ("pack",), "stitch": ("scan", "vad", "asr"),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class StageState:
+    """One stage's state: ``done``, ``stale`` (with the reason) or ``missing``, and its row count."""
+
     stage: str
     state: str  # done | stale | missing
     rows: int | None
@@ -71,8 +78,9 @@ class Runner:
         m = read_manifest(self.work.manifest(stage))
         if m is None:
             return StageState(stage, "missing", None)
-        if m.config_hash != stage_config_hash(self.cfg, stage):
-            return StageState(stage, "stale", m.rows, "config changed")
+        parts = stage_config_parts(self.cfg, stage)
+        if m.config_hash != combine_parts(parts):
+            return StageState(stage, "stale", m.rows, _what_changed(m, parts))
         if m.input_fingerprint != self.input_fingerprint(stage):
             return StageState(stage, "stale", m.rows, "inputs changed")
         return StageState(stage, "done", m.rows)
@@ -91,53 +99,76 @@ class Runner:
 
     # ---- running ------------------------------------------------------------------------------
 
-    def run(self, only: str | None = None, start: str | None = None) -> dict[str, StageResult]:
-        """Run the stages that are not up to date.
+    def run(self, only: str | None = None, start: str | None = None,
+            force: frozenset[str] = frozenset()) -> dict[str, StageResult]:
+        """Run the stages that are not up to date, holding the work_dir lock.
 
         Args:
             only: run just this stage, from the saved artifacts of the stages before it.
-            start: force this stage and every stage after it to rerun.
+            start: rerun this stage and every stage after it.
+            force: stages whose work is redone even where caches and the store say it stands (for
+                asr: the store of this model and settings is emptied first, and pack reruns).
         """
         self.work.root.mkdir(parents=True, exist_ok=True)
-        sweep_temp_files([self.work.root, self.cfg.output_path])
-        write_text_atomic(self.work.resolved_config, config_to_yaml(self.cfg))
-        results: dict[str, StageResult] = {}
-        forced = False
-        for stage in STAGES:
-            if only is not None and stage != only:
-                continue
-            forced = forced or stage == start or stage == only
-            if not forced and self.state(stage).state == "done":
-                log.info("%s: up to date, skipped", stage)
-                continue
-            results[stage] = self.run_stage(stage)
+        with WorkDirLock(self.work.lock):
+            sweep_temp_files([self.work.root, self.cfg.output_path])
+            write_text_atomic(self.work.resolved_config, config_to_yaml(self.cfg))
+            if "asr" in force:
+                self._forget_asr_results()
+            results: dict[str, StageResult] = {}
+            rerun = False
+            for stage in STAGES:
+                if only is not None and stage != only and not (stage == "pack" and "asr" in force):
+                    continue
+                rerun = rerun or stage == start or stage == only or stage in force
+                if not rerun and self.state(stage).state == "done":
+                    log.info("%s: up to date, skipped", stage)
+                    continue
+                results[stage] = self.run_stage(stage, force=stage in force)
+            if results and not self.cfg.vad.keep_pcm:
+                from pipeline.housekeeping import drop_transcribed_pcm
+
+                drop_transcribed_pcm(self.cfg)
         return results
 
-    def run_stage(self, stage: str) -> StageResult:
+    def run_stage(self, stage: str, force: bool = False) -> StageResult:
         input_fp = self.input_fingerprint(stage)
         if input_fp is None:
             missing = [u for u in UPSTREAM[stage] if read_manifest(self.work.manifest(u)) is None]
             raise StageOrderError(f"cannot run {stage}: stage {missing[0]} has not run yet "
                                   f"(run `vadpack run CONFIG` or `--stage {missing[0]}` first)")
-        config_hash = stage_config_hash(self.cfg, stage)
+        parts = stage_config_parts(self.cfg, stage)
         self.work.manifest(stage).unlink(missing_ok=True)  # while a stage runs, it is not complete
-        if stage == "asr":
-            prepare_asr_parts(self.work, combine(config_hash, input_fp))
-        log.info("%s: running", stage)
+        log.info("%s: running%s", stage, " (forced)" if force else "")
         t0 = time.perf_counter()
-        result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress))
+        result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force))
         result.summary["wall_s"] = time.perf_counter() - t0
         log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
-        write_manifest(self.work.manifest(stage), new_manifest(stage, config_hash, input_fp,
-                                                               stage_outputs(self.cfg, stage), result.rows,
+        write_manifest(self.work.manifest(stage), new_manifest(stage, parts, input_fp,
+                                                               output_fingerprint(self.cfg, stage), result.rows,
                                                                result.summary))
         return result
 
+    def _forget_asr_results(self) -> None:
+        """``--force asr``: empty this model's store, so every segment is decoded again."""
+        store = asr_store(self.cfg.asr, self.work)
+        for part in store.glob("*.parquet"):
+            part.unlink()
+        for stage in ("pack", "asr", "stitch"):
+            self.work.manifest(stage).unlink(missing_ok=True)
+        log.info("asr: forced; removed the stored results of this model and settings (%s)", store.name)
 
-def sweep_temp_files(folders: list[Path]) -> int:
+
+def _what_changed(m: Manifest, parts: dict[str, str]) -> str:
+    """``model changed``, ``asr settings changed``, ... from the named hashes a manifest kept."""
+    changed = [name for name, value in parts.items() if m.config_parts.get(name) != value]
+    if not m.config_parts or not changed:
+        return "config changed"
+    return ", ".join(f"{name} changed" for name in changed)
+
+
+def sweep_temp_files(folders: list) -> int:
     """Remove temporary files an interrupted run left behind (complete files are never temporary)."""
-    import shutil
-
     n = 0
     for folder in folders:
         if not folder.is_dir():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from core.configtools import ConfigError
+from core.fingerprint import file_content_id
 from core.tables import RECORDINGS, to_table
 from pipeline.config import Config
 
@@ -97,25 +98,41 @@ def fingerprint_inputs(paths: list[str]) -> list[tuple[str, int, int]]:
     return out
 
 
-def scan(paths: list[str]) -> pa.Table:
-    """Probe each input; a file that cannot be read becomes a ``failed`` row with the reason."""
+def scan(paths: list[str], known: dict[tuple[str, int, int], str] | None = None) -> pa.Table:
+    """Probe each input; a file that cannot be read becomes a ``failed`` row with the reason.
+
+    Args:
+        paths: the input files.
+        known: content ids from the previous scan by (path, size, mtime_ns); a file that matches is
+            not read again. A renamed, copied or modified file is hashed.
+    """
     from core.audio import AudioError, probe
 
+    known = known or {}
     rows = []
     for path in paths:
-        row = {"recording_id": recording_id(path), "path": path, "duration_s": None, "sample_rate": None,
-               "channels": None, "codec": None, "size_bytes": None, "mtime_ns": None, "status": "ok",
-               "error": None}
+        row = {"recording_id": recording_id(path), "path": path, "content_id": None, "duration_s": None,
+               "sample_rate": None, "channels": None, "codec": None, "size_bytes": None, "mtime_ns": None,
+               "status": "ok", "error": None}
         try:
             st = os.stat(path)
             row.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
             info = probe(path)
             row.update(duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
                        codec=info.codec)
+            row["content_id"] = known.get((path, st.st_size, st.st_mtime_ns)) or file_content_id(path)
         except (AudioError, OSError, RuntimeError) as e:
             row.update(status="failed", error=_describe(e, path))
         rows.append(row)
     return to_table(rows, RECORDINGS)
+
+
+def known_content_ids(previous: pa.Table | None) -> dict[tuple[str, int, int], str]:
+    """(path, size, mtime_ns) -> content id of the files a previous scan hashed."""
+    if previous is None or "content_id" not in previous.column_names:
+        return {}
+    cols = [previous[c].to_pylist() for c in ("path", "size_bytes", "mtime_ns", "content_id")]
+    return {(p, s, m): c for p, s, m, c in zip(*cols) if c is not None}
 
 
 def _describe(e: Exception, path: str) -> str:

@@ -8,28 +8,29 @@ or about manifests. The stage packages themselves never see the run's Config or 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE, pcm_path
 from core.configtools import as_plain, result_hash, stable_hash
-from core.tables import (
-    BATCHES,
-    RECORDINGS,
-    TRANSCRIPTS,
-    VAD_RECORDINGS,
-    VAD_SEGMENTS,
-    read_table,
-    to_table,
-    write_table,
-)
+from core.manifest import files_fingerprint
+from core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
 from core.types import RecordingRef
 from pipeline.config import Config
+from pipeline.store import (
+    asr_key,
+    asr_store,
+    next_batch_id,
+    segment_results,
+    spans_of,
+    store_fingerprint,
+    todo_spans,
+)
 from pipeline.workdir import WorkDir
 from vad.types import VadOutcome
 
@@ -43,9 +44,16 @@ STAGES = ("scan", "vad", "pack", "asr", "stitch")
 
 @dataclass(frozen=True, slots=True)
 class StageContext:
+    """What a stage function gets: the run's config, the work_dir layout, and how to run.
+
+    Attributes:
+        force: redo the stage's work even where a cache says it stands (``--force``).
+    """
+
     cfg: Config
     work: WorkDir
     progress: bool = True
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,47 +62,52 @@ class StageResult:
     summary: dict = field(default_factory=dict)
 
 
-def stage_outputs(cfg: Config, stage: str) -> list:
-    """The artifacts each stage writes (what its output fingerprint covers)."""
+def output_fingerprint(cfg: Config, stage: str) -> str:
+    """A fingerprint of what ``stage`` wrote, which the stages after it depend on."""
     work = WorkDir(cfg.work_path)
+    if stage == "asr":
+        return store_fingerprint(asr_store(cfg.asr, work))
     if stage == "stitch":
         from stitcher.stage import output_files
 
-        return output_files(cfg.output_path)
-    return {
-        "scan": [work.recordings],
-        "vad": [work.segments, work.vad_recordings],
-        "pack": [work.batches],
-        "asr": [work.transcripts],
-    }[stage]
+        return files_fingerprint(output_files(cfg.output_path))
+    outputs = {"scan": [work.recordings], "vad": [work.segments, work.vad_recordings], "pack": [work.batches]}
+    return files_fingerprint(outputs[stage])
 
 
-def stage_config_hash(cfg: Config, stage: str) -> str:
-    """The hash of the config a stage's result depends on (speed-only keys left out)."""
+def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
+    """The hashes of what a stage's result depends on in the config, by name (speed-only keys left out).
+
+    A stage is stale when any of them changed; the names say why (``model changed``).
+    """
     if stage == "scan":
-        return stable_hash({"inputs": [cfg.resolve_input(i) for i in cfg.inputs]})
+        return {"inputs": stable_hash([cfg.resolve_input(i) for i in cfg.inputs])}
     if stage == "vad":
-        return result_hash(cfg.vad)
-    if stage == "pack":
-        # The budget as it resolves, not the word "auto": another GPU or device repacks, while
-        # writing the number that auto gives changes nothing.
+        return {"vad": result_hash(cfg.vad)}
+    if stage in ("pack", "asr"):
+        key = asr_key(cfg.asr, WorkDir(cfg.work_path))
+        parts = {"model": stable_hash(key.model_id), "asr settings": key.settings}
+        if stage == "asr":
+            return parts
+        # pack packs what the store of this model lacks, with the budget as it resolves (not the
+        # word "auto": another GPU repacks, writing the number auto gives changes nothing).
         packer = {k: v for k, v in as_plain(cfg.packer).items() if k not in ("budget_s", "memory_fraction")}
-        return stable_hash({"packer": packer, "budget": budget_basis(cfg, device_info(cfg.asr.device))})
-    if stage == "asr":
-        return result_hash(cfg.asr)
-    return stable_hash({"stitch": result_hash(cfg.stitch), "output_dir": str(cfg.output_path),
-                        "model": cfg.asr.model})
+        return {**parts, "packer": stable_hash(packer),
+                "budget": stable_hash(budget_basis(cfg, device_info(cfg.asr.device)))}
+    return {"stitch": result_hash(cfg.stitch), "output_dir": stable_hash(str(cfg.output_path)),
+            "model": stable_hash(cfg.asr.model)}
 
 
 # ---- scan -------------------------------------------------------------------------------------
 
 def run_scan(ctx: StageContext) -> StageResult:
-    from pipeline.scan import list_inputs, scan
+    from pipeline.scan import known_content_ids, list_inputs, scan
 
     paths, notes = list_inputs(ctx.cfg)
     for note in notes:
         log.warning(note)
-    table = scan(paths)
+    previous = None if ctx.force or not ctx.work.recordings.exists() else read_table(ctx.work.recordings)
+    table = scan(paths, known_content_ids(previous))
     write_table(table, ctx.work.recordings)
     failed = pc.sum(pc.equal(table["status"], "failed")).as_py() or 0
     seconds = pc.sum(table["duration_s"]).as_py() or 0.0
@@ -104,10 +117,10 @@ def run_scan(ctx: StageContext) -> StageResult:
 # ---- vad --------------------------------------------------------------------------------------
 
 def run_vad(ctx: StageContext) -> StageResult:
-    recs = read_table(ctx.work.recordings, RECORDINGS).to_pylist()
-    refs = [RecordingRef(r["recording_id"], r["path"]) for r in recs if r["status"] == "ok"]
+    refs = recording_refs(read_table(ctx.work.recordings, RECORDINGS))
     t0 = time.perf_counter()
-    seg_rows, rec_rows = vad_rows(vad_outcomes(ctx, refs), ctx.cfg.vad.backend)
+    content = {r.recording_id: r.content_id for r in refs}
+    seg_rows, rec_rows = vad_rows(vad_outcomes(ctx, refs), ctx.cfg.vad.backend, content)
     wall = time.perf_counter() - t0
     write_table(to_table(seg_rows, VAD_SEGMENTS), ctx.work.segments)
     write_table(to_table(rec_rows, VAD_RECORDINGS), ctx.work.vad_recordings)
@@ -124,13 +137,20 @@ def vad_outcomes(ctx: StageContext, refs: list[RecordingRef]) -> Iterator[VadOut
     if ctx.cfg.engine == "ray":
         from pipeline.engines.ray_engine import ray_vad
 
-        return ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray)
+        return ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray, force=ctx.force)
     from vad.stage import run_vad as vad_stage
 
-    return vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress)
+    return vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress, force=ctx.force)
 
 
-def vad_rows(outcomes: Iterable[VadOutcome], backend: str) -> tuple[list[dict], list[dict]]:
+def recording_refs(recordings: pa.Table) -> list[RecordingRef]:
+    """The recordings the scan stage accepted."""
+    return [RecordingRef(r["recording_id"], r["path"], r["content_id"]) for r in recordings.to_pylist()
+            if r["status"] == "ok"]
+
+
+def vad_rows(outcomes: Iterable[VadOutcome], backend: str,
+             content: dict[str, str]) -> tuple[list[dict], list[dict]]:
     """Rows of the segments and vad_recordings tables, sorted, whatever order outcomes came in."""
     seg_rows, rec_rows = [], []
     for out in outcomes:
@@ -138,7 +158,8 @@ def vad_rows(outcomes: Iterable[VadOutcome], backend: str) -> tuple[list[dict], 
                          "n_segments": len(out.segments), "speech_samples": sum(s.n_samples for s in out.segments),
                          "status": "failed" if out.error else "ok", "error": out.error, "warning": out.warning})
         seg_rows += [{"recording_id": s.recording_id, "segment_index": s.segment_index,
-                      "start_sample": s.start_sample, "end_sample": s.end_sample, "backend": backend}
+                      "start_sample": s.start_sample, "end_sample": s.end_sample, "backend": backend,
+                      "content_id": content[s.recording_id]}
                      for s in out.segments]
     seg_rows.sort(key=lambda r: (r["recording_id"], r["segment_index"]))
     rec_rows.sort(key=lambda r: r["recording_id"])
@@ -148,20 +169,32 @@ def vad_rows(outcomes: Iterable[VadOutcome], backend: str) -> tuple[list[dict], 
 # ---- pack -------------------------------------------------------------------------------------
 
 def run_pack(ctx: StageContext) -> StageResult:
+    """Pack the spans that have no result in the store yet (all of them on a first run)."""
     from packer.pack import pack_segments
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    budget_s = resolve_budget_s(ctx.cfg)
-    result = pack_segments(segments, ctx.cfg.packer, budget_s=budget_s)
+    store = asr_store(ctx.cfg.asr, ctx.work)
+    todo = todo_spans(segments, store)
+    budget_s = resolve_budget_s(ctx.cfg) if todo.num_rows else _cheap_budget_s(ctx.cfg)
+    result = pack_segments(todo, ctx.cfg.packer, budget_s=budget_s, first_batch_id=next_batch_id(store))
     for w in result.warnings:
         log.warning(w)
     table = result.batches.cast(BATCHES)
     write_table(table, ctx.work.batches)
-    real = pc.sum(table["real_frames"]).as_py() or 0
-    padded = pc.sum(table["padded_frames"]).as_py() or 0
-    return StageResult(table.num_rows, {"batches": table.num_rows, "budget_s": budget_s,
-                                        "budget_basis": budget_basis(ctx.cfg, device_info(ctx.cfg.asr.device)),
-                                        "padding_efficiency": real / padded if padded else 1.0})
+    n_spans = spans_of(segments).num_rows
+    log.info("pack: %d of %d segments need decoding (the store holds the rest)", todo.num_rows, n_spans)
+    return StageResult(table.num_rows, {
+        "batches": table.num_rows, "budget_s": budget_s,
+        "budget_basis": budget_basis(ctx.cfg, device_info(ctx.cfg.asr.device)),
+        "segments_to_decode": todo.num_rows, "segments_in_store": n_spans - todo.num_rows,
+        "padding_efficiency": result.stats.efficiency})
+
+
+def _cheap_budget_s(cfg: Config) -> float:
+    """With nothing to pack, no GPU probe: the number, or the CPU figure for auto."""
+    from packer.budget import resolve_budget_s as packer_rule
+
+    return packer_rule(cfg.packer, "cpu")
 
 
 def device_info(spec: str) -> DeviceInfo:
@@ -209,31 +242,38 @@ def resolve_budget_s(cfg: Config) -> float:
 # ---- asr --------------------------------------------------------------------------------------
 
 def run_asr(ctx: StageContext) -> StageResult:
+    """Decode the packed spans into the store; the summary says what was decoded and what reused."""
+    from asr.stage import plan_work
     from asr.stage import run_asr as asr_stage
 
     batches = read_table(ctx.work.batches, BATCHES)
-    segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    parts = ctx.work.transcripts
+    store = asr_store(ctx.cfg.asr, ctx.work)
+    ensure_audio(ctx, batches)
     if ctx.cfg.engine == "ray":
-        from asr.stage import batch_plans, part_groups
         from pipeline.engines.ray_engine import ray_asr
 
-        groups = part_groups(batch_plans(batches, segments), ctx.cfg.asr.batches_per_part, parts)
-        summary = ray_asr(groups, ctx.work.pcm, ctx.cfg.asr, ctx.cfg.ray)
+        groups, already = plan_work(batches, store, ctx.cfg.asr.batches_per_part)
+        summary = {**ray_asr(groups, ctx.work.pcm, ctx.cfg.asr, ctx.cfg.ray), "already_stored": already}
     else:
-        summary = asr_stage(batches, segments, ctx.work.pcm, parts, ctx.cfg.asr, progress=ctx.progress)
-    return StageResult(int(pc.sum(batches["n_items"]).as_py() or 0), dict(summary))
+        summary = asr_stage(batches, ctx.work.pcm, store, ctx.cfg.asr, progress=ctx.progress)
+    n_spans = spans_of(read_table(ctx.work.segments, VAD_SEGMENTS)).num_rows
+    decoded = int(summary.get("segments", 0))
+    summary.update(decoded_segments=decoded, decoded_audio_s=float(summary.get("audio_s", 0.0)),
+                   reused_segments=n_spans - decoded)
+    return StageResult(decoded, summary)
 
 
-def prepare_asr_parts(work: WorkDir, intent: str) -> None:
-    """Keep part files from an interrupted run of the same inputs and config; drop any others."""
-    parts = work.transcripts
-    marker = parts / "_intent.txt"
-    if parts.exists() and (not marker.exists() or marker.read_text() != intent):
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        marker.write_text(intent)
+def ensure_audio(ctx: StageContext, batches: pa.Table) -> None:
+    """Bring back the PCM of recordings whose cache file was deleted (``vad.keep_pcm: false``)."""
+    from vad.stage import ensure_pcm
+
+    needed = set(pc.unique(pc.list_flatten(batches["content_ids"])).to_pylist()) if batches.num_rows else set()
+    refs = {r.content_id: r for r in recording_refs(read_table(ctx.work.recordings, RECORDINGS))}
+    for content_id in sorted(needed):
+        if content_id in refs and not pcm_path(ctx.work.pcm, content_id).exists():
+            error = ensure_pcm(refs[content_id], ctx.work.pcm)
+            if error:
+                log.warning("asr: cannot decode %s again (%s); its segments will fail", refs[content_id].path, error)
 
 
 # ---- stitch -----------------------------------------------------------------------------------
@@ -242,11 +282,12 @@ def run_stitch(ctx: StageContext) -> StageResult:
     from stitcher.stage import stitch_stage
     from stitcher.types import StitchInputs
 
+    segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     inputs = StitchInputs(
         recordings=read_table(ctx.work.recordings, RECORDINGS),
         vad_recordings=read_table(ctx.work.vad_recordings, VAD_RECORDINGS),
-        segments=read_table(ctx.work.segments, VAD_SEGMENTS),
-        transcripts=read_table(ctx.work.transcripts, TRANSCRIPTS),
+        segments=segments,
+        results=segment_results(segments, asr_store(ctx.cfg.asr, ctx.work)),
     )
     summary = stitch_stage(inputs, ctx.cfg.stitch, ctx.cfg.output_path, ctx.cfg.asr.model, stable_hash(ctx.cfg))
     return StageResult(int(summary.get("documents", 0)), summary)

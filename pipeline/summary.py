@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from core.cache import SAMPLE_RATE
-from core.tables import BATCHES, RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, read_table
+from core.tables import BATCHES, FAILURES, RECORDINGS, VAD_RECORDINGS, read_table
 from pipeline.config import Config
 from pipeline.stages import StageResult
 from pipeline.workdir import WorkDir
@@ -20,7 +20,7 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
     recs = _read(work.recordings, RECORDINGS)
     vad = _read(work.vad_recordings, VAD_RECORDINGS)
     batches = _read(work.batches, BATCHES)
-    trans = _read(work.transcripts, TRANSCRIPTS)
+    failures = _read(cfg.output_path / "failures.parquet", FAILURES)
     s["files"] = recs.num_rows if recs is not None else 0
     failed = 0
     if recs is not None:
@@ -30,17 +30,22 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         s["audio_h"] = (pc.sum(vad["n_samples"]).as_py() or 0) / SAMPLE_RATE / 3600
         s["segments"] = pc.sum(vad["n_segments"]).as_py() or 0
     s["failed_inputs"] = failed
-    s["failed_segments"] = (pc.sum(pc.not_equal(trans["status"], "ok")).as_py() or 0) if trans is not None else 0
+    s["failed_segments"] = (pc.sum(pc.equal(failures["stage"], "asr")).as_py() or 0) if failures is not None else 0
     if batches is not None:
         padded = pc.sum(batches["padded_frames"]).as_py() or 0
         s["batches"] = batches.num_rows
         s["padding_efficiency"] = (pc.sum(batches["real_frames"]).as_py() or 0) / padded if padded else 1.0
-    if s.get("audio_h") and wall_s > 0:
-        s["xrt"] = s["audio_h"] * 3600 / wall_s
+    # Nothing decoded unless asr ran: every segment's transcript then came from the store.
+    s.update(decoded_segments=0, decoded_audio_s=0.0, reused_segments=s.get("segments", 0))
     for stage, r in results.items():
         s[f"{stage}_s"] = r.summary.get("wall_s", 0.0)
         if stage == "asr":
             s["asr"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
+            for key in ("decoded_segments", "decoded_audio_s", "reused_segments"):
+                s[key] = r.summary.get(key, 0)
+    if s.get("decoded_audio_s") and wall_s > 0:
+        # Only what was decoded counts: audio whose transcript came from the store cost nothing here.
+        s["xrt"] = s["decoded_audio_s"] / wall_s
         if stage == "pack":
             s["budget_s"] = r.summary.get("budget_s")
     return s
@@ -58,8 +63,11 @@ def print_summary(s: dict) -> None:
         f"batches        {s.get('batches', 0)}  padding efficiency {s.get('padding_efficiency', 1.0):.3f}",
         f"wall           {s['wall_s']:.1f} s  ({', '.join(s['stages_run']) or 'all stages up to date'})",
     ]
-    if "xrt" in s and s["stages_run"]:
-        lines.append(f"speed          {s['xrt']:.0f}x real time")
+    if s["stages_run"]:
+        lines.append(f"decoded        {s['decoded_segments']} segments, {s['decoded_audio_s']:.0f} s of audio  "
+                     f"(reused from the store: {s['reused_segments']})")
+    if "xrt" in s:
+        lines.append(f"speed          {s['xrt']:.0f}x real time (decoded audio / wall time)")
     if s.get("budget_s") is not None:
         lines.append(f"budget         {s['budget_s']:.0f} padded s per batch")
     lines.append(f"output         {s['output_dir']}")

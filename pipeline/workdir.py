@@ -32,13 +32,24 @@ class WorkDir:
         return self.root / "batches.parquet"
 
     @property
-    def transcripts(self) -> Path:
-        return self.root / "transcripts"
-
-    @property
     def pcm(self) -> Path:
         """The PCM cache folder (16 kHz mono int16 per recording, and vad sidecars)."""
         return self.root / "pcm"
+
+    @property
+    def store(self) -> Path:
+        """The content-keyed result stores (``asr-<key>/`` part files)."""
+        return self.root / "store"
+
+    @property
+    def model_ids(self) -> Path:
+        """Cached identities (content hashes) of local model folders."""
+        return self.root / "cache" / "model_ids.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the one run working on this work_dir."""
+        return self.root / ".vadpack.lock"
 
     @property
     def resolved_config(self) -> Path:

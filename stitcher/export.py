@@ -18,6 +18,8 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from core.atomic import write_text_atomic
 from stitcher.config import FORMATS
 from stitcher.text import split_sentences
@@ -169,6 +171,27 @@ def _id_part(recording_id: str) -> str:
     if _SAFE_ID.fullmatch(recording_id) and "__" not in recording_id and ".." not in recording_id:
         return recording_id
     return "id-" + hashlib.sha256(recording_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def stale_exports(output_dir: str | Path, formats: Iterable[str], documents: pa.Table) -> list[Path]:
+    """Export files in ``<output_dir>/<format>/`` that belong to no recording of ``documents``.
+
+    Only files named like exports (``*.<format>`` in a format's folder) are considered, so other
+    files a person keeps there are never touched.
+
+    Args:
+        output_dir: the run's output folder.
+        formats: the format folders to look in.
+        documents: the documents now in the archive (``recording_id`` and ``path`` columns).
+    """
+    names = {safe_export_name(p, r) for r, p in zip(documents["recording_id"].to_pylist(),
+                                                     documents["path"].to_pylist())}
+    stale = []
+    for fmt in formats:
+        folder = Path(output_dir) / fmt
+        if folder.is_dir():
+            stale += [p for p in sorted(folder.glob(f"*.{fmt}")) if p.is_file() and p.stem not in names]
+    return stale
 
 
 def write_exports(doc: DocumentText, formats: Iterable[str], output_dir: str | Path,

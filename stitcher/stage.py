@@ -56,9 +56,9 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         Counts of what was written: documents, segments, tokens, failures, exports.
     """
     output_dir = Path(output_dir)
-    joined = join_transcripts(inputs.segments, inputs.transcripts)
+    joined = join_transcripts(inputs.segments, inputs.results)
     seg_table = joined.segments_table()
-    failures = collect_failures(inputs.recordings, inputs.vad_recordings, inputs.transcripts)
+    failures = collect_failures(inputs.recordings, inputs.vad_recordings, inputs.results)
     documents = build_documents(inputs.recordings, inputs.vad_recordings, seg_table, failures, model)
     if cfg.punc_model:
         from stitcher.punc import punctuate
@@ -71,8 +71,21 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         sink.write(table)
         sink.close()
     n_tokens, n_exports = write_tokens_and_exports(cfg, output_dir, documents, seg_table, joined, meta)
+    removed = remove_stale_exports(output_dir, cfg.formats, documents)
     return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": n_tokens,
-            "failures": failures.num_rows, "exports": n_exports}
+            "failures": failures.num_rows, "exports": n_exports, "exports_removed": removed}
+
+
+def remove_stale_exports(output_dir: Path, formats: tuple[str, ...], documents: pa.Table) -> int:
+    """Delete the exports of recordings that left the archive (deleted, moved or modified files)."""
+    from stitcher.export import stale_exports
+
+    stale = stale_exports(output_dir, formats, documents)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("stitch: removed %d exports of recordings no longer in the archive", len(stale))
+    return len(stale)
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,10 @@ class StitchInputs:
         recordings: the scan stage's table (``RECORDINGS``).
         vad_recordings: the vad stage's per-recording table (``VAD_RECORDINGS``).
         segments: the vad stage's segments (``VAD_SEGMENTS``).
-        transcripts: the asr results (``TRANSCRIPTS``).
+        results: each segment's asr result (``SEGMENT_RESULTS``, read from the transcript store).
     """
 
     recordings: pa.Table
     vad_recordings: pa.Table
     segments: pa.Table
-    transcripts: pa.Table
+    results: pa.Table

@@ -14,34 +14,25 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
 from tests.conftest import REPO, write_config
+from tests.support import outputs
 
 TABLES = ("documents", "segments", "tokens", "failures")
 ROUNDS = int(os.environ.get("VADPACK_KILL_ROUNDS", "3"))
 
 
-def sorted_rows(path: Path) -> list[tuple]:
-    table = pq.read_table(path)
-    rows = [tuple(str(v) for v in r.values()) for r in table.to_pylist()]
-    return sorted(rows)
-
-
 def snapshot(out: Path) -> dict[str, list[tuple]]:
-    snap = {name: sorted_rows(out / f"{name}.parquet") for name in TABLES}
-    for fmt_dir in sorted(p for p in out.iterdir() if p.is_dir()):
-        snap[fmt_dir.name] = sorted((f.name, f.read_bytes()) for f in fmt_dir.iterdir())
-    return snap
+    return outputs.snapshot(out, with_batch_ids=True)  # a resumed run decodes the very same batches
 
 
 def progress(work: Path, phase: str) -> int:
-    """How many units of ``phase`` a run has completed: vad result sidecars, or asr part files."""
+    """How many units of ``phase`` a run has completed: vad result sidecars, or asr part files in the store."""
     if phase == "vad":
         return len(list((work / "pcm").glob("*.vad.json"))) if (work / "pcm").is_dir() else 0
-    return len(list((work / "transcripts").glob("part-*.parquet"))) if (work / "transcripts").is_dir() else 0
+    return len(list((work / "store").glob("asr-*/part-*.parquet"))) if (work / "store").is_dir() else 0
 
 
 def run_and_kill(cfg: Path, work: Path, phase: str, rng: random.Random, units: int) -> str:
@@ -50,7 +41,7 @@ def run_and_kill(cfg: Path, work: Path, phase: str, rng: random.Random, units: i
     target = rng.randrange(units)
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = work / ("pcm" if phase == "vad" else "transcripts")
+    started = work / ("pcm" if phase == "vad" else "store")
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not (
             started.is_dir() and progress(work, phase) >= target):
@@ -90,7 +81,7 @@ def test_kill_and_resume_gives_identical_tables(tmp_path, tiny_model, archive_an
     work = tmp_path / "work"
     ref_work = archive.parent / "reference" / "work"
     units = {"vad": len(list((ref_work / "pcm").glob("*.vad.json"))),
-             "asr": len(list((ref_work / "transcripts").glob("part-*.parquet")))}
+             "asr": len(list((ref_work / "store").glob("asr-*/part-*.parquet")))}
     outcome = run_and_kill(cfg, work, phase, random.Random(seed), units[phase])
     assert main(["run", str(cfg), "--no-progress"]) == 3
     got = snapshot(work / "output")

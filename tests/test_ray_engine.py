@@ -30,6 +30,8 @@ def test_ray_engine_matches_local_engine(tmp_path, small_archive, tiny_model):
         local, ray = content(runs["local"], name), content(runs["ray"], name)
         assert ray == local, f"{name} differs between engines"
     assert len(content(runs["ray"], "segments")) >= 3 and len(content(runs["ray"], "tokens")) > 0
-    # The ray engine resumes like the local one: the part files it wrote are reused.
-    parts = sorted((tmp_path / "ray" / "work" / "transcripts").glob("part-*.parquet"))
+    # The ray engine writes the same content-keyed store as the local one, part by part.
+    parts = sorted((tmp_path / "ray" / "work" / "store").glob("asr-*/part-*.parquet"))
     assert len(parts) >= 2
+    assert [p.name for p in parts] == sorted(p.name for p in (tmp_path / "local" / "work" / "store").glob(
+        "asr-*/part-*.parquet"))

@@ -37,9 +37,14 @@ class VadConfig:
         merge_up_to_s: adjacent short segments are merged up to this length; 0 turns merging off.
         workers: worker processes; 0 means one per CPU core.
         fsmn_model: local fsmn-vad model folder for ``backend: fsmn``.
+        keep_pcm: keep each recording's decoded 16 kHz audio in the cache (about 115 MB per audio
+            hour). ``false`` deletes it once all the recording's segments are transcribed; the file is
+            then decoded again only if a later run needs its audio (another model, changed vad
+            settings).
     """
 
-    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("workers",)  # change speed, never segments
+    # Change speed or disk use, never segments.
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("workers", "keep_pcm")
 
     backend: str = "webrtc"
     # Defaults tuned on the human-labelled recordings of ../shared/data/real (bench/vad.py).
@@ -56,6 +61,7 @@ class VadConfig:
     merge_up_to_s: float = 0.0
     workers: int = 0
     fsmn_model: str | None = None
+    keep_pcm: bool = True
 
     def __post_init__(self) -> None:
         check_choice("vad.backend", self.backend, BACKENDS)
@@ -71,6 +77,8 @@ class VadConfig:
         check_range("vad.level_gate_db", self.level_gate_db, 0, 120)
         check_range("vad.silero_threshold", self.silero_threshold, 0, 1)
         check_range("vad.workers", self.workers, 0, 1024)
+        if not isinstance(self.keep_pcm, bool):
+            raise ValueError(f"vad.keep_pcm must be true or false, got {self.keep_pcm!r}")
         if self.backend == "fsmn" and not self.fsmn_model:
             raise ValueError("vad.backend = 'fsmn' needs vad.fsmn_model: a local fsmn-vad model folder")
 

@@ -4,10 +4,12 @@ Each worker streams one recording at a time: decode (core.audio) -> int16 blocks
 PCM cache and fed, as they pass, to the frame classifier -> gates -> state machine -> segments. The
 file is read once and memory stays one block whatever its length.
 
-Resume: next to each cache file ``<id>.s16`` the worker writes ``<id>.vad.json`` (atomically, after
-the cache file is complete) with the source file's size and mtime, the decoded length, any warning,
-the hash of the vad config and the segments. A rerun reuses a recording whose sidecar matches; when
-only the vad config changed it reruns the VAD on the cached PCM without decoding again.
+The cache is keyed by content: ``<content_id>.s16`` holds the audio of every recording whose bytes
+hash to that id, so a renamed, moved or copied file is never decoded again, and a modified file
+(a new content id) is. Next to it the worker writes ``<content_id>.vad.json`` (atomically, after the
+cache file is complete) with the decoded length, any warning, the hash of the vad config and the
+segments. A rerun reuses a recording whose sidecar matches; when only the vad config changed it
+reruns the VAD on the cached PCM without decoding again.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ from vad.gates import apply_gates
 from vad.segmenter import segments_from_track
 from vad.types import FrameTrack, VadOutcome
 
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: keyed by content id, not by path, size and mtime
 BLOCK_SAMPLES = 10 * SAMPLE_RATE
 # A recording that kills its worker process twice (a crash inside a decoder) is failed, not retried.
 MAX_CRASHES = 2
 
 
 def run_vad(
-    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, progress: bool = True
+    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, progress: bool = True,
+    force: bool = False,
 ) -> Iterator[VadOutcome]:
     """Decode, cache and segment every recording; yield one outcome per recording, in any order.
 
@@ -53,6 +56,7 @@ def run_vad(
         cache_dir: the PCM cache folder (see :mod:`core.cache`).
         cfg: the vad config; ``cfg.n_workers`` worker processes (1 runs inline).
         progress: show a progress bar (files, audio hours, x real time) when stderr is a terminal.
+        force: decode and segment every recording again, ignoring the cache's results.
 
     Yields:
         A :class:`VadOutcome` per recording. A file that fails has ``error`` set and no segments;
@@ -62,9 +66,9 @@ def run_vad(
     cache_dir.mkdir(parents=True, exist_ok=True)
     n_workers = min(cfg.n_workers, len(recordings))
     outcomes = (
-        (process_recording(ref, cache_dir, cfg) for ref in recordings)
+        (process_recording(ref, cache_dir, cfg, force) for ref in recordings)
         if n_workers <= 1
-        else _run_pool(recordings, cache_dir, cfg, n_workers)
+        else _run_pool(recordings, cache_dir, cfg, n_workers, force)
     )
     yield from _with_progress(outcomes, len(recordings), progress)
 
@@ -92,17 +96,21 @@ def segments_of(track: FrameTrack, cfg: VadConfig) -> list[tuple[int, int]]:
     return segments_from_track(apply_gates(track, cfg), cfg)
 
 
-def sidecar_path(cache_dir: Path, recording_id: str) -> Path:
-    return Path(cache_dir) / f"{recording_id}.vad.json"
+def sidecar_path(cache_dir: Path, content_id: str) -> Path:
+    """The vad result of one content, beside its PCM cache file."""
+    return Path(cache_dir) / f"{content_id}.vad.json"
 
 
 # ---- one recording (runs in a worker) ---------------------------------------------------------
 
 
-def process_recording(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
-    """Decode, cache and segment one recording; any failure becomes ``VadOutcome.error``."""
+def process_recording(ref: RecordingRef, cache_dir: Path, cfg: VadConfig, force: bool = False) -> VadOutcome:
+    """Decode, cache and segment one recording; any failure becomes ``VadOutcome.error``.
+
+    ``force`` decodes and segments again even when the cache says the result stands.
+    """
     try:
-        return _process(ref, Path(cache_dir), cfg)
+        return _process(ref, Path(cache_dir), cfg, force)
     except AudioError as e:
         return VadOutcome(ref.recording_id, 0, (), error=str(e))
     except MemoryError:
@@ -111,16 +119,16 @@ def process_recording(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> Vad
         return VadOutcome(ref.recording_id, 0, (), error=f"{type(e).__name__}: {e}")
 
 
-def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
+def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig, force: bool) -> VadOutcome:
     if fault_arg("vad_worker_crash") == ref.recording_id and multiprocessing.parent_process() is not None:
         os._exit(70)  # test-only (VADPACK_FAULTS): a worker dies the way a crash in a native decoder would
-    pcm_file = pcm_path(cache_dir, ref.recording_id)
-    side_file = sidecar_path(cache_dir, ref.recording_id)
-    source = _source_identity(ref.path)
-    side = _read_sidecar(side_file, pcm_file, source)
+    pcm_file = pcm_path(cache_dir, ref.content_id)
+    side = None if force else _read_sidecar(sidecar_path(cache_dir, ref.content_id), ref.content_id)
     if side is not None and side["vad_hash"] == result_hash(cfg):
+        # Same content, same settings: the segments stand, even if the PCM was deleted since
+        # (vad.keep_pcm: false); asr decodes the file again only if it needs the audio.
         return _outcome(ref.recording_id, side["n_samples"], side["segments"], side["warning"])
-    if side is not None:
+    if side is not None and pcm_complete(pcm_file, side["n_samples"]):
         # Only the vad config changed: segment the cached PCM again instead of decoding the file.
         n_samples, warning = side["n_samples"], side["warning"]
         segments = segment_recording(open_pcm(pcm_file), cfg)  # a memmap: read block by block
@@ -129,11 +137,36 @@ def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome:
         decoded = decode_to_pcm(ref.path, pcm_file, on_block=classifier.feed)
         n_samples, warning = decoded.n_samples, decoded.warning
         segments = segments_of(classifier.finish(), cfg)
-    _write_sidecar(side_file, {
-        "version": SIDECAR_VERSION, "source": source, "n_samples": n_samples, "warning": warning,
+    _write_sidecar(sidecar_path(cache_dir, ref.content_id), {
+        "version": SIDECAR_VERSION, "content_id": ref.content_id, "n_samples": n_samples, "warning": warning,
         "vad_hash": result_hash(cfg), "segments": segments,
     })
     return _outcome(ref.recording_id, n_samples, segments, warning)
+
+
+def ensure_pcm(ref: RecordingRef, cache_dir: Path) -> str | None:
+    """Decode ``ref`` into the PCM cache again if its cache file is gone; None, or why it failed.
+
+    With ``vad.keep_pcm: false`` the cache file of a fully transcribed recording is deleted; a later
+    run that must decode some of its segments (another model, say) brings it back here.
+    """
+    side = _read_sidecar(sidecar_path(cache_dir, ref.content_id), ref.content_id)
+    pcm_file = pcm_path(cache_dir, ref.content_id)
+    if side is not None and pcm_complete(pcm_file, side["n_samples"]):
+        return None
+    try:
+        decode_to_pcm(ref.path, pcm_file)
+    except (AudioError, OSError) as e:
+        return str(e)
+    return None
+
+
+def pcm_complete(pcm_file: Path, n_samples: int) -> bool:
+    """Whether the cache file holds exactly ``n_samples`` samples (a complete, current decode)."""
+    try:
+        return pcm_file.stat().st_size == 2 * int(n_samples)
+    except OSError:
+        return False
 
 
 def _outcome(recording_id: str, n_samples: int, segments: list, warning: str | None) -> VadOutcome:
@@ -141,26 +174,14 @@ def _outcome(recording_id: str, n_samples: int, segments: list, warning: str | N
     return VadOutcome(recording_id, int(n_samples), segs, warning=warning)
 
 
-def _source_identity(path: str) -> dict | None:
-    """What a rerun compares to tell whether the input file changed (None when it cannot be read;
-    decoding then fails with a readable reason)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return {"path": str(path), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _read_sidecar(side_file: Path, pcm_file: Path, source: dict | None) -> dict | None:
-    """The sidecar when it belongs to this source file and its cache file is complete, else None."""
-    if source is None:
-        return None
+def _read_sidecar(side_file: Path, content_id: str) -> dict | None:
+    """The sidecar when it belongs to this content and its version, else None."""
     try:
         side = json.loads(side_file.read_text())
-        complete = pcm_file.stat().st_size == 2 * int(side["n_samples"])
+        int(side["n_samples"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if side.get("version") != SIDECAR_VERSION or side.get("source") != source or not complete:
+    if side.get("version") != SIDECAR_VERSION or side.get("content_id") != content_id:
         return None
     return side
 
@@ -173,7 +194,7 @@ def _write_sidecar(side_file: Path, data: dict) -> None:
 
 
 def _run_pool(
-    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, n_workers: int
+    recordings: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, n_workers: int, force: bool
 ) -> Iterator[VadOutcome]:
     """Process recordings in worker processes, surviving workers that die.
 
@@ -187,7 +208,7 @@ def _run_pool(
         suspects: list[RecordingRef] = []
         pool = ProcessPoolExecutor(n_workers, mp_context=_mp_context())
         try:
-            yield from _drain(pool, todo, cache_dir, cfg, n_workers, crashes, suspects)
+            yield from _drain(pool, todo, (cache_dir, cfg, force), n_workers, crashes, suspects)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         for ref in suspects:
@@ -199,8 +220,8 @@ def _run_pool(
                 todo.appendleft(ref)
 
 
-def _drain(pool: ProcessPoolExecutor, todo: deque, cache_dir: Path, cfg: VadConfig, n_workers: int,
-           crashes: Counter, suspects: list[RecordingRef]) -> Iterator[VadOutcome]:
+def _drain(pool: ProcessPoolExecutor, todo: deque, args: tuple, n_workers: int, crashes: Counter,
+           suspects: list[RecordingRef]) -> Iterator[VadOutcome]:
     """Keep ``pool`` busy from ``todo``; stop at the first crash, moving in-flight work to ``suspects``."""
     running: dict[Future, RecordingRef] = {}
     while todo or running:
@@ -209,7 +230,7 @@ def _drain(pool: ProcessPoolExecutor, todo: deque, cache_dir: Path, cfg: VadConf
             if running and (crashes[todo[0].recording_id] or any(crashes[r.recording_id] for r in running.values())):
                 break
             ref = todo.popleft()
-            running[pool.submit(process_recording, ref, cache_dir, cfg)] = ref
+            running[pool.submit(process_recording, ref, *args)] = ref
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             ref = running.pop(future)

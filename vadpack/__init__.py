@@ -8,6 +8,6 @@ The public Python API::
 """
 
 from core import __version__
-from pipeline.api import RunReport, Tables, load_config, read_tables, run, status
+from pipeline.api import RunReport, Tables, load_config, prune, read_tables, run, status
 
-__all__ = ["RunReport", "Tables", "__version__", "load_config", "read_tables", "run", "status"]
+__all__ = ["RunReport", "Tables", "__version__", "load_config", "prune", "read_tables", "run", "status"]

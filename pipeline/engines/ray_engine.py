@@ -44,16 +44,16 @@ def ray_init(cfg: RayConfig):
     return ray
 
 
-def ray_vad(refs: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, ray_cfg: RayConfig
-            ) -> Iterator[VadOutcome]:
+def ray_vad(refs: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, ray_cfg: RayConfig,
+            force: bool = False) -> Iterator[VadOutcome]:
     """The vad stage as a Ray Data map over recordings; one outcome per recording."""
     if not refs:
         return
     ray = ray_init(ray_cfg)
-    items = [{"recording_id": r.recording_id, "path": r.path} for r in refs]
+    items = [{"recording_id": r.recording_id, "path": r.path, "content_id": r.content_id} for r in refs]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ds = ds.map(_VadTask, fn_constructor_kwargs={"cache_dir": str(cache_dir), "cfg": cfg},
+    ds = ds.map(_VadTask, fn_constructor_kwargs={"cache_dir": str(cache_dir), "cfg": cfg, "force": force},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_cpus), num_cpus=1)
     for row in ds.iter_rows():
         rid = row["recording_id"]
@@ -63,23 +63,24 @@ def ray_vad(refs: Sequence[RecordingRef], cache_dir: Path, cfg: VadConfig, ray_c
 
 
 class _VadTask:
-    def __init__(self, cache_dir: str, cfg: VadConfig) -> None:
-        self.cache_dir, self.cfg = Path(cache_dir), cfg
+    def __init__(self, cache_dir: str, cfg: VadConfig, force: bool) -> None:
+        self.cache_dir, self.cfg, self.force = Path(cache_dir), cfg, force
 
     def __call__(self, row: dict) -> dict:
         from vad.stage import process_recording
 
-        out = process_recording(RecordingRef(row["recording_id"], row["path"]), self.cache_dir, self.cfg)
+        ref = RecordingRef(row["recording_id"], row["path"], row["content_id"])
+        out = process_recording(ref, self.cache_dir, self.cfg, self.force)
         return {"recording_id": out.recording_id, "n_samples": out.n_samples,
                 "starts": [s.start_sample for s in out.segments], "ends": [s.end_sample for s in out.segments],
                 "error": out.error or "", "warning": out.warning or ""}
 
 
 def ray_asr(groups: list, cache_dir: Path, cfg: AsrConfig, ray_cfg: RayConfig) -> dict:
-    """Decode the part groups still to write with a pool of model actors; return summed figures."""
+    """Decode the part groups (spans the store lacks) with a pool of model actors; return summed figures."""
     todo = [i for i, g in enumerate(groups) if not g.path.exists()]
     if not todo:
-        return {"parts_written": 0, "parts_skipped": len(groups)}
+        return {"parts_written": 0}
     ray = ray_init(ray_cfg)
     ds = ray.data.from_items([{"group": i} for i in todo], override_num_blocks=len(todo))
     ds = ds.map_batches(_AsrActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=ray_cfg.concurrency),
@@ -87,8 +88,7 @@ def ray_asr(groups: list, cache_dir: Path, cfg: AsrConfig, ray_cfg: RayConfig) -
                         fn_constructor_kwargs={"groups": groups, "cache_dir": str(cache_dir), "cfg": cfg})
     out = ds.to_pandas()
     audio_s = float(out["audio_s"].sum())
-    return {"engine": "ray", "actors": ray_cfg.concurrency, "parts_written": len(out),
-            "parts_skipped": len(groups) - len(todo), "audio_s": audio_s,
+    return {"engine": "ray", "actors": ray_cfg.concurrency, "parts_written": len(out), "audio_s": audio_s,
             "model_s": float(out["model_s"].sum()), "segments": int(out["segments"].sum()),
             "failed_segments": int(out["failed"].sum()),
             # From the first group an actor started to the last one it finished: the decoding
@@ -115,7 +115,7 @@ class _AsrActor:
             run = Decoder(self.lm, self.cfg, lambda _msg: None)
             run.decode_groups([self.groups[int(gi)]], self.cache_dir, progress=False)
             self.cfg = replace(self.cfg, warmup=False)  # once per actor is enough
-            s = run.summary(0.0, 0)
+            s = run.summary(0.0)
             for key, value in (("group", int(gi)), ("audio_s", s.audio_s), ("model_s", s.model_s),
                                ("segments", s.segments), ("failed", s.failed_segments), ("t_start", t_start),
                                ("t_end", time.time())):

@@ -16,6 +16,7 @@ from asr.config import AsrConfig
 from asr.tiny import write_tiny_model
 from core.cache import SAMPLE_RATE
 from core.tables import BATCHES, VAD_SEGMENTS, to_table
+from core.types import Span
 from tests.asr.synth import speech_like, write_pcm
 
 # A realistic mix of segment lengths (seconds): mostly a few seconds, some very short, some at the
@@ -36,10 +37,10 @@ class Archive:
         seg = self.segments
         return list(zip(seg["recording_id"].to_pylist(), seg["segment_index"].to_pylist()))
 
-    def lengths(self) -> dict[tuple[str, int], int]:
-        ends = self.segments["end_sample"].to_pylist()
-        starts = self.segments["start_sample"].to_pylist()
-        return {k: e - s for k, s, e in zip(self.keys, starts, ends)}
+    def spans(self) -> dict[tuple[str, int], Span]:
+        """Each segment's span (the recording id doubles as the content id of its PCM file here)."""
+        cols = [self.segments[c].to_pylist() for c in ("content_id", "start_sample", "end_sample")]
+        return {k: Span(*span) for k, span in zip(self.keys, zip(*cols))}
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +68,24 @@ def make_archive(cache_dir: Path, segment_s: tuple[float, ...], n_recordings: in
             audio = speech_like(dur, seed=seed * 1000 + rec * 100 + idx)
             chunks.append(audio)
             rows.append({"recording_id": rid, "segment_index": idx, "start_sample": pos + gap,
-                         "end_sample": pos + gap + len(audio), "backend": "synthetic"})
+                         "end_sample": pos + gap + len(audio), "backend": "synthetic", "content_id": rid})
             pos += gap + len(audio)
         write_pcm(cache_dir, rid, np.concatenate([*chunks, np.zeros(SAMPLE_RATE // 2, dtype=np.float32)]))
     return Archive(cache_dir, to_table(rows, VAD_SEGMENTS))
 
 
-def pack(keys: list[tuple[str, int]], lengths: dict[tuple[str, int], int], budget_s: float,
-         rng: np.random.Generator | None = None, first_id: int = 0) -> pa.Table:
+def batch_keys(batches: pa.Table, spans: dict[tuple[str, int], Span]) -> list[list[tuple[str, int]]]:
+    """Each batch's items as the archive's (recording_id, segment_index) keys."""
+    key_of = {span: k for k, span in spans.items()}
+    cols = [batches[c].to_pylist() for c in ("content_ids", "start_samples", "end_samples")]
+    return [[key_of[Span(*t)] for t in zip(c, s, e)] for c, s, e in zip(*cols)]
+
+
+def pack(spans: dict[tuple[str, int], Span], budget_s: float, rng: np.random.Generator | None = None,
+         first_id: int = 0) -> pa.Table:
     """A simple packer for tests: sort by length (or shuffle), fill up to ``budget_s`` padded seconds."""
-    keys = list(keys)
+    keys = sorted(spans)
+    lengths = {k: s.n_samples for k, s in spans.items()}
     if rng is None:
         keys.sort(key=lambda k: lengths[k])
     else:
@@ -92,8 +101,9 @@ def pack(keys: list[tuple[str, int]], lengths: dict[tuple[str, int], int], budge
     rows = []
     for i, items in enumerate(batches):
         frames = [lengths[k] // 960 + 1 for k in items]
-        rows.append({"batch_id": first_id + i, "recording_ids": [k[0] for k in items],
-                     "segment_indices": [k[1] for k in items], "n_items": len(items),
+        rows.append({"batch_id": first_id + i, "content_ids": [spans[k].content_id for k in items],
+                     "start_samples": [spans[k].start_sample for k in items],
+                     "end_samples": [spans[k].end_sample for k in items], "n_items": len(items),
                      "max_frames": max(frames),
                      "real_frames": sum(frames), "padded_frames": max(frames) * len(items)})
     return to_table(rows, BATCHES)

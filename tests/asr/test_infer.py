@@ -13,8 +13,8 @@ from asr.infer import decode_batch, decode_features
 from asr.model import load_model
 from asr.types import FeatureBatch, LoadedModel, SegmentResult
 from core.cache import pcm_path, read_segment
-from core.types import Segment
-from tests.asr.conftest import Archive, pack
+from core.types import Span
+from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
 
 Key = tuple[str, int]
@@ -66,9 +66,7 @@ def compositions(archive: Archive) -> list[list[list[Key]]]:
     out = []
     for budget, seed in COMPOSITIONS:
         rng = None if seed is None else np.random.default_rng(seed)
-        table = pack(archive.keys, archive.lengths(), budget, rng=rng)
-        out.append([list(zip(r, i)) for r, i in zip(table["recording_ids"].to_pylist(),
-                                                     table["segment_indices"].to_pylist())])
+        out.append(batch_keys(pack(archive.spans(), budget, rng=rng), archive.spans()))
     return out
 
 
@@ -135,7 +133,7 @@ def test_all_empty_batch_gives_one_empty_result_per_item(lm: LoadedModel) -> Non
 
 def _feature_batch(keys: list[Key], features: dict, audio: dict) -> FeatureBatch:
     feats, lengths = pad_features([features[k] for k in keys], 560)
-    items = tuple(Segment(k[0], k[1], 0, len(audio[k])) for k in keys)
+    items = tuple(Span(k[0], k[1] * 10**7, k[1] * 10**7 + len(audio[k])) for k in keys)  # distinct spans
     return FeatureBatch(0, items, feats, lengths)
 
 

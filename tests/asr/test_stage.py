@@ -1,4 +1,4 @@
-"""The asr stage: part files, resume, OOM halving and feature-worker failures end to end."""
+"""The asr stage: part files in a store, resume, OOM halving and feature-worker failures end to end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from asr.config import AsrConfig
 from asr.stage import run_asr
-from core.tables import BATCHES, TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table
+from core.tables import BATCHES, TRANSCRIPTS, read_table, to_table
+from core.types import Span
 from tests.asr.conftest import Archive, pack
 
 BUDGET_S = 45
@@ -19,56 +20,62 @@ BUDGET_S = 45
 
 @pytest.fixture(scope="module")
 def batches(archive: Archive) -> pa.Table:
-    return pack(archive.keys, archive.lengths(), BUDGET_S)
+    return pack(archive.spans(), BUDGET_S)
 
 
 @pytest.fixture(scope="module")
 def baseline(tiny_model: Path, archive: Archive, batches: pa.Table, tmp_path_factory) -> Path:
     cfg = AsrConfig(model=str(tiny_model), device="cpu", threads=2, feature_workers=0, batches_per_part=2)
-    parts = tmp_path_factory.mktemp("baseline") / "transcripts"
-    run_asr(batches, archive.segments, archive.cache_dir, parts, cfg, progress=False)
+    parts = tmp_path_factory.mktemp("baseline") / "store"
+    run_asr(batches, archive.cache_dir, parts, cfg, progress=False)
     return parts
 
 
 def rows(parts: Path) -> list[dict]:
     table = read_table(parts, TRANSCRIPTS)
-    return sorted(table.to_pylist(), key=lambda r: (r["recording_id"], r["segment_index"]))
+    return sorted(table.to_pylist(), key=lambda r: (r["content_id"], r["start_sample"], r["end_sample"]))
+
+
+def span_of(row: dict) -> Span:
+    return Span(row["content_id"], row["start_sample"], row["end_sample"])
 
 
 def test_one_row_per_segment_in_part_files(baseline: Path, archive: Archive, batches: pa.Table) -> None:
     names = sorted(p.name for p in baseline.glob("*.parquet"))
     ids = sorted(batches["batch_id"].to_pylist())
-    assert names == [f"part-{i:06d}.parquet" for i in ids[::2]]
+    assert names == [f"part-{i:08d}.parquet" for i in ids[::2]]
     table = read_table(baseline, TRANSCRIPTS)
     assert table.schema.equals(TRANSCRIPTS)
     got = rows(baseline)
-    # Invariant: every segment of every batch is exactly one row, none lost, none doubled.
-    assert [(r["recording_id"], r["segment_index"]) for r in got] == sorted(archive.keys)
+    # Invariant: every span of every batch is exactly one row, none lost, none doubled.
+    assert [span_of(r) for r in got] == sorted(archive.spans().values())
     assert all(r["status"] == "ok" and r["error"] is None for r in got)
     assert sum(len(r["tokens"]) for r in got) > 5 * len(got)
 
 
-def test_rerun_rewrites_only_the_missing_part(baseline: Path, cpu_cfg: AsrConfig, archive: Archive,
-                                              batches: pa.Table, tmp_path: Path) -> None:
-    parts = tmp_path / "transcripts"
+def test_rerun_decodes_only_what_the_store_lacks(baseline: Path, cpu_cfg: AsrConfig, archive: Archive,
+                                                 batches: pa.Table, tmp_path: Path) -> None:
+    parts = tmp_path / "store"
     shutil.copytree(baseline, parts)
     victim = sorted(parts.glob("*.parquet"))[1]
+    lost = read_table(victim, TRANSCRIPTS).num_rows
     victim.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.parquet")}
-    summary = run_asr(batches, archive.segments, archive.cache_dir, parts, cpu_cfg, progress=False)
-    assert summary["parts_written"] == 1 and summary["parts_skipped"] == len(before)
+    summary = run_asr(batches, archive.cache_dir, parts, cpu_cfg, progress=False)
+    assert summary["parts_written"] == 1 and summary["segments"] == lost
+    assert summary["already_stored"] == len(archive.keys) - lost
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.parquet") if p.name in before} == before
     assert victim.exists() and rows(parts) == rows(baseline)
-    # A rerun with every part present does nothing, not even load the model.
-    again = run_asr(batches, archive.segments, archive.cache_dir, parts, cpu_cfg, progress=False)
-    assert again["batches"] == 0 and again["parts_skipped"] == len(before) + 1
+    # A rerun with every span stored does nothing, not even load the model.
+    again = run_asr(batches, archive.cache_dir, parts, cpu_cfg, progress=False)
+    assert again["batches"] == 0 and again["already_stored"] == len(archive.keys)
 
 
 def test_injected_oom_splits_and_gives_identical_results(
         monkeypatch: pytest.MonkeyPatch, baseline: Path, cpu_cfg: AsrConfig, archive: Archive,
         batches: pa.Table, tmp_path: Path) -> None:
     monkeypatch.setenv("VADPACK_FAULTS", "cuda_oom=1")
-    summary = run_asr(batches, archive.segments, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
+    summary = run_asr(batches, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
     assert summary["oom_splits"] > 0 and summary["failed_segments"] == 0
     assert rows(tmp_path) == rows(baseline)
 
@@ -77,7 +84,7 @@ def test_feature_failure_is_retried_inline(monkeypatch: pytest.MonkeyPatch, base
                                            cpu_cfg: AsrConfig, archive: Archive, batches: pa.Table,
                                            tmp_path: Path) -> None:
     monkeypatch.setenv("VADPACK_FAULTS", f"feature_worker={batches['batch_id'][0].as_py()}")
-    summary = run_asr(batches, archive.segments, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
+    summary = run_asr(batches, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
     assert summary["failed_segments"] == 0 and summary["feature_retries"] == 1
     assert rows(tmp_path) == rows(baseline)
 
@@ -89,7 +96,7 @@ def test_feature_worker_process_failure_is_survived(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VADPACK_FAULTS", f"feature_worker={batches['batch_id'][2].as_py()}")
     cfg = replace(cpu_cfg, feature_workers=1, prefetch=3)
     messages: list[str] = []
-    summary = run_asr(batches, archive.segments, archive.cache_dir, tmp_path, cfg, progress=False,
+    summary = run_asr(batches, archive.cache_dir, tmp_path, cfg, progress=False,
                       log=messages.append)
     assert summary["failed_segments"] == 0 and summary["batches"] == batches.num_rows
     assert summary["feature_retries"] == 1
@@ -97,35 +104,46 @@ def test_feature_worker_process_failure_is_survived(monkeypatch: pytest.MonkeyPa
     assert sum("asr: batch" in m for m in messages) == batches.num_rows
 
 
+def one_batch(spans: list[Span], batch_id: int = 0) -> pa.Table:
+    return to_table([{"batch_id": batch_id, "content_ids": [s.content_id for s in spans],
+                      "start_samples": [s.start_sample for s in spans], "end_samples": [s.end_sample for s in spans],
+                      "n_items": len(spans), "max_frames": 1, "real_frames": 1, "padded_frames": 1}], BATCHES)
+
+
 def test_unreadable_segments_fail_with_a_reason(cpu_cfg: AsrConfig, archive: Archive, baseline: Path,
                                                 tmp_path: Path) -> None:
-    seg = archive.segments.to_pylist()
-    past_end = {"start_sample": 10**9, "end_sample": 10**9 + 16000}
-    bad = [{**seg[0], "segment_index": 900, **past_end},
-           {**seg[0], "segment_index": 901, "end_sample": seg[0]["start_sample"] + 1}]  # one sample
-    segments = to_table(seg + bad, VAD_SEGMENTS)
-    keys = [(s["recording_id"], s["segment_index"]) for s in seg[:4] + bad]
-    table = to_table([{"batch_id": 0, "recording_ids": [k[0] for k in keys],
-                       "segment_indices": [k[1] for k in keys], "n_items": len(keys), "max_frames": 1,
-                       "real_frames": 1, "padded_frames": 1}], BATCHES)
-    summary = run_asr(table, segments, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
-    got = {(r["recording_id"], r["segment_index"]): r for r in rows(tmp_path)}
-    assert summary["failed_segments"] == 2 and len(got) == 6
-    assert "outside" in got[keys[4]]["error"] and "window" in got[keys[5]]["error"]
-    assert got[keys[4]]["status"] == got[keys[5]]["status"] == "failed"
-    expected = {(r["recording_id"], r["segment_index"]): r for r in rows(baseline)}
-    for key in keys[:4]:  # the good segments of the batch still decode, as they do in any batch
-        assert got[key]["tokens"] == expected[key]["tokens"]
+    good = sorted(archive.spans().values())[:4]
+    first = good[0]
+    bad = [Span(first.content_id, 10**9, 10**9 + 16000),  # past the end of the recording
+           Span(first.content_id, first.start_sample, first.start_sample + 1),  # one sample
+           Span("no-such-recording", 0, 16000)]  # no cache file at all
+    summary = run_asr(one_batch(good + bad), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
+    got = {span_of(r): r for r in rows(tmp_path)}
+    assert summary["failed_segments"] == 3 and len(got) == 7
+    assert "outside" in got[bad[0]]["error"] and "window" in got[bad[1]]["error"]
+    assert "No such file" in got[bad[2]]["error"]
+    assert all(got[s]["status"] == "failed" for s in bad)
+    expected = {span_of(r): r for r in rows(baseline)}
+    for span in good:  # the good segments of the batch still decode, as they do in any batch
+        assert got[span]["tokens"] == expected[span]["tokens"]
 
 
 def test_no_batches_is_a_quick_no_op(cpu_cfg: AsrConfig, archive: Archive, tmp_path: Path) -> None:
-    summary = run_asr(BATCHES.empty_table(), archive.segments, archive.cache_dir, tmp_path, cpu_cfg,
-                      progress=False)
+    summary = run_asr(BATCHES.empty_table(), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
     assert summary["batches"] == 0 and not list(tmp_path.glob("*.parquet"))
 
 
-def test_batch_naming_an_unknown_segment(cpu_cfg: AsrConfig, archive: Archive, tmp_path: Path) -> None:
-    table = to_table([{"batch_id": 3, "recording_ids": ["nope"], "segment_indices": [0], "n_items": 1,
-                       "max_frames": 1, "real_frames": 1, "padded_frames": 1}], BATCHES)
-    with pytest.raises(ValueError, match=r"nope#0.*rerun the pack stage"):
-        run_asr(table, archive.segments, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
+def test_a_failed_span_is_retried_and_its_part_never_overwritten(cpu_cfg: AsrConfig, archive: Archive,
+                                                                 baseline: Path, tmp_path: Path) -> None:
+    span = sorted(archive.spans().values())[5]
+    missing = Span("later", span.start_sample, span.end_sample)
+    assert run_asr(one_batch([missing]), archive.cache_dir, tmp_path, cpu_cfg, progress=False)["failed_segments"] == 1
+    # The audio turns up (a file decoded again); the same batch id decodes it into a second part.
+    shutil.copy(archive.cache_dir / f"{span.content_id}.s16", archive.cache_dir / "later.s16")
+    try:
+        summary = run_asr(one_batch([missing]), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
+    finally:
+        (archive.cache_dir / "later.s16").unlink()
+    assert summary["segments"] == 1 and summary["failed_segments"] == 0
+    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["part-00000000-1.parquet", "part-00000000.parquet"]
+    assert sorted(r["status"] for r in rows(tmp_path)) == ["failed", "ok"]

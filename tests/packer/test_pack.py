@@ -20,24 +20,23 @@ SR = 16_000
 
 
 def make_segments(lengths: list[int], n_recordings: int = 3) -> pa.Table:
-    """Segments of the given lengths (samples), dealt round-robin over recordings, back to back."""
+    """Spans of the given lengths (samples), dealt round-robin over recordings, 30 s apart."""
     rec = [f"rec-{k % n_recordings}" for k in range(len(lengths))]
-    idx = [k // n_recordings for k in range(len(lengths))]
-    start = np.arange(len(lengths), dtype=np.int64) * 10 * SR
-    return pa.table({"recording_id": pa.array(rec, pa.string()), "segment_index": pa.array(idx, pa.int32()),
-                     "start_sample": start, "end_sample": start + np.asarray(lengths, dtype=np.int64),
-                     "backend": pa.array(["webrtc"] * len(lengths), pa.string())})
+    start = np.asarray([k // n_recordings for k in range(len(lengths))], dtype=np.int64) * 30 * SR
+    return pa.table({"content_id": pa.array(rec, pa.string()),
+                     "start_sample": start, "end_sample": start + np.asarray(lengths, dtype=np.int64)})
 
 
 def items_of(batches: pa.Table) -> list[list[tuple[str, int]]]:
-    return [list(zip(r, i)) for r, i in zip(batches["recording_ids"].to_pylist(),
-                                            batches["segment_indices"].to_pylist())]
+    """Each batch's items as (content_id, start_sample), which identifies a span here."""
+    return [list(zip(r, i)) for r, i in zip(batches["content_ids"].to_pylist(),
+                                            batches["start_samples"].to_pylist())]
 
 
 def reference_pack(segments: pa.Table, cfg: PackerConfig) -> list[list[tuple[str, int]]]:
     """The rule spelled out item by item with CostModel: sort, then add until exceeded."""
     rows = segments.to_pylist()
-    rows.sort(key=lambda r: (-(r["end_sample"] - r["start_sample"]), r["recording_id"], r["segment_index"]))
+    rows.sort(key=lambda r: (-(r["end_sample"] - r["start_sample"]), r["content_id"], r["start_sample"]))
     edges = [round(b * SR) for b in cfg.buckets or ()]
     rule = CostModel(budget_frames_for(float(cfg.budget_s)), cfg.max_items, cfg.quadratic_q)
     batches: list[list[tuple[str, int]]] = []
@@ -47,11 +46,11 @@ def reference_pack(segments: pa.Table, cfg: PackerConfig) -> list[list[tuple[str
         this_bucket = sum(n >= e for e in edges)
         rule.add(int(feature_frames(n)))
         if batches and this_bucket == bucket and not rule.exceeded():
-            batches[-1].append((r["recording_id"], r["segment_index"]))
+            batches[-1].append((r["content_id"], r["start_sample"]))
             continue
         rule.reset()
         rule.add(int(feature_frames(n)))
-        batches.append([(r["recording_id"], r["segment_index"])])
+        batches.append([(r["content_id"], r["start_sample"])])
         bucket = this_bucket
     return batches
 
@@ -87,10 +86,10 @@ def test_pack_invariants(lengths, cfg):
         assert any("alone costs more than packer.budget_s" in w for w in result.warnings)
     # Invariant: every segment in exactly one batch.
     flat = [item for batch in items_of(batches) for item in batch]
-    assert sorted(flat) == sorted(zip(segments["recording_id"].to_pylist(), segments["segment_index"].to_pylist()))
+    assert sorted(flat) == sorted(zip(segments["content_id"].to_pylist(), segments["start_sample"].to_pylist()))
     # Invariant: batches longest first; batch ids are row numbers.
     assert np.all(np.diff(max_frames) <= 0)
-    assert batches["batch_id"].to_pylist() == list(range(batches.num_rows))
+    assert batches["batch_id"].to_pylist() == list(range(batches.num_rows))  # first_batch_id defaults to 0
     # The recorded frames agree with the items.
     frames = dict(zip(flat, feature_frames(np.asarray(lengths, dtype=np.int64)[_positions(segments, flat)])))
     for batch, mf, real in zip(items_of(batches), max_frames, batches["real_frames"].to_pylist()):
@@ -99,8 +98,8 @@ def test_pack_invariants(lengths, cfg):
 
 
 def _positions(segments: pa.Table, items: list[tuple[str, int]]) -> np.ndarray:
-    where = {k: n for n, k in enumerate(zip(segments["recording_id"].to_pylist(),
-                                            segments["segment_index"].to_pylist()))}
+    where = {k: n for n, k in enumerate(zip(segments["content_id"].to_pylist(),
+                                            segments["start_sample"].to_pylist()))}
     return np.asarray([where[i] for i in items], dtype=np.int64)
 
 
@@ -131,11 +130,16 @@ def test_greedy_fill_exact_batches():
     assert batches["padded_frames"].to_pylist() == [1000, 1000, 1000, 835, 167]
 
 
-def test_tie_break_by_recording_then_index():
-    segments = pa.table({"recording_id": ["b", "a", "b", "a"], "segment_index": pa.array([0, 1, 1, 0], pa.int32()),
-                         "start_sample": [0, 0, 0, 0], "end_sample": [SR, SR, SR, SR]})
+def test_tie_break_by_content_then_start():
+    segments = pa.table({"content_id": ["b", "a", "b", "a"], "start_sample": [0, 5 * SR, 5 * SR, 0],
+                         "end_sample": [SR, 6 * SR, 6 * SR, SR]})
     batches = pack_segments(segments, PackerConfig(budget_s=60)).batches
-    assert items_of(batches) == [[("a", 0), ("a", 1), ("b", 0), ("b", 1)]]
+    assert items_of(batches) == [[("a", 0), ("a", 5 * SR), ("b", 0), ("b", 5 * SR)]]
+
+
+def test_batch_ids_start_where_asked():
+    batches = pack_segments(make_segments([30 * SR] * 4), PackerConfig(budget_s=60), first_batch_id=17).batches
+    assert batches["batch_id"].to_pylist() == [17, 18]
 
 
 def test_over_budget_segment_alone_with_warning():
@@ -143,7 +147,7 @@ def test_over_budget_segment_alone_with_warning():
     result = pack_segments(segments, PackerConfig(budget_s=20))
     assert result.batches["n_items"].to_pylist() == [1, 1, 1]  # 1 s item: 17 frames, fits 20 per batch
     assert result.stats.n_over_budget == 2
-    assert len(result.warnings) == 2 and "rec-0#0" in result.warnings[0]
+    assert len(result.warnings) == 2 and "rec-0@0.00s" in result.warnings[0]
 
 
 def test_many_over_budget_warnings_are_summarised():
@@ -183,15 +187,15 @@ def test_stats_and_empty_input():
 def test_budget_argument_overrides_and_auto_needs_it():
     segments = make_segments([30 * SR] * 4)
     assert pack_segments(segments, PackerConfig(budget_s=300), budget_s=60).batches.num_rows == 2
-    with pytest.raises(ValueError, match="auto_budget_s"):
+    with pytest.raises(ValueError, match="resolve_budget_s"):
         pack_segments(segments, PackerConfig(budget_s="auto"))
     assert pack_segments(segments, PackerConfig(budget_s="auto"), budget_s=120).batches.num_rows == 1
 
 
 def test_bad_input_is_rejected_with_a_reason():
     with pytest.raises(ValueError, match="lacks column"):
-        pack_segments(pa.table({"recording_id": ["a"]}), PackerConfig())
-    bad = make_segments([SR]).set_column(3, "end_sample", pa.array([-1], pa.int64()))
+        pack_segments(pa.table({"content_id": ["a"]}), PackerConfig())
+    bad = make_segments([SR]).set_column(2, "end_sample", pa.array([-1], pa.int64()))
     with pytest.raises(ValueError, match="end before they start"):
         pack_segments(bad, PackerConfig())
 

@@ -10,8 +10,8 @@ import pytest
 from asr.types import DeviceInfo
 from pipeline.cli import main
 from pipeline.config import config_from_dict, load_config
-from pipeline.stages import budget_basis
 from pipeline.runner import Runner
+from pipeline.stages import budget_basis
 from tests.conftest import write_config
 
 TABLES = ("documents", "segments", "tokens", "failures")
@@ -83,7 +83,7 @@ def test_second_run_skips_every_stage(finished_run, capsys):
     assert [s.state for s in Runner(cfg).status()] == ["done"] * 5
 
 
-def test_single_stage_rerun_leaves_upstream_untouched(finished_run):
+def test_single_stage_rerun_leaves_upstream_untouched(finished_run, capsys):
     cfg_path, cfg, _ = finished_run
     work = cfg.work_path
     upstream = [work / "recordings.parquet", work / "segments.parquet", work / "vad_recordings.parquet",
@@ -93,7 +93,14 @@ def test_single_stage_rerun_leaves_upstream_untouched(finished_run):
     assert main(["run", str(cfg_path), "--stage", "pack", "--no-progress"]) == 3
     assert {p: p.stat().st_mtime_ns for p in upstream} == before
     assert (work / "batches.parquet").stat().st_mtime_ns != batches_before
-    # Packing the same segments again gives the same table, so nothing downstream went stale.
+    # Every segment already has its transcript in the store: nothing is left to pack, so the asr
+    # rerun that follows decodes nothing and stitch, whose inputs did not change, stays done.
+    states = {s.stage: s.state for s in Runner(cfg).status()}
+    assert states == {"scan": "done", "vad": "done", "pack": "done", "asr": "stale", "stitch": "stale"}
+    capsys.readouterr()
+    assert main(["run", str(cfg_path), "--no-progress"]) == 3
+    out = capsys.readouterr().out
+    assert "decoded        0 segments" in out and "(asr)" in out
     assert [s.state for s in Runner(cfg).status()] == ["done"] * 5
 
 

@@ -13,10 +13,11 @@ import soundfile as sf
 import vad.stage
 from core.cache import open_pcm, pcm_path
 from core.configtools import result_hash
+from core.fingerprint import file_content_id
 from core.types import RecordingRef
 from tests.support.synthetic import synthetic_meeting
 from vad.config import VadConfig
-from vad.stage import run_vad, segment_recording, sidecar_path
+from vad.stage import ensure_pcm, run_vad, segment_recording, sidecar_path
 
 SR = 16000
 
@@ -37,7 +38,10 @@ def archive(tmp_path: Path, meeting) -> list[RecordingRef]:
     (root / "notes.mp3").write_text("this is a text file, not audio\n")
     (root / "noise.wav").write_bytes(np.random.default_rng(0).bytes(3000))
     names = ["meeting.wav", "meeting44k.flac", "silence.wav", "notes.mp3", "noise.wav"]
-    return [RecordingRef(Path(n).stem.replace(".", "_"), str(root / n)) for n in names]
+    # The content id is an opaque key to vad (scan makes it a hash of the bytes); here it is the stem,
+    # so the tests can name cache files.
+    return [RecordingRef(Path(n).stem.replace(".", "_"), str(root / n), Path(n).stem.replace(".", "_"))
+            for n in names]
 
 
 def by_id(outcomes) -> dict:
@@ -79,13 +83,41 @@ def test_rerun_reuses_the_cache_and_only_redoes_vad_when_its_config_changes(tmp_
         VadConfig(pad_s=0.4))
 
 
-def test_changed_source_file_is_decoded_again(tmp_path, archive) -> None:
+def test_changed_content_is_decoded_again_and_renamed_content_is_not(tmp_path, archive, monkeypatch) -> None:
     cache = tmp_path / "pcm"
     list(run_vad(archive[2:3], cache, VadConfig(workers=1), progress=False))
     sf.write(archive[2].path, np.zeros(5 * SR, np.int16), SR, subtype="PCM_16")
-    os.utime(archive[2].path, ns=(1, 1))
-    (outcome,) = run_vad(archive[2:3], cache, VadConfig(workers=1), progress=False)
+    changed = RecordingRef(archive[2].recording_id, archive[2].path, file_content_id(archive[2].path))
+    (outcome,) = run_vad([changed], cache, VadConfig(workers=1), progress=False)
     assert outcome.n_samples == 5 * SR
+    # A renamed file keeps its content id: its cached audio and segments are reused, nothing decoded.
+    moved = Path(archive[2].path).with_name("renamed.wav")
+    os.rename(archive[2].path, moved)
+    monkeypatch.setattr(vad.stage, "decode_to_pcm", lambda *a, **k: pytest.fail("decoded a renamed file"))
+    (again,) = run_vad([RecordingRef("renamed", str(moved), changed.content_id)], cache, VadConfig(workers=1),
+                       progress=False)
+    assert again.recording_id == "renamed" and again.n_samples == 5 * SR
+
+
+def test_force_decodes_again_and_keep_pcm_off_keeps_segments(tmp_path, archive, monkeypatch) -> None:
+    cache = tmp_path / "pcm"
+    (first,) = run_vad(archive[:1], cache, VadConfig(workers=1), progress=False)
+    # With its PCM deleted (vad.keep_pcm: false), a recording keeps its segments without decoding.
+    pcm_path(cache, archive[0].content_id).unlink()
+    (kept,) = run_vad(archive[:1], cache, VadConfig(workers=1), progress=False)
+    assert kept == first and not pcm_path(cache, archive[0].content_id).exists()
+    assert ensure_pcm(archive[0], cache) is None  # ... and asr can bring its audio back
+    np.testing.assert_array_equal(open_pcm(pcm_path(cache, archive[0].content_id))[:100],
+                                  first_samples(archive[0].path))
+    calls = []
+    real = vad.stage.decode_to_pcm
+    monkeypatch.setattr(vad.stage, "decode_to_pcm", lambda *a, **k: calls.append(a) or real(*a, **k))
+    (forced,) = run_vad(archive[:1], cache, VadConfig(workers=1), progress=False, force=True)
+    assert len(calls) == 1 and forced == first
+
+
+def first_samples(path: str) -> np.ndarray:
+    return sf.read(path, dtype="int16", frames=100)[0]
 
 
 def test_worker_processes_give_the_same_outcomes_and_survive_a_crash(tmp_path, archive, monkeypatch) -> None:

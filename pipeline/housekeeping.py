@@ -1,0 +1,164 @@
+"""Disk housekeeping: what the work_dir holds, ``vadpack prune``, and ``vad.keep_pcm: false``.
+
+The PCM cache (about 115 MB per audio hour) and the stores grow with every recording ever seen.
+``prune`` removes what no recording of the archive, as it stands now, uses: the cache and results of
+deleted or modified files, the results of other models and settings, and exports of recordings that
+are gone. ``vad.keep_pcm: false`` drops each recording's PCM once all its segments are transcribed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.cache import pcm_path
+from core.tables import DOCUMENTS, RECORDINGS, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
+from pipeline.config import Config
+from pipeline.store import asr_store, spans_of, todo_spans
+from pipeline.workdir import WorkDir
+
+log = logging.getLogger("vadpack")
+
+
+@dataclass
+class PruneReport:
+    """What ``prune`` removed (or would remove, on a dry run), in files and bytes per kind."""
+
+    files: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, path: Path) -> None:
+        self.files[kind] = self.files.get(kind, 0) + 1
+        self.bytes[kind] = self.bytes.get(kind, 0) + disk_bytes(path)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes under ``path`` (a file, or everything in a folder)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def usage(cfg: Config) -> dict[str, tuple[int, int]]:
+    """(files, bytes) of the PCM cache and of the stores, for ``vadpack status``."""
+    work = WorkDir(cfg.work_path)
+    out = {}
+    for name, folder, pattern in (("pcm cache", work.pcm, "*.s16"), ("store", work.store, "*.parquet")):
+        files = list(folder.rglob(pattern)) if folder.is_dir() else []
+        out[name] = (len(files), disk_bytes(folder))
+    return out
+
+
+def prune(cfg: Config, dry_run: bool = False) -> PruneReport:
+    """Remove cache files, store entries and exports that no recording of the archive uses.
+
+    What the archive uses is what the last scan and vad found (run ``vadpack run`` first so they are
+    current). Other models' and settings' stores go too: switching back means decoding again.
+    """
+    work = WorkDir(cfg.work_path)
+    report = PruneReport()
+    if not work.recordings.exists() or not work.segments.exists():
+        return report
+    recordings = read_table(work.recordings, RECORDINGS)
+    live = set(pc.drop_null(recordings["content_id"]).to_pylist())
+    _prune_pcm(work, live, report, dry_run)
+    _prune_stores(cfg, work, read_table(work.segments, VAD_SEGMENTS), report, dry_run)
+    _prune_exports(cfg, report, dry_run)
+    return report
+
+
+def _prune_pcm(work: WorkDir, live: set[str], report: PruneReport, dry_run: bool) -> None:
+    if not work.pcm.is_dir():
+        return
+    for path in sorted(work.pcm.iterdir()):
+        content_id = path.name.split(".", 1)[0]
+        if path.is_file() and content_id not in live:
+            report.add("pcm cache", path)
+            if not dry_run:
+                path.unlink()
+
+
+def _prune_stores(cfg: Config, work: WorkDir, segments: pa.Table, report: PruneReport, dry_run: bool) -> None:
+    if not work.store.is_dir():
+        return
+    current = asr_store(cfg.asr, work)
+    for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p != current):
+        report.add("other models' results", folder)
+        if not dry_run:
+            shutil.rmtree(folder)
+    parts = sorted(current.glob("*.parquet"))
+    if not parts:
+        return
+    rows = read_table(current, TRANSCRIPTS)
+    keep = _used_rows(rows, segments)
+    if keep.num_rows == rows.num_rows:
+        return
+    report.files["unused results (rows)"] = rows.num_rows - keep.num_rows
+    report.bytes["unused results (rows)"] = 0
+    if dry_run:
+        return
+    # The compacted part goes in before the old ones go out: a crash in between leaves duplicates,
+    # which readers resolve (ok before failed, then the latest batch), never a loss.
+    write_table(keep, current / f"part-{_max_batch(rows):08d}-pruned.parquet")
+    for part in parts:
+        part.unlink()
+
+
+def _used_rows(rows: pa.Table, segments: pa.Table) -> pa.Table:
+    """The store rows whose span is a segment of the archive now."""
+    keys = ["content_id", "start_sample", "end_sample"]
+    positions = rows.select(keys).append_column("_pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    hit = positions.join(spans_of(segments), keys=keys, join_type="inner")
+    return rows.take(pa.array(np.sort(hit["_pos"].to_numpy())))
+
+
+def _max_batch(rows: pa.Table) -> int:
+    return int(pc.max(rows["batch_id"]).as_py() or 0)
+
+
+def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
+    from stitcher.config import FORMATS
+    from stitcher.export import stale_exports
+
+    docs_path = cfg.output_path / "documents.parquet"
+    if not docs_path.exists():
+        return
+    docs = read_table(docs_path, DOCUMENTS, columns=["recording_id", "path"])
+    for path in stale_exports(cfg.output_path, FORMATS, docs):
+        report.add("exports", path)
+        if not dry_run:
+            path.unlink()
+
+
+def drop_transcribed_pcm(cfg: Config) -> int:
+    """``vad.keep_pcm: false``: delete the PCM of every recording whose segments all have results.
+
+    The vad sidecar stays, so its segments stand; asr decodes the file again only if it ever needs
+    the audio (another model, a failed segment retried).
+    """
+    work = WorkDir(cfg.work_path)
+    if not work.segments.exists() or not work.recordings.exists():
+        return 0
+    segments = read_table(work.segments, VAD_SEGMENTS)
+    pending = set(todo_spans(segments, asr_store(cfg.asr, work))["content_id"].to_pylist())
+    live = set(pc.drop_null(read_table(work.recordings, RECORDINGS)["content_id"]).to_pylist())
+    n = 0
+    for content_id in sorted(live - pending):
+        path = pcm_path(work.pcm, content_id)
+        if path.exists():
+            path.unlink()
+            n += 1
+    if n:
+        log.info("vad.keep_pcm = false: removed the PCM of %d fully transcribed recordings", n)
+    return n

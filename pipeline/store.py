@@ -1,0 +1,178 @@
+"""Store bookkeeping: the transcript store keyed by content, and the identity of a model.
+
+The store lives in ``work_dir/store/asr-<key>/``: part files of TRANSCRIPTS rows, one per decoded
+span (content_id, start_sample, end_sample), added to by every asr run and never rewritten except by
+``vadpack prune``. The key is the asr result key: the model's identity (a hub id, or a content hash
+of a local model folder's files) and the asr settings that change results. A new model or setting is
+a new folder; the old one stays until pruned, so switching back costs nothing.
+
+pack packs only the spans without an ``ok`` row in the current folder, asr decodes only those, and
+stitch reads every segment's result from here, so an archive that grows or is renamed costs only its
+new audio.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from asr.config import AsrConfig, is_local_model
+from core.atomic import write_text_atomic
+from core.configtools import as_plain, stable_hash
+from core.fingerprint import file_content_id
+from core.tables import SEGMENT_RESULTS, TRANSCRIPTS, read_table
+from pipeline.workdir import WorkDir
+
+KEY_FILE = "key.json"
+_SPAN = ["content_id", "start_sample", "end_sample"]
+
+
+@dataclass(frozen=True, slots=True)
+class AsrKey:
+    """What an asr result depends on.
+
+    Attributes:
+        model_id: ``hub:<id>`` for a hub model, ``local:<hash of the folder's files>`` for a folder.
+        settings: the hash of the asr settings that change results (the model key itself excluded).
+    """
+
+    model_id: str
+    settings: str
+
+    @property
+    def digest(self) -> str:
+        return stable_hash({"model": self.model_id, "settings": self.settings})
+
+
+def asr_key(cfg: AsrConfig, work: WorkDir) -> AsrKey:
+    """The result key of ``cfg``: its model's identity and its result settings."""
+    plain = as_plain(cfg)
+    for key in (*type(cfg).SPEED_ONLY, "model"):
+        plain.pop(key, None)
+    return AsrKey(model_identity(cfg.model, work.model_ids), stable_hash(plain))
+
+
+def asr_store(cfg: AsrConfig, work: WorkDir) -> Path:
+    """The store folder of ``cfg``'s results (created, with its key written beside the parts)."""
+    key = asr_key(cfg, work)
+    folder = work.store / f"asr-{key.digest}"
+    if not (folder / KEY_FILE).is_file():
+        write_text_atomic(folder / KEY_FILE, json.dumps({"model": cfg.model, "model_id": key.model_id,
+                                                          "settings": key.settings}, indent=1))
+    return folder
+
+
+def model_identity(spec: str, cache_file: Path) -> str:
+    """``hub:<id>`` for a hub id; for a local folder a hash of every file in it (names and bytes).
+
+    Hashing a large model takes seconds, so the result is cached in ``cache_file`` against the
+    files' sizes and modification times: rewriting the weights in place changes the identity.
+    """
+    if not is_local_model(spec):
+        return f"hub:{spec}"
+    folder = Path(spec).expanduser().resolve()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    cache = _read_json(cache_file)
+    entry = cache.get(str(folder))
+    if entry and entry.get("stamp") == stamp:
+        return entry["id"]
+    model_id = "local:" + stable_hash([[name, file_content_id(folder / name)] for name, _, _ in stamp])
+    cache[str(folder)] = {"stamp": stamp, "id": model_id}
+    write_text_atomic(cache_file, json.dumps(cache, indent=1))
+    return model_id
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# ---- reading the store --------------------------------------------------------------------------
+
+def spans_of(segments: pa.Table) -> pa.Table:
+    """The distinct spans (content_id, start_sample, end_sample) of a segments table."""
+    spans = segments.select(_SPAN)
+    return spans.group_by(_SPAN).aggregate([]).sort_by([(c, "ascending") for c in _SPAN])
+
+
+def todo_spans(segments: pa.Table, store: Path) -> pa.Table:
+    """The spans of ``segments`` that have no ``ok`` result in ``store``: what asr must decode."""
+    spans = spans_of(segments)
+    ok = _ok_spans(store)
+    if ok.num_rows == 0:
+        return spans
+    return spans.join(ok, keys=_SPAN, join_type="left anti").sort_by([(c, "ascending") for c in _SPAN])
+
+
+def _ok_spans(store: Path) -> pa.Table:
+    if not store.is_dir():
+        return pa.table({c: pa.array([], t) for c, t in zip(_SPAN, (pa.string(), pa.int64(), pa.int64()))})
+    table = read_table(store, TRANSCRIPTS, columns=[*_SPAN, "status"])
+    return table.filter(pc.equal(table["status"], "ok")).select(_SPAN).group_by(_SPAN).aggregate([])
+
+
+def next_batch_id(store: Path) -> int:
+    """One past the largest batch id in the store, so a new batch id never names an old batch."""
+    if not store.is_dir():
+        return 0
+    ids = read_table(store, TRANSCRIPTS, columns=["batch_id"])["batch_id"]
+    return int(pc.max(ids).as_py()) + 1 if len(ids) else 0
+
+
+def segment_results(segments: pa.Table, store: Path) -> pa.Table:
+    """Each segment's result from the store (``SEGMENT_RESULTS``), one row per segment.
+
+    A span decoded more than once (a retried failure, a forced rerun) counts by its best row: ``ok``
+    before ``failed``, then the latest batch. A segment the store has no row for is a failure that
+    says so, never a silent gap.
+    """
+    rows = _best_rows(read_table(store, TRANSCRIPTS) if store.is_dir() else TRANSCRIPTS.empty_table())
+    # Join on positions: Arrow's hash join does not carry list columns (the tokens).
+    positions = rows.select(_SPAN).append_column("_pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    keyed = segments.select(["recording_id", "segment_index", *_SPAN]).join(positions, keys=_SPAN,
+                                                                            join_type="left outer")
+    keyed = keyed.sort_by([("recording_id", "ascending"), ("segment_index", "ascending")])
+    pos = keyed["_pos"]
+    found = rows.take(pc.fill_null(pos, 0)) if rows.num_rows else None
+    missing = pc.is_null(pos)
+    n = keyed.num_rows
+    columns = {"recording_id": keyed["recording_id"], "segment_index": keyed["segment_index"]}
+    for name in ("batch_id", "text", "tokens", "token_start_ms", "token_end_ms"):
+        field = SEGMENT_RESULTS.field(name)
+        columns[name] = (pc.if_else(missing, pa.scalar(None, field.type), found[name]) if found is not None
+                         else pa.nulls(n, field.type))
+    status = found["status"] if found is not None else pa.nulls(n, pa.string())
+    error = found["error"] if found is not None else pa.nulls(n, pa.string())
+    columns["status"] = pc.if_else(missing, "failed", status)
+    columns["error"] = pc.if_else(missing, "no result in the transcript store; rerun with --from asr", error)
+    return pa.table(columns).cast(SEGMENT_RESULTS)
+
+
+def _best_rows(rows: pa.Table) -> pa.Table:
+    """One row per span: ok before failed, then the highest batch id."""
+    if rows.num_rows == 0:
+        return rows
+    rank = pa.array(np.where(pc.equal(rows["status"], "ok").to_numpy(zero_copy_only=False), 1, 0), pa.int8())
+    order = pc.sort_indices(rows.append_column("_ok", rank),
+                            sort_keys=[*((c, "ascending") for c in _SPAN), ("_ok", "descending"),
+                                       ("batch_id", "descending")]).to_numpy()
+    rows = rows.take(pa.array(order))
+    keys = [rows[c].to_numpy(zero_copy_only=False) for c in _SPAN]
+    first = np.ones(rows.num_rows, dtype=bool)
+    first[1:] = ~((keys[0][1:] == keys[0][:-1]) & (keys[1][1:] == keys[1][:-1]) & (keys[2][1:] == keys[2][:-1]))
+    return rows.filter(pa.array(first))
+
+
+def store_fingerprint(store: Path) -> str:
+    """A cheap fingerprint of a store folder: its part files' names and sizes (parts never change)."""
+    parts = sorted(store.glob("*.parquet")) if store.is_dir() else []
+    return stable_hash([[p.name, p.stat().st_size] for p in parts])

@@ -1,0 +1,26 @@
+"""Comparing output folders: every public table row for row, and every export byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+TABLES = ("documents", "segments", "tokens", "failures")
+
+
+def snapshot(out: Path, with_batch_ids: bool = False) -> dict[str, list[tuple]]:
+    """Every table's rows (sorted) and every export file's bytes, ready to compare with ``==``.
+
+    Without ``with_batch_ids``, ``segments.batch_id`` is left out: it names the batch a segment was
+    decoded in, the one column an incremental run may legitimately give differently.
+    """
+    snap = {}
+    for name in TABLES:
+        table = pq.read_table(Path(out) / f"{name}.parquet")
+        if name == "segments" and not with_batch_ids:
+            table = table.drop_columns(["batch_id"])
+        snap[name] = sorted(tuple(str(v) for v in r.values()) for r in table.to_pylist())
+    for fmt in sorted(p for p in Path(out).iterdir() if p.is_dir()):
+        snap[fmt.name] = sorted((f.name, f.read_bytes()) for f in fmt.iterdir())
+    return snap
