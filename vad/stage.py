@@ -1,8 +1,8 @@
 """The vad stage: recordings -> PCM cache + speech segments, in parallel worker processes.
 
 Each worker streams one recording at a time: decode (pipeline.audio) -> int16 blocks written to the
-PCM cache and fed, as they pass, to the frame classifier -> gates -> state machine -> segments. The
-file is read once and memory stays one block whatever its length.
+PCM cache and fed, as they pass, to the frame classifier -> gates -> soft edges -> state machine ->
+segments. The file is read once and memory stays one block whatever its length.
 
 Resume: next to each cache file ``<id>.s16`` the worker writes ``<id>.vad.json`` (atomically, after
 the cache file is complete) with the source file's size and mtime, the decoded length, any warning,
@@ -12,6 +12,7 @@ only the vad config changed it reruns the VAD on the cached PCM without decoding
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -33,7 +34,8 @@ from pipeline.faults import fault_arg
 from pipeline.types import RecordingRef
 from vad.backends import make_classifier
 from vad.config import VadConfig
-from vad.gates import apply_gates
+from vad.edges import grow_soft_edges
+from vad.gates import gate_mask
 from vad.segmenter import segments_from_track
 from vad.types import FrameTrack, Segment, VadOutcome
 
@@ -88,8 +90,10 @@ def segment_recording(pcm: np.ndarray, cfg: VadConfig) -> list[tuple[int, int]]:
 
 
 def segments_of(track: FrameTrack, cfg: VadConfig) -> list[tuple[int, int]]:
-    """Gate a classifier's frames and turn them into segments."""
-    return segments_from_track(apply_gates(track, cfg), cfg)
+    """Gate a classifier's frames, grow the speech into its soft edges, and turn it into segments."""
+    keep = gate_mask(track, cfg)
+    gated = dataclasses.replace(track, speech=track.speech & keep)
+    return segments_from_track(grow_soft_edges(gated, keep, cfg), cfg)
 
 
 def vad_hash(cfg: VadConfig) -> str:
