@@ -58,9 +58,8 @@ class Framer:
 
     def track(self, flags: list[np.ndarray]) -> FrameTrack:
         """A FrameTrack of the per-block ``flags`` and the levels collected so far."""
-        energy, ac, emphasis = (
-            np.concatenate(parts) for parts in zip(*self.levels, strict=True)
-        ) if self.levels else (np.zeros(0, dtype=np.float32),) * 3
+        energy, ac, emphasis = [np.concatenate(parts) for parts in zip(*self.levels, strict=True)] or (
+            [np.zeros(0, dtype=np.float32)] * 3)
         return FrameTrack(
             speech=np.concatenate(flags) if flags else np.zeros(0, dtype=bool),
             energy_db=energy,
@@ -143,9 +142,11 @@ def frame_levels_db(pcm: np.ndarray, frame_samples: int) -> tuple[np.ndarray, np
     frames = _whole_frames(pcm, frame_samples)
     n = frame_samples
     squares = np.einsum("ij,ij->i", frames, frames)
-    # Sums and identities, not centred or differenced copies of the frames: a third of the cost, and
-    # on the labelled recordings within 0.04 dB of the direct float64 computation.
-    sums = np.einsum("ij->i", frames).astype(np.float64)  # exact: integers below 2**24; 3x faster than sum
+    # From sums and identities, not from centred or differenced copies of the frames: one pass each
+    # instead of a copy and a pass, and on the labelled recordings within 0.04 dB of the direct
+    # float64 computation. einsum, not sum(axis=1): three times faster on rows, and exact here
+    # (integers below 2**24).
+    sums = np.einsum("ij->i", frames).astype(np.float64)
     lagged = np.einsum("ij,ij->i", frames[:, 1:], frames[:, :-1]).astype(np.float64)
     ends = frames[:, 0].astype(np.float64) ** 2 + frames[:, -1].astype(np.float64) ** 2
     centred = squares - sums * sums / n  # sum of (x - mean)**2
