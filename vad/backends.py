@@ -19,7 +19,7 @@ import numpy as np
 
 from core.cache import SAMPLE_RATE
 from vad.config import VadConfig
-from vad.frames import FramedClassifier, WebrtcFrames, frame_energy_db
+from vad.frames import FramedClassifier, WebrtcFrames, frame_levels_db
 from vad.types import FrameTrack
 
 
@@ -125,5 +125,6 @@ class FsmnFrames:
             result = self._model.generate(input=pcm.astype(np.float32) / 32768.0, fs=SAMPLE_RATE)
             for start_ms, end_ms in result[0].get("value", []):
                 speech[max(0, start_ms // 10): max(0, end_ms) // 10] = True
-        energy = frame_energy_db(np.pad(pcm, (0, n_frames * self.FRAME_SAMPLES - len(pcm))), self.FRAME_SAMPLES)
-        return FrameTrack(speech, energy, self.FRAME_SAMPLES, len(pcm))
+        padded = np.pad(pcm, (0, n_frames * self.FRAME_SAMPLES - len(pcm)))
+        energy, ac, emphasis = frame_levels_db(padded, self.FRAME_SAMPLES)
+        return FrameTrack(speech, energy, self.FRAME_SAMPLES, len(pcm), ac, emphasis)

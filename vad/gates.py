@@ -28,14 +28,21 @@ def apply_gates(track: FrameTrack, cfg: VadConfig) -> FrameTrack:
     """Return ``track`` with speech flags cleared where a gate says the frame is not speech."""
     if not track.n_frames:
         return track
+    return dataclasses.replace(track, speech=track.speech & gate_mask(track, cfg))
+
+
+def gate_mask(track: FrameTrack, cfg: VadConfig) -> np.ndarray:
+    """True for each frame that no gate vetoes (whatever the classifier said about it)."""
     keep = np.ones(track.n_frames, dtype=bool)
+    if not track.n_frames:
+        return keep
     if cfg.steady_noise_db > 0:
         window = max(1, round(cfg.steady_window_s * SAMPLE_RATE / track.frame_samples))
         keep &= moving_std(track.energy_db, window) >= cfg.steady_noise_db
     if cfg.level_gate_db > 0:
         loud = float(np.percentile(track.energy_db, LOUD_PERCENTILE))
         keep &= track.energy_db >= loud - cfg.level_gate_db
-    return dataclasses.replace(track, speech=track.speech & keep)
+    return keep
 
 
 def moving_std(x: np.ndarray, window: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The vad stage: recordings -> PCM cache + speech segments, in parallel worker processes.
 
 Each worker streams one recording at a time: decode (core.audio) -> int16 blocks written to the
-PCM cache and fed, as they pass, to the frame classifier -> gates -> state machine -> segments. The
-file is read once and memory stays one block whatever its length.
+PCM cache and fed, as they pass, to the frame classifier -> gates -> soft edges -> state machine ->
+segments. The file is read once and memory stays one block whatever its length.
 
 The cache is keyed by content: ``<content_id>.s16`` holds the audio of every recording whose bytes
 hash to that id, so a renamed, moved or copied file is never decoded again, and a modified file
@@ -14,6 +14,7 @@ reruns the VAD on the cached PCM without decoding again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -35,7 +36,8 @@ from core.faults import fault_arg
 from core.types import RecordingRef, Segment
 from vad.backends import make_classifier
 from vad.config import VadConfig
-from vad.gates import apply_gates
+from vad.edges import grow_soft_edges
+from vad.gates import gate_mask
 from vad.segmenter import segments_from_track
 from vad.types import FrameTrack, VadOutcome
 
@@ -92,8 +94,10 @@ def segment_recording(pcm: np.ndarray, cfg: VadConfig) -> list[tuple[int, int]]:
 
 
 def segments_of(track: FrameTrack, cfg: VadConfig) -> list[tuple[int, int]]:
-    """Gate a classifier's frames and turn them into segments."""
-    return segments_from_track(apply_gates(track, cfg), cfg)
+    """Gate a classifier's frames, grow the speech into its soft edges, and turn it into segments."""
+    keep = gate_mask(track, cfg)
+    gated = dataclasses.replace(track, speech=track.speech & keep)
+    return segments_from_track(grow_soft_edges(gated, keep, cfg), cfg)
 
 
 def sidecar_path(cache_dir: Path, content_id: str) -> Path:

@@ -40,12 +40,20 @@ class FrameTrack:
             optionally, to gate out quiet frames).
         frame_samples: frame length in samples at 16 kHz.
         n_samples: recording length in samples at 16 kHz.
+        ac_energy_db: float32 per frame, mean power in dBFS of the frame minus its own mean: a DC
+            offset or a slow drift (a breath on the microphone) is not sound. None when not measured
+            (a track built by hand); the soft-edge step (:mod:`vad.edges`) then leaves the track alone.
+        emphasis_energy_db: float32 per frame, mean power in dBFS of the frame's first difference
+            (pre-emphasis, +6 dB per octave), so that fricatives above 4 kHz stand out and rumble does
+            not. None when not measured.
     """
 
     speech: np.ndarray
     energy_db: np.ndarray
     frame_samples: int
     n_samples: int
+    ac_energy_db: np.ndarray | None = None
+    emphasis_energy_db: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
