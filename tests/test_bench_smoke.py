@@ -60,3 +60,19 @@ def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
     assert (ASR_KEYS | RSS_KEYS) <= out.keys(), f"missing keys: {(ASR_KEYS | RSS_KEYS) - out.keys()}"
     assert out["identical_to_funasr"] == 1.0
     assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
+
+
+INCREMENTAL_KEYS = {
+    "new_2pct_decoded_fraction", "new_2pct_wall_fraction", "modified_decoded_fraction", "renamed_decoded_fraction",
+    "budget_change_decoded_fraction", "deleted_tables_equal", "all_tables_equal_from_scratch", "device", "date",
+}
+
+
+@pytest.mark.slow
+def test_incremental_bench_reports_every_change(tmp_path: Path) -> None:
+    out = run_bench("incremental.py", "--size", "tiny", "--recordings", "6", "--work", str(tmp_path))
+    assert INCREMENTAL_KEYS <= out.keys(), f"missing keys: {INCREMENTAL_KEYS - out.keys()}"
+    assert out["all_tables_equal_from_scratch"] is True and out["deleted_tables_equal"] is True
+    # Invariant: a renamed folder and a new budget decode nothing; new and modified files only themselves.
+    assert out["renamed_decoded_fraction"] == out["budget_change_decoded_fraction"] == 0.0
+    assert 0 < out["new_2pct_decoded_fraction"] < 1 and 0 < out["modified_decoded_fraction"] < 1
