@@ -119,21 +119,43 @@ def _decoder_log_probs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tenso
 
 @dataclass(frozen=True, slots=True)
 class _Stamps:
-    """What FunASR's timestamp function reads for one item (CPU tensors)."""
+    """One item's CIF curves, what FunASR's timestamp function reads (CPU tensors, float32).
 
-    first: torch.Tensor
-    second: torch.Tensor
+    Attributes:
+        alphas: the CIF weight of each frame, what the predictor integrates.
+        peaks: the CIF integrator after each frame; at or above the threshold where it fires.
+        upsample_rate: CIF frames per encoder frame (1 for the main CIF, 3 for BiCif's second CIF).
+    """
+
+    alphas: torch.Tensor
+    peaks: torch.Tensor
     upsample_rate: int
+
+
+def cif_stamps(alphas: torch.Tensor, peaks: torch.Tensor, frames: Sequence[int],
+               upsample_rate: int = 1) -> list[_Stamps]:
+    """Each item's CIF curves, cut to its own ``frames`` so that padding never reaches its timestamps.
+
+    Args:
+        alphas: (batch, time) CIF weights, as the predictor returns them.
+        peaks: (batch, time) CIF integrator, as the predictor returns it.
+        frames: CIF frames of each item.
+        upsample_rate: CIF frames per encoder frame.
+    """
+    alphas, peaks = alphas.float().cpu(), peaks.float().cpu()
+    width = min(alphas.shape[-1], peaks.shape[-1])
+    return [_Stamps(alphas=alphas[i, : min(n, width)], peaks=peaks[i, : min(n, width)],
+                    upsample_rate=upsample_rate) for i, n in enumerate(frames)]
 
 
 def _timestamp_inputs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor, token_num: torch.Tensor,
                       alphas: torch.Tensor, peaks: torch.Tensor) -> list[_Stamps]:
-    """Each item's CIF curves, cut to its own frames so that padding never reaches its timestamps.
+    """Each item's CIF curves for its timestamps.
 
-    Paraformer derives timestamps from the main CIF (with the same argument order as its own
-    ``inference``, and one frame past the encoder length for the tail). BiCif and SeACo models have
-    a second, 3x upsampled CIF made for timestamps; it runs a bidirectional LSTM over the frames,
-    whose backward pass would carry state in from the padding, so it runs on each item alone.
+    Paraformer derives timestamps from the main CIF, one frame past the encoder length for the tail.
+    BiCif and SeACo models have a second, 3x upsampled CIF made for timestamps; it runs a
+    bidirectional LSTM over the frames, whose backward pass would carry state in from the padding,
+    so it runs on each item alone.
     """
     lens = enc_lens.cpu().tolist()
     predictor = lm.funasr_model.predictor
@@ -141,18 +163,14 @@ def _timestamp_inputs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor
         return [_upsampled_stamps(lm, enc[i: i + 1, :n], enc_lens[i: i + 1], token_num[i: i + 1])
                 for i, n in enumerate(lens)]
     tail = 1 if float(getattr(predictor, "tail_threshold", 0.0)) > 0.0 else 0
-    peaks, alphas = peaks.float().cpu(), alphas.float().cpu()
-    width = min(peaks.shape[-1], alphas.shape[-1])
-    return [_Stamps(peaks[i, : min(n + tail, width)], alphas[i, : min(n + tail, width)], 1)
-            for i, n in enumerate(lens)]
+    return cif_stamps(alphas, peaks, [n + tail for n in lens])
 
 
 def _upsampled_stamps(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor,
                       token_num: torch.Tensor) -> _Stamps:
     _, _, us_alphas, us_peaks = lm.net.calc_predictor_timestamp(enc, enc_lens, token_num)
     rate = int(getattr(lm.funasr_model.predictor, "upsample_times", 3))  # FunASR assumes 3, as trained
-    n = rate * int(enc_lens[0])
-    return _Stamps(us_alphas[0, :n].float().cpu(), us_peaks[0, :n].float().cpu(), rate)
+    return cif_stamps(us_alphas, us_peaks, [rate * int(enc_lens[0])], rate)[0]
 
 
 def _item_result(lm: LoadedModel, ids: list[int], stamps: _Stamps, segment_ms: int) -> SegmentResult:
@@ -169,15 +187,25 @@ def _item_result(lm: LoadedModel, ids: list[int], stamps: _Stamps, segment_ms: i
 def token_times(stamps: _Stamps, tokens: tuple[str, ...], segment_ms: int) -> tuple[tuple[int, ...], ...]:
     """Start and end of each token in ms, relative to the segment and clamped to [0, segment_ms].
 
-    FunASR's timestamp function can start before 0 (it shifts fire positions back 1.5 frames) and
-    end past the segment (the tail frame), and on rare alignments it returns one pair fewer or more
-    than there are tokens; a missing pair takes the span from the previous end to the segment end.
+    FunASR's rule: n tokens need n + 1 boundaries, the frames where the CIF fires. When ``peaks``
+    does not fire n + 1 times (the main CIF fires once per token, so usually it does not), the
+    ``alphas`` are scaled to sum to n + 1 and integrated again. Token k runs from boundary k to
+    boundary k + 1, both moved back 1.5 frames (a frame is 60 ms / ``upsample_rate``); a token longer
+    than 12 frames is cut there, and the last one ends at the end of the curves, or halfway there
+    when its boundary lies more than 5 frames before it.
+
+    FunASR's timestamp function can start before 0 (the 1.5-frame shift) and end past the segment
+    (the tail frame), and on rare alignments it returns one pair fewer or more than there are tokens;
+    a missing pair takes the span from the previous end to the segment end.
     """
     from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
 
-    # clone: the FunASR function rescales its first argument in place
-    _, pairs = ts_prediction_lfr6_standard(stamps.first.clone(), stamps.second.clone(), list(tokens),
-                                           vad_offset=0, upsample_rate=stamps.upsample_rate)
+    # By keyword: FunASR 1.4.16's Paraformer.inference passes these two the other way round (FunASR
+    # issue #3723), which returns the right number of times with wrong boundaries. clone: the
+    # function rescales the alphas in place.
+    _, pairs = ts_prediction_lfr6_standard(us_alphas=stamps.alphas.clone(), us_peaks=stamps.peaks.clone(),
+                                           char_list=list(tokens), vad_offset=0,
+                                           upsample_rate=stamps.upsample_rate)
     pairs = list(pairs[: len(tokens)])
     while len(pairs) < len(tokens):
         pairs.append([pairs[-1][1] if pairs else 0, segment_ms])

@@ -82,6 +82,7 @@ def test_results_are_well_formed(alone: dict[Key, SegmentResult], audio: dict[Ke
         # Invariant: token times are inside the segment, each token ends after it starts, in order.
         assert all(0 <= s <= e <= seg_ms for s, e in zip(r.token_start_ms, r.token_end_ms))
         assert list(r.token_start_ms) == sorted(r.token_start_ms)
+        assert all(e <= s for e, s in zip(r.token_end_ms, r.token_start_ms[1:]))  # no overlap
 
 
 @pytest.mark.parametrize("which", range(len(COMPOSITIONS)))
@@ -115,6 +116,8 @@ def test_same_tokens_as_funasr_generate(tiny_model: Path, audio: dict, alone: di
     for i, key in enumerate(picked):
         am.generate(input=[audio[key]], key=[f"seg{i}"], batch_size=1, output_dir=str(tmp_path),
                     disable_pbar=True)
+    # Tokens only: FunASR 1.4.16 computes Paraformer times from swapped CIF curves (FunASR issue
+    # #3723), so times are checked against hand-built curves instead (test_timestamps.py).
     # FunASR's text output merges pieces and adds spaces; its token file holds the raw tokens.
     lines = (tmp_path / "1best_recog" / "token").read_text(encoding="utf-8").splitlines()
     theirs = {line.split(" ", 1)[0]: tuple(line.split(" ")[1:]) for line in lines}
