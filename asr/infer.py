@@ -8,7 +8,8 @@ Here every item gets exactly one result, in the order of the batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,8 @@ def decode_batch(lm: LoadedModel, batch: FeatureBatch) -> BatchOutcome:
     """Decode a batch; on out-of-memory halve it and retry, down to single segments.
 
     A segment that runs out of memory on its own gets a failed result with the reason; the other
-    segments still decode. Thanks to padding invariance, halves decode to the same results.
+    segments still decode. Thanks to padding invariance, halves decode to the same results in
+    float32; in bfloat16 and float16 a halved batch can change a segment's result.
     """
     lengths = batch.lengths.astype(np.int64)
     ms = [item.duration_ms for item in batch.items]
@@ -72,8 +74,28 @@ def decode_features(lm: LoadedModel, feats: np.ndarray | torch.Tensor, lengths: 
     """
     _maybe_inject_oom(len(segment_ms))
     speech, speech_lengths = to_device(feats, lengths, lm)
-    with torch.inference_mode():
+    with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
         return _decode(lm, speech, speech_lengths, segment_ms)
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """On CUDA in float32, turn TF32 off for matmul and cuDNN while decoding; restore it after.
+
+    TF32 rounds float32 inputs to 10 mantissa bits, and how a product is split over kernels depends
+    on its shape, so a segment would decode differently alone and in a batch: float32 promises
+    padding invariance on every device. bfloat16 and float16 are left alone (throughput modes).
+    """
+    if device.type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def to_device(feats: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor,
@@ -92,16 +114,23 @@ def _decode(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
     net = lm.net
     out = net.encode(speech, speech_lengths)
     enc, enc_lens = (out[0][0] if isinstance(out[0], tuple) else out[0]), out[1]
-    embeds, token_num, alphas, peaks = net.calc_predictor(enc, enc_lens)[:4]
+    # In half precision the CIF predictor stays float32 (asr.model.keep_float32_predictor): its
+    # integration mixes float32 masks into the weights, and float32 keeps the token count closest.
+    cif_enc = enc.to(_predictor_dtype(lm))
+    embeds, token_num, alphas, peaks = net.calc_predictor(cif_enc, enc_lens)[:4]
     token_num = token_num.round().long()
     if int(token_num.max()) < 1:  # FunASR returns nothing here; we return B empty results
         return [SegmentResult() for _ in segment_ms]
-    log_probs = _decoder_log_probs(lm, enc, enc_lens, embeds, token_num)
+    log_probs = _decoder_log_probs(lm, enc, enc_lens, embeds.to(enc.dtype), token_num)
     ids = log_probs.argmax(dim=-1).cpu()
-    stamps = _timestamp_inputs(lm, enc, enc_lens, token_num, alphas, peaks)
+    stamps = _timestamp_inputs(lm, cif_enc, enc_lens, token_num, alphas, peaks)
     counts = token_num.cpu().tolist()
     return [_item_result(lm, ids[i, : counts[i]].tolist(), stamps[i], segment_ms[i])
             for i in range(len(segment_ms))]
+
+
+def _predictor_dtype(lm: LoadedModel) -> torch.dtype:
+    return next(lm.funasr_model.predictor.parameters()).dtype
 
 
 def _decoder_log_probs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor, embeds: torch.Tensor,
