@@ -18,6 +18,8 @@ E2E_KEYS = {
     "peak_rss_mb", "peak_gpu_mb", "device", "date",
 }
 ASR_KEYS = {"model_busy", "vadpack_xrt", "funasr_xrt", "ratio_vs_funasr", "identical_to_funasr", "device", "date"}
+PRECISION_KEYS = {"bf16_tokens_equal_fp32", "bf16_batch_invariant", "fp16_tokens_equal_fp32", "fp16_batch_invariant",
+                  "bf16_token_agreement", "fp16_token_agreement", "max_timestamp_drift_ms", "device", "date"}
 RSS_KEYS = {"asr_peak_rss_mb", "asr_rss_after_load_mb", "asr_rss_beyond_model_mb", "rss_audio_h", "rss_segments"}
 
 
@@ -60,3 +62,13 @@ def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
     assert (ASR_KEYS | RSS_KEYS) <= out.keys(), f"missing keys: {(ASR_KEYS | RSS_KEYS) - out.keys()}"
     assert out["identical_to_funasr"] == 1.0
     assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
+
+
+@pytest.mark.slow
+def test_precision_bench_compares_three_dtypes_on_real_speech(tmp_path: Path, real_data: Path) -> None:
+    out = run_bench("precision.py", "--size", "tiny", "--segments", "4", "--work", str(tmp_path))
+    assert PRECISION_KEYS <= out.keys(), f"missing keys: {PRECISION_KEYS - out.keys()}"
+    assert out["segments"] == 4 and 8 <= out["audio_s"] <= 32  # 2-8 s each
+    # Invariant: float32 gives the same result alone and in any batching.
+    assert out["fp32_batch_invariant"] == 1.0
+    assert all(0 <= out[k] <= 1 for k in PRECISION_KEYS if k.endswith(("_fp32", "_invariant", "_agreement")))
