@@ -42,9 +42,10 @@ class AsrConfig:
         model: a FunASR model id (``paraformer-zh``, fetched from its hub) or a local model folder
             holding config.yaml, tokens.json, am.mvn and model.pt.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
-        dtype: model precision. float32 gives the same result alone and in any batch on every device;
-            bfloat16 and float16 are faster on CUDA, but results differ from float32's and between
-            batchings (``HALF_PRECISION_AGREEMENT``). On the CPU they run, slowly, to check results.
+        dtype: model precision. float32 gives the same tokens and times alone and in any batch;
+            bfloat16 and float16 are throughput modes for CUDA whose results differ from float32's and
+            between batchings (``HALF_PRECISION_AGREEMENT``). They run on the CPU too, to check
+            results (slowly without bfloat16/float16 units such as Intel AMX).
         threads: torch intra-op threads for the model process; 0 means one per core.
         feature_workers: CPU processes that compute features ahead of the model; 0 computes them inline;
             ``auto`` is 0 on the CPU (features cost ~1 % of the model's time there, the model already
