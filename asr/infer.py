@@ -116,7 +116,7 @@ def _decode(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
     enc, enc_lens = (out[0][0] if isinstance(out[0], tuple) else out[0]), out[1]
     # In half precision the CIF predictor stays float32 (asr.model.keep_float32_predictor): its
     # integration mixes float32 masks into the weights, and float32 keeps the token count closest.
-    cif_enc = enc.to(_predictor_dtype(lm))
+    cif_enc = enc.to(predictor_dtype(lm))
     embeds, token_num, alphas, peaks = net.calc_predictor(cif_enc, enc_lens)[:4]
     token_num = token_num.round().long()
     if int(token_num.max()) < 1:  # FunASR returns nothing here; we return B empty results
@@ -129,7 +129,8 @@ def _decode(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
             for i in range(len(segment_ms))]
 
 
-def _predictor_dtype(lm: LoadedModel) -> torch.dtype:
+def predictor_dtype(lm: LoadedModel) -> torch.dtype:
+    """The CIF predictor's dtype: float32 in every precision (``asr.model.keep_float32_predictor``)."""
     return next(lm.funasr_model.predictor.parameters()).dtype
 
 
