@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from asr.config import AsrConfig, is_local_model
+from asr.config import RESULTS_VERSION, AsrConfig, is_local_model
 from core.atomic import write_text_atomic
 from core.configtools import as_plain, stable_hash
 from core.fingerprint import file_content_id
@@ -54,6 +54,7 @@ def asr_key(cfg: AsrConfig, work: WorkDir) -> AsrKey:
     plain = as_plain(cfg)
     for key in (*type(cfg).SPEED_ONLY, "model"):
         plain.pop(key, None)
+    plain["results_version"] = RESULTS_VERSION
     return AsrKey(model_identity(cfg.model, work.model_ids), stable_hash(plain))
 
 

@@ -66,14 +66,34 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         texts = punctuate(documents["text"].to_pylist(), cfg.punc_model)
         documents = documents.set_column(documents.schema.get_field_index("text"), "text", pa.array(texts))
     meta = {"model": model, "config_hash": config_hash}
+    streamed = write_tokens_and_exports(cfg, output_dir, documents, seg_table, joined, meta)
+    # Word counts exist only once the words are made (chunk by chunk, above): now the tables that
+    # carry them are complete.
+    seg_table = seg_table.set_column(seg_table.schema.get_field_index("n_words"), "n_words",
+                                     pa.array(streamed.n_words, pa.int32()))
+    documents = with_word_counts(documents, seg_table)
     for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
         sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
         sink.write(table)
         sink.close()
-    n_tokens, n_exports = write_tokens_and_exports(cfg, output_dir, documents, seg_table, joined, meta)
     removed = remove_stale_exports(output_dir, cfg.formats, documents)
-    return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": n_tokens,
-            "failures": failures.num_rows, "exports": n_exports, "exports_removed": removed}
+    return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": streamed.tokens,
+            "words": streamed.words, "failures": failures.num_rows, "exports": streamed.exports,
+            "exports_removed": removed}
+
+
+def with_word_counts(documents: pa.Table, seg_table: pa.Table) -> pa.Table:
+    """Documents with ``n_words`` and ``words_per_minute`` (words per minute of speech) filled in."""
+    groups = group_offsets(seg_table["recording_id"])
+    words = np.concatenate([[0], np.cumsum(seg_table["n_words"].to_numpy(zero_copy_only=False))])
+    n_words = np.array([words[groups[r][1]] - words[groups[r][0]] if r in groups else 0
+                        for r in documents["recording_id"].to_pylist()], dtype=np.int64)
+    speech_min = documents["speech_s"].to_numpy(zero_copy_only=False) / 60
+    wpm = np.divide(n_words, speech_min, out=np.zeros(len(n_words)), where=speech_min > 0)
+    documents = documents.set_column(documents.schema.get_field_index("n_words"), "n_words",
+                                     pa.array(n_words, pa.int32()))
+    return documents.set_column(documents.schema.get_field_index("words_per_minute"), "words_per_minute",
+                                pa.array(wpm, pa.float64()))
 
 
 def remove_stale_exports(output_dir: Path, formats: tuple[str, ...], documents: pa.Table) -> int:
@@ -120,6 +140,7 @@ class Joined:
             "start_s": self.start_s, "end_s": self.end_s,
             "text": _scatter(self.results["text"], self.has_result, pa.string()),
             "batch_id": _scatter(self.results["batch_id"], self.has_result, pa.int32()), "n_tokens": n_tokens,
+            "n_words": np.zeros(self.segs.num_rows, dtype=np.int32),  # counted as the words are made
         }, SEGMENTS)
 
     def tokens_table(self, lo: int, hi: int) -> pa.Table:
@@ -206,9 +227,8 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
         speech_s = v["speech_samples"] / SAMPLE_RATE
         n_tok = int(seg_tokens[hi] - seg_tokens[lo])
         rows.append({"recording_id": rid, "path": rec["path"], "duration_s": v["n_samples"] / SAMPLE_RATE,
-                     "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok,
-                     "text": join_segments([t or "" for t in seg_texts[lo:hi]]),
-                     "words_per_minute": n_tok / (speech_s / 60) if speech_s > 0 else 0.0,
+                     "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok, "n_words": 0,
+                     "text": join_segments([t or "" for t in seg_texts[lo:hi]]), "words_per_minute": 0.0,
                      "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"]})
     return to_table(rows, DOCUMENTS)
 
@@ -223,18 +243,27 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
     return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """What the chunked pass wrote: rows of tokens and words, export files, words per segment row."""
+
+    tokens: int
+    words: int
+    exports: int
+    n_words: np.ndarray
+
+
 def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
-                             joined: Joined, meta: dict[str, str], chunk_segments: int = 50_000) -> tuple[int, int]:
-    """Write the tokens table and the human exports, a chunk of whole recordings at a time.
-
-    Returns:
-        (tokens written, export files written).
-    """
+                             joined: Joined, meta: dict[str, str], chunk_segments: int = 50_000) -> Streamed:
+    """Write the tokens and words tables and the human exports, a chunk of whole recordings at a time."""
     from stitcher.export import write_document_exports
+    from stitcher.words import tokens_to_words, words_per_segment
 
-    sink = TableSink(output_dir / "tokens.parquet", TOKENS, meta, cfg.partition_rows)
+    sinks = {name: TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
+             for name in ("tokens", "words")}
     seg_groups = group_offsets(seg_table["recording_id"])
     docs = {d["recording_id"]: d for d in documents.to_pylist()}
+    n_words = np.zeros(seg_table.num_rows, dtype=np.int64)
     n_exports = 0
 
     def export(rid: str, segs: pa.Table, toks: pa.Table) -> int:
@@ -245,7 +274,10 @@ def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.
 
     for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
         tokens = joined.tokens_table(lo, hi)
-        sink.write(tokens)
+        words = tokens_to_words(tokens)
+        sinks["tokens"].write(tokens)
+        sinks["words"].write(words)
+        n_words[lo:hi] = words_per_segment(words, seg_table.slice(lo, hi - lo)).to_numpy(zero_copy_only=False)
         tok_groups = group_offsets(tokens["recording_id"]) if cfg.formats else {}
         for rid in rids if cfg.formats else ():
             s_lo, s_hi = seg_groups[rid]
@@ -253,8 +285,9 @@ def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.
             n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))
     for rid in sorted(set(docs) - set(seg_groups)):  # recordings without speech still get their files
         n_exports += export(rid, seg_table.slice(0, 0), TOKENS.empty_table())
-    sink.close()
-    return sink.rows, n_exports
+    for sink in sinks.values():
+        sink.close()
+    return Streamed(sinks["tokens"].rows, sinks["words"].rows, n_exports, n_words)
 
 
 def recording_chunks(groups: dict[str, tuple[int, int]], target: int) -> list[tuple[int, int, list[str]]]:
