@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
     dtype = resolve_dtype(cfg.dtype, device)
     torch.set_num_threads(cfg.n_threads)
     raw, tokenizer, frontend, info, model_class = _load_cached(
-        cfg.model, _folder_stamp(cfg.model), str(device), str(dtype), cfg.n_threads)
+        cfg.model, _folder_stamp(cfg.model), str(device), str(dtype), cfg.n_threads, cfg.compile)
     return LoadedModel(
         net=PadInvariantModel(raw) if cfg.pad_invariant else raw,
         funasr_model=raw, tokenizer=tokenizer, frontend=frontend, frontend_info=info,
@@ -186,8 +187,9 @@ def _folder_stamp(spec: str) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, threads: int) -> tuple:
-    """Build the FunASR model once per (model, device, dtype, threads); a new key frees the old one."""
+def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, threads: int,
+                 compile_encoder: bool = False) -> tuple:
+    """Build the FunASR model once per (model, device, dtype, threads, compile); a new key frees the old one."""
     funasr_tables()  # fail early, with a clear message, if FunASR's model classes did not register
     from funasr import AutoModel
 
@@ -209,8 +211,22 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
         keep_float32_predictor(model)
         cast_decoder_masks(model)
     model.eval()
+    if compile_encoder:
+        compile_module(model, "encoder")
     info = _frontend_info(kwargs)
     return model, kwargs["tokenizer"], kwargs["frontend"], info, type(model).__name__
+
+
+def compile_module(model: torch.nn.Module, name: str) -> None:
+    """Replace ``model.<name>`` by its ``torch.compile`` form, with the compiled graph cached on disk.
+
+    Dynamic shapes, because every batch has another length and item count: one graph serves them all.
+    Inductor's FX-graph cache lives in TORCHINDUCTOR_CACHE_DIR, by default here in
+    ~/.cache/vadpack/torchinductor (not /tmp, which a reboot empties), so a later run skips the
+    minutes of compiling. float32 results are identical to eager (tests/asr/test_compile.py).
+    """
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "vadpack" / "torchinductor"))
+    setattr(model, name, torch.compile(getattr(model, name), dynamic=True))
 
 
 def keep_float32_predictor(model: torch.nn.Module) -> None:

@@ -10,6 +10,7 @@ as exactly one new row: decoded (``ok``) or ``failed`` with a reason a person ca
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from asr.config import AsrConfig
 from asr.features import FeatureFeeder, start_worker_server
 from asr.infer import decode_batch, decode_features
 from asr.model import load_model, resolve_device
+from asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
 from asr.types import (
     AsrSummary,
     BatchMetrics,
@@ -34,6 +36,7 @@ from asr.types import (
     SegmentResult,
 )
 from core.cache import SAMPLE_RATE
+from core.faults import fault_arg
 from core.tables import TRANSCRIPTS, read_table, to_table, write_table
 from core.text import join_tokens
 from core.types import Span
@@ -73,6 +76,18 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
         say(f"asr: {already} segments of these batches are already in the store; decoding the rest")
     if not groups:
         return AsrSummary(already_stored=already, model=cfg.model).as_dict()
+    n_batches = sum(len(g.plans) for g in groups)
+    audio_s = sum(item.n_samples for g in groups for plan in g.plans for item in plan.items) / SAMPLE_RATE
+    layout = plan_layout(cfg, n_batches, torch.cuda.device_count(), weights_bytes(cfg.model), audio_s)
+    if layout.replicas > 1:
+        # Smaller groups than one part per 16 batches keep every replica busy to the end.
+        per_part = min(cfg.batches_per_part, max(1, -(-n_batches // (4 * layout.replicas))))
+        groups, _ = plan_work(batches, store_dir, per_part)
+        summary = decode_in_replicas(groups, Path(cache_dir), cfg, layout, progress, detail)
+        summary = replace(summary, already_stored=already)
+        say(f"asr: {layout.describe()}: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s "
+            f"({summary.xrt:.1f}x realtime), {summary.batches} batches, {summary.failed_segments} failed")
+        return summary.as_dict()
     t_load = time.perf_counter()
     cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
     if cfg.feature_workers > 0:
@@ -85,6 +100,76 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
     say(f"asr: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s ({summary.xrt:.1f}x realtime), "
         f"model busy {summary.model_busy:.0%}, {summary.batches} batches, {summary.failed_segments} failed")
     return summary.as_dict()
+
+
+def weights_bytes(model: str) -> int:
+    """The size of a local model's weights (a hub model: 1 GB, about Paraformer-large's)."""
+    path = Path(model).expanduser() / "model.pt"
+    return path.stat().st_size if path.is_file() else 2**30
+
+
+def decode_in_replicas(groups: list[PartGroup], cache_dir: Path, cfg: AsrConfig, layout: Layout,
+                       progress: bool, detail: Callable[[str], object]) -> AsrSummary:
+    """Decode ``groups`` with ``layout.replicas`` processes taking groups from one queue."""
+    summaries: list[AsrSummary] = []
+    rss_mb: list[float] = []
+    t0 = time.perf_counter()
+    with _progress_bar(sum(len(g.plans) for g in groups), progress) as bar:
+
+        def on_message(replica: int, kind: str, payload: object) -> None:
+            if kind == "log":
+                detail(f"replica {replica}: {payload}")
+            elif kind == "group":
+                bar.update(payload)
+            elif kind == "summary":
+                summaries.append(AsrSummary(**payload["summary"]))
+                rss_mb.append(payload["peak_rss_mb"])
+
+        def args_of(i: int) -> tuple:
+            return (replace(cfg, device=layout.devices[i], threads=layout.threads, replicas=1), groups, cache_dir)
+
+        run_replicas(replica_main, args_of, layout.replicas, len(groups), on_message)
+    return merge_summaries(summaries, time.perf_counter() - t0, layout, rss_mb)
+
+
+def replica_main(index: int, tasks, messages, cfg: AsrConfig, groups: list[PartGroup], cache_dir: Path) -> None:
+    """One replica (in its own process): load the model, decode groups from the queue until told to stop."""
+    import resource
+
+    silence_child_interrupts()
+    t_load = time.perf_counter()
+    cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
+    if cfg.feature_workers > 0:
+        start_worker_server()
+    run = Decoder(load_model(cfg), cfg, lambda msg: messages.put((index, "log", msg)))
+    load_s = time.perf_counter() - t_load
+    while True:
+        task = tasks.get()
+        if fault_arg("asr_replica_crash") == str(index):
+            os._exit(70)  # test-only (VADPACK_FAULTS): a replica dies holding a task, as a native crash would
+        if task is None:
+            break
+        run.decode_groups([groups[task]], cache_dir, progress=False)
+        messages.put((index, "group", len(groups[task].plans)))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    messages.put((index, "summary", {"summary": run.summary(load_s).as_dict(), "peak_rss_mb": peak_mb}))
+
+
+def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_mb: list[float]) -> AsrSummary:
+    """One stage summary from the replicas': sums, the slowest replica's decoding time, the largest peaks."""
+    audio_s, model_s = sum(p.audio_s for p in parts), sum(p.model_s for p in parts)
+    decode_s = max((p.wall_s for p in parts), default=wall_s)
+    return AsrSummary(
+        audio_s=audio_s, wall_s=decode_s, load_s=max((p.load_s for p in parts), default=0.0), model_s=model_s,
+        xrt=audio_s / max(decode_s, 1e-9), model_busy=model_s / max(sum(p.wall_s for p in parts), 1e-9),
+        batches=sum(p.batches for p in parts), segments=sum(p.segments for p in parts),
+        failed_segments=sum(p.failed_segments for p in parts), parts_written=sum(p.parts_written for p in parts),
+        oom_splits=sum(p.oom_splits for p in parts), feature_retries=sum(p.feature_retries for p in parts),
+        peak_cuda_mb=max((p.peak_cuda_mb for p in parts), default=0.0),
+        device=", ".join(sorted(set(layout.devices))), model=parts[0].model if parts else "",
+        replicas=layout.replicas, threads_per_replica=layout.threads,
+        replica_peak_rss_mb=max(rss_mb, default=0.0),
+    )
 
 
 def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
@@ -153,7 +238,7 @@ class Decoder:
 
     def decode_groups(self, groups: list[PartGroup], cache_dir: Path, progress: bool) -> None:
         t0 = time.perf_counter()
-        if self.cfg.warmup:
+        if self.cfg.warmup and not self.metrics:
             self._warm_up()
         plans = [plan for group in groups for plan in group.plans]
         with FeatureFeeder(self.lm.frontend_info, cache_dir, self.cfg.feature_workers, self.cfg.prefetch,
@@ -167,7 +252,7 @@ class Decoder:
                 _write_part(group.path, rows, self.lm)
                 self.parts_written += 1
             self.feature_retries = len(set(feeder.retried))
-        self.wall_s = time.perf_counter() - t0
+        self.wall_s += time.perf_counter() - t0
 
     def _one_batch(self, plan: BatchPlan, batches: Iterator[FeatureBatch]) -> list[dict]:
         t0 = time.perf_counter()
@@ -204,7 +289,7 @@ class Decoder:
             failed_segments=sum(x.failed for x in m), parts_written=self.parts_written,
             already_stored=already_stored, oom_splits=sum(x.splits for x in m),
             feature_retries=self.feature_retries, peak_cuda_mb=max((x.peak_cuda_mb for x in m), default=0.0),
-            device=str(self.lm.device), model=self.lm.name,
+            device=str(self.lm.device), model=self.lm.name, threads_per_replica=torch.get_num_threads(),
         )
 
 

@@ -163,6 +163,9 @@ class AsrSummary:
         peak_cuda_mb: the largest peak CUDA memory of any batch (0 on CPU).
         device: the torch device the model ran on.
         model: the model name recorded in the output metadata.
+        replicas: decoding processes (``asr.replicas``).
+        threads_per_replica: intra-op threads in each.
+        replica_peak_rss_mb: the largest peak resident memory of a replica process (0: one process).
     """
 
     audio_s: float = 0.0
@@ -181,6 +184,9 @@ class AsrSummary:
     peak_cuda_mb: float = 0.0
     device: str = "none"
     model: str = ""
+    replicas: int = 1
+    threads_per_replica: int = 0
+    replica_peak_rss_mb: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,8 @@
 - ``cuda_oom=N``: a model call on a batch of more than N items raises torch.OutOfMemoryError.
 - ``feature_worker=BATCH_ID``: computing features for that batch raises RuntimeError in the worker
   (first attempt only, so the inline retry recovers).
+- ``asr_replica_crash=INDEX``: asr replica INDEX exits abruptly as soon as it takes a task from the
+  queue, as a crash in native code would (only in a replica process, with ``asr.replicas`` > 1).
 - ``vad_worker_crash=RECORDING_ID``: the vad worker process handling that recording exits abruptly
   (only in a worker process, never inline), as a crashing decoder would.
 
