@@ -7,11 +7,13 @@ Never across recordings: a label means "the same voice within this recording" on
    speakers are nearly as similar as those of one speaker, and the mean removed, they separate.
 2. Average-linkage agglomerative clustering on cosine distance, cut at ``threshold`` (or at exactly
    ``num_speakers`` clusters when the count is given).
-3. Merge clusters whose raw mean embeddings are at least ``merge_similarity`` alike: after the
+3. Fold clusters of fewer than ``min_cluster_windows`` windows into the nearest larger one: one
+   stray window is too little evidence of another voice.
+4. Merge clusters whose raw mean embeddings are at least ``merge_similarity`` alike: after the
    mean is removed even one voice splits in two (its halves point in opposite directions), and
    this guard is what keeps a one-speaker recording at one speaker.
-4. Clip the count to [min_speakers, max_speakers] by cutting the same tree again.
-5. Name clusters 0, 1, ... in order of first appearance, so labels are stable from run to run.
+5. Clip the count to [min_speakers, max_speakers] by cutting the same tree again.
+6. Name clusters 0, 1, ... in order of first appearance, so labels are stable from run to run.
 
 A recording with more than ``max_cluster_windows`` windows is clustered on an even subsample, and
 every window then takes the cluster whose centroid is nearest. Deterministic: no random state.
@@ -34,6 +36,7 @@ class ClusterParams:
     min_speakers: int = 1
     max_speakers: int = 8
     max_cluster_windows: int = 4000
+    min_cluster_windows: int = 2
 
 
 def cluster_windows(embeddings: np.ndarray, params: ClusterParams) -> np.ndarray:
@@ -65,6 +68,7 @@ def _cluster_all(emb: np.ndarray, params: ClusterParams) -> np.ndarray:
     if params.num_speakers is not None:
         return fcluster(tree, min(params.num_speakers, n), criterion="maxclust") - 1
     labels = fcluster(tree, params.threshold, criterion="distance") - 1
+    labels = fold_small(center(emb), labels, params.min_cluster_windows)
     labels = merge_similar(emb, labels, params.merge_similarity)
     k = len(np.unique(labels))
     lo, hi = min(params.min_speakers, n), min(params.max_speakers, n)
@@ -112,6 +116,24 @@ def merge_similar(emb: np.ndarray, labels: np.ndarray, min_similarity: float) ->
         if sim[i, j] < min_similarity:
             break
         labels[labels == ids[j]] = ids[i]
+    return labels
+
+
+def fold_small(emb: np.ndarray, labels: np.ndarray, min_windows: int) -> np.ndarray:
+    """Give the windows of clusters smaller than ``min_windows`` the nearest larger cluster.
+
+    When no cluster is large enough the largest one (the first on a tie) is kept.
+    """
+    ids, counts = np.unique(labels, return_counts=True)
+    keep = ids[counts >= min_windows]
+    if len(keep) == 0:
+        keep = ids[[int(np.argmax(counts))]]
+    small = ~np.isin(labels, keep)
+    if not small.any():
+        return labels
+    kept = np.isin(labels, keep)
+    labels = labels.copy()
+    labels[small] = nearest_centroid(emb[small], emb[kept], labels[kept])
     return labels
 
 

@@ -33,6 +33,8 @@ class SpeakersConfig:
         threshold: average-linkage cut, in cosine distance between window embeddings after
             subtracting the recording's mean embedding (0 = same direction, 1 = unrelated, 2 =
             opposite). Larger gives fewer speakers.
+        min_cluster_windows: a cluster of fewer windows is not a speaker of its own; its windows
+            join the nearest larger cluster (1 turns this off).
         merge_similarity: clusters whose mean embeddings (before the mean is subtracted) have a
             cosine similarity of at least this are one voice and are merged; the guard that keeps a
             one-speaker recording at one speaker. Above 1 turns it off.
@@ -57,6 +59,7 @@ class SpeakersConfig:
     min_speakers: int = 1
     max_speakers: int = 8
     threshold: float = 1.1
+    min_cluster_windows: int = 2
     merge_similarity: float = 0.88
     smoothing: int = 3
     device: str = "auto"
@@ -76,6 +79,7 @@ class SpeakersConfig:
         check_range("speakers.hop_s", self.hop_s, 0.1, self.window_s)
         self._check_counts()
         check_range("speakers.threshold", self.threshold, 0, 2)
+        check_range("speakers.min_cluster_windows", self.min_cluster_windows, 1, 1_000_000)
         check_range("speakers.merge_similarity", self.merge_similarity, -1, 1.01)
         check_range("speakers.smoothing", self.smoothing, 1, 99)
         if self.smoothing % 2 == 0:
@@ -91,7 +95,8 @@ class SpeakersConfig:
     def _check_counts(self) -> None:
         check_range("speakers.min_speakers", self.min_speakers, 1, 1000)
         check_range("speakers.max_speakers", self.max_speakers, self.min_speakers, 1000)
-        for key in ("min_speakers", "max_speakers", "smoothing", "batch_windows", "threads", "prefetch"):
+        for key in ("min_speakers", "max_speakers", "min_cluster_windows", "smoothing", "batch_windows",
+                    "threads", "prefetch"):
             if not isinstance(getattr(self, key), int):
                 raise ValueError(f"speakers.{key} must be a whole number, got {getattr(self, key)!r}")
         if self.num_speakers is not None:

@@ -160,7 +160,8 @@ def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
     """The clustering options of a speakers config."""
     return ClusterParams(threshold=cfg.threshold, merge_similarity=cfg.merge_similarity,
                          num_speakers=cfg.num_speakers, min_speakers=cfg.min_speakers,
-                         max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows)
+                         max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows,
+                         min_cluster_windows=cfg.min_cluster_windows)
 
 
 def spans_table(results: Sequence[RecordingSpeakers]) -> pa.Table:
