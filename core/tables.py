@@ -96,6 +96,25 @@ SEGMENT_RESULTS = pa.schema([
     ("error", pa.string()),
 ])
 
+# What the speakers stage finds in one recording's content: spans of one speaker that tile its speech
+# segments (status ok), and failures: a window that got no embedding (its samples), or the whole
+# content when no window could be embedded (start/end null).
+SPEAKER_RESULTS = pa.schema([
+    ("content_id", pa.string()),
+    ("start_sample", pa.int64()),
+    ("end_sample", pa.int64()),
+    ("speaker", pa.string()),  # S1, S2, ... in order of first appearance in the recording; null if failed
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+])
+
+# Rows of the speaker store: the results, keyed by content and by the segments they were found on
+# (clustering is per recording, so a recording's labels depend on all of its segments).
+SPEAKER_STORE = pa.schema([*SPEAKER_RESULTS, ("segments_digest", pa.string())])
+
+# Each recording's speaker rows as stitch reads them: the store rows of its content and segments.
+SPEAKER_LABELS = pa.schema([("recording_id", pa.string()), *[f for f in SPEAKER_RESULTS if f.name != "content_id"]])
+
 # ---- output_dir tables (the public contract; bump SCHEMA_VERSION on any change) ---------------
 
 DOCUMENTS = pa.schema([

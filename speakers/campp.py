@@ -17,7 +17,6 @@ are meaningless, its shapes and plumbing are real.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,24 +26,14 @@ import numpy as np
 import torch
 import yaml
 
-INSTALL_HINT = "the campp speaker backend needs FunASR: pip install 'funasr==1.4.16'"
+from core.funasr import funasr_registry
+
 MODEL_CLASS = "CAMPPlus"
 
 
-@functools.cache
 def _funasr_tables() -> Any:
-    """FunASR's class registry (importing FunASR registers its model classes)."""
-    try:
-        # FunASR prints an ffmpeg notice to stdout on import; keep stdout for the program's output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            import funasr  # noqa: F401
-        from funasr.register import tables
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    if MODEL_CLASS not in tables.model_classes:
-        raise ImportError(f"FunASR imported but did not register {MODEL_CLASS}; run with "
-                          "FUNASR_STRICT_IMPORT=1 to see which of its modules failed to import")
-    return tables
+    """FunASR's class registry with CAM++ registered (importing FunASR registers its model classes)."""
+    return funasr_registry((MODEL_CLASS,), "the campp speaker backend")
 
 
 def build_campp(model_conf: dict[str, Any] | None = None, seed: int | None = None) -> torch.nn.Module:

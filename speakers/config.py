@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from pipeline.cache import SAMPLE_RATE
-from pipeline.configtools import check_choice, check_range
+from core.cache import SAMPLE_RATE
+from core.configtools import check_choice, check_range
 
 BACKENDS = ("resemblyzer", "campp")
 CAMPP_DEFAULT_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
@@ -16,8 +17,8 @@ class SpeakersConfig:
     """Options of the speakers stage.
 
     Attributes:
-        enabled: run the stage at all; off by default, since most archives do not need it and it
-            costs about a tenth of the asr time.
+        enabled: run the stage at all; off by default, since most archives do not need it. When
+            off the stage does nothing and the speaker columns are null.
         backend: speaker embedding model: ``resemblyzer`` (extra ``speakers``: trained weights ship
             in the PyPI wheel, works offline) or ``campp`` (FunASR's CAM++, from ``model``).
         model: ``campp``: a FunASR hub id or a local folder (config.yaml and model.pt); empty means
@@ -49,6 +50,11 @@ class SpeakersConfig:
         threads: torch intra-op threads; 1 by default, since two threads collapse under load.
         prefetch: batches whose audio and features are prepared ahead of the model.
     """
+
+    # Change speed (or whether the stage runs), never a label: embeddings do not depend on the
+    # batch (packed LSTM; CAM++ runs equal lengths together) and clustering is per recording.
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("enabled", "device", "batch_windows", "group_windows", "threads",
+                                             "prefetch")
 
     enabled: bool = False
     backend: str = "resemblyzer"

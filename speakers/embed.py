@@ -22,8 +22,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from pipeline.cache import pcm_path, read_segment
-from pipeline.faults import fault_arg
+from core.cache import pcm_path, read_segment
+from core.device import resolve_device
+from core.faults import fault_arg
 from speakers.config import SpeakersConfig
 from speakers.types import EmbedOutcome, FeatureBatch, Window, WindowFailure
 
@@ -62,7 +63,7 @@ def load_embedder(cfg: SpeakersConfig) -> Embedder:
         ValueError: the device is not available, or the model is not a speaker model.
         FileNotFoundError: a local model path does not exist.
     """
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "speakers.device")
     torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
     if cfg.backend == "campp":
         from speakers.campp import CamppEmbedder
@@ -73,23 +74,18 @@ def load_embedder(cfg: SpeakersConfig) -> Embedder:
     return ResemblyzerEmbedder(device, weights_path=cfg.model or None)
 
 
-def resolve_device(spec: str) -> torch.device:
-    """The torch device for ``speakers.device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``).
+def weights_spec(cfg: SpeakersConfig) -> str:
+    """What names the configured model's weights: resemblyzer's checkpoint file (``speakers.model`` or
+    the one in the wheel), or campp's hub id or folder. Its identity keys the stored labels.
 
     Raises:
-        ValueError: CUDA is asked for but not available, or the index is out of range.
+        ImportError: the resemblyzer backend is asked for but not installed.
     """
-    if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError(f"speakers.device = {spec!r} but torch sees no CUDA device; set it to auto or cpu")
-    index = 0 if spec == "cuda" else int(spec.split(":", 1)[1])
-    if not 0 <= index < torch.cuda.device_count():
-        raise ValueError(f"speakers.device = {spec!r} but only {torch.cuda.device_count()} CUDA device(s) "
-                         "exist")
-    return torch.device("cuda", index)
+    if cfg.backend == "campp":
+        return cfg.model_name
+    from speakers.resemblyzer_backend import package_dir
+
+    return cfg.model or str(package_dir() / "pretrained.pt")
 
 
 def featurize(embedder: Embedder, cache_dir: Path, windows: Sequence[Window]) -> FeatureBatch:
@@ -99,7 +95,7 @@ def featurize(embedder: Embedder, cache_dir: Path, windows: Sequence[Window]) ->
     failed: list[WindowFailure] = []
     for w in windows:
         try:
-            audio = read_segment(pcm_path(cache_dir, w.recording_id), w.start_sample, w.end_sample)
+            audio = read_segment(pcm_path(cache_dir, w.content_id), w.start_sample, w.end_sample)
             feats.append(embedder.features(audio))
             ok.append(w)
         except Exception as e:  # noqa: BLE001  (one unreadable window must not sink the batch)

@@ -1,4 +1,9 @@
-"""Data types of the speakers stage. Sample offsets at 16 kHz are the source of truth."""
+"""Data types of the speakers stage. Sample offsets at 16 kHz are the source of truth.
+
+The stage works on recordings' contents (``content_id``), not on recording ids: two copies of one
+file are labelled once, and a renamed file keeps its labels. Its speech segments are
+``core.types.Span`` rows.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,17 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
-class Segment:
-    """A speech segment as the vad stage wrote it: samples [start_sample, end_sample)."""
-
-    recording_id: str
-    segment_index: int
-    start_sample: int
-    end_sample: int
-
-
-@dataclass(frozen=True, slots=True)
 class Window:
     """An embedding window inside one speech segment: samples [start_sample, end_sample).
 
     Attributes:
-        recording_id: the recording.
-        segment_index: the segment the window lies in.
+        content_id: the recording's content (its PCM cache file).
+        segment_index: the position of the segment it lies in among the content's segments.
         start_sample: first sample, from the start of the recording.
         end_sample: one past the last sample.
     """
 
-    recording_id: str
+    content_id: str
     segment_index: int
     start_sample: int
     end_sample: int
@@ -84,26 +79,26 @@ class EmbedOutcome:
 
 @dataclass(frozen=True, slots=True)
 class SpeakerSpan:
-    """Samples [start_sample, end_sample) of one recording spoken by ``speaker`` (``S1``, ``S2``, ...)."""
+    """Samples [start_sample, end_sample) of one recording's content spoken by ``speaker`` (``S1``, ``S2``, ...)."""
 
-    recording_id: str
+    content_id: str
     start_sample: int
     end_sample: int
     speaker: str
 
 
 @dataclass(frozen=True, slots=True)
-class RecordingSpeakers:
-    """The result for one recording: its spans, or the failures that left it without any.
+class ContentSpeakers:
+    """The result for one recording's content: its spans, or the failures that left it without any.
 
     Attributes:
-        recording_id: the recording.
+        content_id: the content.
         spans: speaker spans in time order, inside its speech segments.
         n_speakers: distinct speakers found.
-        failures: windows without an embedding; when every window failed the recording has no spans.
+        failures: windows without an embedding; when every window failed the content has no spans.
     """
 
-    recording_id: str
+    content_id: str
     spans: tuple[SpeakerSpan, ...]
     n_speakers: int
     failures: tuple[WindowFailure, ...] = ()
@@ -111,7 +106,10 @@ class RecordingSpeakers:
 
 @dataclass(frozen=True, slots=True)
 class SpeakersSummary:
-    """Figures of one run of the stage (``as_dict`` is what ``run_speakers`` reports)."""
+    """Figures of one run of the stage (``as_dict`` is what ``run_speakers`` reports).
+
+    ``recordings`` counts distinct contents labelled; ``speakers_per_recording`` is keyed by content id.
+    """
 
     recordings: int = 0
     windows: int = 0

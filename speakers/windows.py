@@ -8,13 +8,15 @@ sample is covered; a segment shorter than a window gives one window of its own l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import groupby
 
 import pyarrow as pa
 
-from speakers.types import Segment, Window
+from core.types import Span
+from speakers.types import Window
 
-SEGMENT_COLUMNS = ("recording_id", "segment_index", "start_sample", "end_sample")
+SPAN_COLUMNS = ("content_id", "start_sample", "end_sample")
 
 
 def window_bounds(start_sample: int, end_sample: int, window_samples: int,
@@ -45,31 +47,38 @@ def window_bounds(start_sample: int, end_sample: int, window_samples: int,
     return [(s, s + window_samples) for s in starts]
 
 
-def segments_from_table(table: pa.Table) -> list[Segment]:
-    """The segments of a vad segments table, sorted by recording and start.
+def spans_from_table(table: pa.Table) -> list[Span]:
+    """The distinct speech segments of a segments table as spans, sorted by content and start.
+
+    Two recordings with the same content have the same segments: they are labelled once.
 
     Raises:
         ValueError: a column is missing, or a segment has a negative length.
     """
-    missing = [c for c in SEGMENT_COLUMNS if c not in table.column_names]
+    missing = [c for c in SPAN_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"the segments table lacks column(s) {', '.join(missing)}; it needs "
-                         f"{', '.join(SEGMENT_COLUMNS)} (the vad stage's segments.parquet)")
-    rows = zip(*(table[c].to_pylist() for c in SEGMENT_COLUMNS))
-    segments = sorted((Segment(str(r), int(i), int(s), int(e)) for r, i, s, e in rows),
-                      key=lambda seg: (seg.recording_id, seg.start_sample, seg.segment_index))
-    bad = [s for s in segments if s.end_sample < s.start_sample or s.start_sample < 0]
+                         f"{', '.join(SPAN_COLUMNS)} (the vad stage's segments.parquet)")
+    rows = set(zip(*(table[c].to_pylist() for c in SPAN_COLUMNS)))
+    spans = sorted(Span(str(c), int(s), int(e)) for c, s, e in rows)
+    bad = [s for s in spans if s.end_sample < s.start_sample or s.start_sample < 0]
     if bad:
-        raise ValueError(f"segment {bad[0].recording_id}#{bad[0].segment_index} has samples "
+        raise ValueError(f"a segment of content {bad[0].content_id} has samples "
                          f"[{bad[0].start_sample}, {bad[0].end_sample}); rerun the vad stage")
-    return segments
+    return spans
 
 
-def make_windows(segments: Iterable[Segment], window_samples: int, hop_samples: int) -> list[Window]:
-    """Every window of every segment, in the order of the segments."""
-    return [Window(seg.recording_id, seg.segment_index, s, e)
-            for seg in segments
-            for s, e in window_bounds(seg.start_sample, seg.end_sample, window_samples, hop_samples)]
+def make_windows(spans: Sequence[Span], window_samples: int, hop_samples: int) -> list[Window]:
+    """Every window of every segment, in the order of the segments (sorted by content and start).
+
+    A window's ``segment_index`` is its segment's position among its content's segments.
+    """
+    windows: list[Window] = []
+    for _, segs in groupby(spans, key=lambda sp: sp.content_id):
+        for index, seg in enumerate(segs):
+            windows += [Window(seg.content_id, index, s, e)
+                        for s, e in window_bounds(seg.start_sample, seg.end_sample, window_samples, hop_samples)]
+    return windows
 
 
 def plan_batches(windows: Sequence[Window], batch_windows: int) -> list[tuple[Window, ...]]:
@@ -81,27 +90,26 @@ def plan_batches(windows: Sequence[Window], batch_windows: int) -> list[tuple[Wi
     """
     if batch_windows < 1:
         raise ValueError(f"batch_windows must be at least 1, got {batch_windows}")
-    ordered = sorted(windows, key=lambda w: (-w.n_samples, w.recording_id, w.start_sample))
+    ordered = sorted(windows, key=lambda w: (-w.n_samples, w.content_id, w.start_sample))
     return [tuple(ordered[i: i + batch_windows]) for i in range(0, len(ordered), batch_windows)]
 
 
-def recording_groups(segments: Sequence[Segment], windows_per_segment: Sequence[int],
-                     group_windows: int) -> list[list[Segment]]:
-    """Consecutive groups of whole recordings holding about ``group_windows`` windows each.
+def content_groups(spans: Sequence[Span], windows_per_span: Sequence[int], group_windows: int) -> list[list[Span]]:
+    """Consecutive groups of whole contents holding about ``group_windows`` windows each.
 
-    ``segments`` are sorted by recording; ``windows_per_segment`` is each one's window count. A
-    recording with more windows than ``group_windows`` forms a group of its own.
+    ``spans`` are sorted by content; ``windows_per_span`` is each one's window count. A content with
+    more windows than ``group_windows`` forms a group of its own.
     """
-    groups: list[list[Segment]] = []
-    current: list[Segment] = []
+    groups: list[list[Span]] = []
+    current: list[Span] = []
     count = 0
-    for i, seg in enumerate(segments):
-        starts_recording = i == 0 or seg.recording_id != segments[i - 1].recording_id
-        if starts_recording and current and count >= group_windows:
+    for i, span in enumerate(spans):
+        starts_content = i == 0 or span.content_id != spans[i - 1].content_id
+        if starts_content and current and count >= group_windows:
             groups.append(current)
             current, count = [], 0
-        current.append(seg)
-        count += windows_per_segment[i]
+        current.append(span)
+        count += windows_per_span[i]
     if current:
         groups.append(current)
     return groups

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import iter_decode_16k, to_int16
+from tests.support.audio import decode_int16
 
 SR = 16_000
 LIBRIVOX = ("0870", "0890", "0920")
@@ -29,20 +29,16 @@ class Meeting:
     turns: tuple[tuple[int, int, str], ...]
 
 
-def _decode(path: Path) -> np.ndarray:
-    return to_int16(np.concatenate(list(iter_decode_16k(str(path)))))
-
-
 def _librivox(real: Path, utt: str) -> np.ndarray:
     stem = real / "en_pocketsphinx_librivox" / f"sense_and_sensibility_01_austen_64kb-{utt}"
     lines = (stem.with_suffix(".lab")).read_text().split("\n")
     onset, offset = float(lines[0].split()[0]), float(lines[1].split()[0])
-    return _decode(stem.with_suffix(".wav"))[round(onset * SR): round(offset * SR)]
+    return decode_int16(str(stem.with_suffix(".wav")))[round(onset * SR): round(offset * SR)]
 
 
 def two_voice_meeting(real: Path, pause_s: float = 0.5) -> Meeting:
     """Turns A B A B A of two clearly different voices, ``pause_s`` of digital silence between turns."""
-    jfk = _decode(real / "short_refs" / "jfk.flac")
+    jfk = decode_int16(str(real / "short_refs" / "jfk.flac"))
     a = [_librivox(real, utt) for utt in LIBRIVOX]
     b = [jfk[round(s * SR): round(e * SR)] for s, e in JFK_PIECES_S]
     pieces = [(a[0], "A"), (b[0], "B"), (a[1], "A"), (b[1], "B"), (a[2], "A")]

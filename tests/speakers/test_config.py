@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.configtools import from_mapping
+from core.configtools import from_mapping, result_hash
 from speakers.config import CAMPP_DEFAULT_MODEL, SpeakersConfig
 
 
@@ -36,3 +36,10 @@ def test_bad_values_name_the_key_and_what_is_allowed(key: str, value: object, ne
 def test_unknown_yaml_key_is_named() -> None:
     with pytest.raises(ValueError, match="speakers.windows_s"):
         from_mapping(SpeakersConfig, {"windows_s": 2.0}, "speakers")
+
+
+def test_speed_only_keys_leave_the_result_hash_alone() -> None:
+    base = SpeakersConfig(enabled=True)
+    fast = SpeakersConfig(enabled=False, device="cpu", batch_windows=8, group_windows=10, threads=2, prefetch=1)
+    assert result_hash(fast) == result_hash(base)
+    assert result_hash(SpeakersConfig(threshold=1.0)) != result_hash(base)

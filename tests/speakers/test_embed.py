@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.audio import iter_decode_16k
-from pipeline.cache import pcm_path
+from core.cache import pcm_path
 from speakers.embed import embed_batch, featurize
 from speakers.types import FeatureBatch, Window
+from tests.support.audio import iter_decode_16k
 
 CPU = torch.device("cpu")
 
@@ -67,8 +67,8 @@ def test_resemblyzer_batch_of_mixed_lengths_equals_each_alone(resemblyzer, jfk: 
         np.testing.assert_allclose(together[i], resemblyzer.embed([f])[0], atol=1e-5)
 
 
-def _cache(tmp_path: Path, audio: np.ndarray, recording_id: str = "rec") -> Path:
-    (np.clip(audio, -1, 1) * 32767).astype("<i2").tofile(pcm_path(tmp_path, recording_id))
+def _cache(tmp_path: Path, audio: np.ndarray, content_id: str = "rec") -> Path:
+    (np.clip(audio, -1, 1) * 32767).astype("<i2").tofile(pcm_path(tmp_path, content_id))
     return tmp_path
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.cache import pcm_path
+from core.cache import pcm_path
+from core.tables import SPEAKER_RESULTS
 from speakers.config import SpeakersConfig
 from speakers.stage import NO_WINDOWS, run_speakers
-from speakers.tables import SPEAKER_FAILURES, SPEAKER_SPANS
 from tests.speakers.meeting import SR, _librivox, two_voice_meeting
 from vad.config import VadConfig
 from vad.stage import segment_recording
@@ -22,12 +22,16 @@ TOLERANCE_SAMPLES = SR // 2  # turn boundaries right to within 0.5 s
 
 
 def _archive(tmp_path: Path, recordings: dict[str, np.ndarray]) -> pa.Table:
-    """Write each recording to the PCM cache and segment it with the pipeline's default VAD."""
+    """Write each recording to the PCM cache and segment it with the pipeline's default VAD.
+
+    The content id is the recording id here: the stage reads only content ids.
+    """
     rows = []
     for rid, pcm in recordings.items():
         pcm.astype("<i2").tofile(pcm_path(tmp_path, rid))
         for i, (s, e) in enumerate(segment_recording(pcm, VadConfig())):
-            rows.append({"recording_id": rid, "segment_index": i, "start_sample": s, "end_sample": e})
+            rows.append({"recording_id": rid, "segment_index": i, "start_sample": s, "end_sample": e,
+                         "content_id": rid})
     return pa.Table.from_pylist(rows)
 
 
@@ -42,7 +46,7 @@ def result(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
 
 
 def _spans(table: pa.Table, rid: str) -> list[tuple[int, int, str]]:
-    rows = table.filter(pa.compute.equal(table["recording_id"], rid))
+    rows = table.filter(pa.compute.equal(table["content_id"], rid))
     return list(zip(*(rows[c].to_pylist() for c in ("start_sample", "end_sample", "speaker"))))
 
 
@@ -62,7 +66,7 @@ def test_two_voices_alternating_give_two_speakers_with_boundaries_within_half_a_
 
 def test_spans_tile_the_speech_segments_exactly(result) -> None:
     _, segments, _, out = result
-    assert out.spans.schema == SPEAKER_SPANS and out.failures.schema == SPEAKER_FAILURES
+    assert out.spans.schema == SPEAKER_RESULTS and out.failures.schema == SPEAKER_RESULTS
     for rid in ("meeting", "reader"):
         spans = _spans(out.spans, rid)
         segs = segments.filter(pa.compute.equal(segments["recording_id"], rid))
@@ -87,12 +91,28 @@ def test_groups_of_recordings_and_small_batches_give_the_same_spans(result) -> N
 
 def test_a_recording_without_audio_is_recorded_as_failed_not_dropped(result) -> None:
     _, segments, cache, out = result
-    lost = pa.table({"recording_id": ["lost"], "segment_index": [0], "start_sample": [0], "end_sample": [SR * 4]})
+    lost = pa.table({"recording_id": ["lost"], "segment_index": [0], "start_sample": [0], "end_sample": [SR * 4],
+                     "content_id": ["lost"]})
     both = pa.concat_tables([segments, lost.cast(segments.schema)])
     res = run_speakers(both, cache, CFG, progress=False)
     assert _spans(res.spans, "meeting") == _spans(out.spans, "meeting")
-    rows = res.failures.to_pylist()
-    assert rows[0] == {"recording_id": "lost", "start_sample": None, "end_sample": None, "error": NO_WINDOWS}
-    assert [(r["start_sample"], r["end_sample"]) for r in rows[1:]] == [(0, 3 * SR), (SR, 4 * SR)]
-    assert all("FileNotFoundError" in r["error"] for r in rows[1:])
+    # One row for the recording, not one per window: the first window's error says what to fix.
+    [row] = res.failures.to_pylist()
+    assert (row["content_id"], row["start_sample"], row["end_sample"], row["status"]) == ("lost", None, None,
+                                                                                          "failed")
+    assert row["error"].startswith(NO_WINDOWS) and "FileNotFoundError" in row["error"]
     assert res.summary["failed_recordings"] == 1 and res.summary["failed_windows"] == 2
+
+
+def test_a_window_that_fails_is_a_row_and_its_recording_keeps_its_speakers(result) -> None:
+    meeting, segments, cache, _ = result
+    # The cache file of a copy ends 1 s early: the last windows of its last segment cannot be read.
+    end = int(segments.filter(pa.compute.equal(segments["recording_id"], "meeting"))["end_sample"][-1].as_py())
+    meeting.pcm[: end - SR].astype("<i2").tofile(pcm_path(cache, "short"))
+    short = segments.filter(pa.compute.equal(segments["recording_id"], "meeting"))
+    short = short.set_column(short.schema.get_field_index("content_id"), "content_id",
+                             pa.array(["short"] * short.num_rows))
+    res = run_speakers(short, cache, CFG, progress=False)
+    failed = res.failures.to_pylist()
+    assert failed and all(r["end_sample"] > end - SR and "outside" in r["error"] for r in failed)
+    assert {sp for _, _, sp in _spans(res.spans, "short")} == {"S1", "S2"}
