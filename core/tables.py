@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core import __version__
 from core.atomic import atomic_path, fsync_file, tmp_name
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: speaker columns, turns and speakers tables
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -129,6 +129,7 @@ DOCUMENTS = pa.schema([
     ("model", pa.string()),
     ("status", pa.string()),  # ok | partial (some segments failed in asr)
     ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
+    ("n_speakers", pa.int32()),  # null without the speakers stage, or when it failed on the recording
 ])
 
 SEGMENTS = pa.schema([
@@ -139,6 +140,7 @@ SEGMENTS = pa.schema([
     ("text", pa.string()),
     ("batch_id", pa.int32()),
     ("n_tokens", pa.int32()),
+    ("speaker", pa.string()),  # who covers most of the segment; null without speakers
 ])
 
 TOKENS = pa.schema([
@@ -148,6 +150,7 @@ TOKENS = pa.schema([
     ("token", pa.string()),
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),
+    ("speaker", pa.string()),  # the speaker at the token's midpoint; null without speakers
 ])
 
 FAILURES = pa.schema([
@@ -158,7 +161,28 @@ FAILURES = pa.schema([
     ("segment_index", pa.int32()),  # null when the whole recording failed
 ])
 
-OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "failures": FAILURES}
+# Consecutive tokens of one speaker (split at every speaker change, also inside a segment); without
+# speakers, one turn per segment with a null speaker.
+TURNS = pa.schema([
+    ("recording_id", pa.string()),
+    ("turn_index", pa.int32()),
+    ("speaker", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("text", pa.string()),
+])
+
+# One row per speaker of a recording (empty without speakers).
+SPEAKERS = pa.schema([
+    ("recording_id", pa.string()),
+    ("speaker", pa.string()),
+    ("talk_s", pa.float64()),  # speech time of this speaker (the sum of its spans)
+    ("n_turns", pa.int32()),
+    ("first_s", pa.float64()),  # where the speaker is first heard
+])
+
+OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "failures": FAILURES,
+                  "turns": TURNS, "speakers": SPEAKERS}
 
 
 def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

@@ -1,8 +1,8 @@
 """Speaker columns and the turns and speakers tables, from the speakers stage's spans (pure functions).
 
 numpy and pyarrow only: nothing here imports the speakers stage or the pipeline, so the stitcher can
-call these on tables it has read. ``spans`` is the speakers stage's table: recording_id,
-start_sample, end_sample, speaker, with spans inside speech segments, not overlapping one another
+call these on tables it has read. ``spans`` holds the speakers stage's spans per recording:
+recording_id, start_sample, end_sample, speaker, inside speech segments, not overlapping one another
 within a recording. Times of tokens and segments are absolute seconds, converted to samples once
 with ``sample_rate``.
 
@@ -11,33 +11,20 @@ with ``sample_rate``.
   tie goes to the speaker who starts first in the segment);
 - a turn is a run of consecutive tokens of one recording with one speaker: split at every speaker
   change, even inside a VAD segment, and joined across segments while the speaker stays the same;
+  tokens without a speaker make one turn per segment, as they would without speakers;
 - without speakers, each segment is one turn (:func:`segment_turns`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-TURNS = pa.schema([
-    ("recording_id", pa.string()),
-    ("turn_index", pa.int32()),
-    ("speaker", pa.string()),  # null without speakers, or where no span covers the tokens
-    ("start_s", pa.float64()),
-    ("end_s", pa.float64()),
-    ("text", pa.string()),
-])
-
-SPEAKERS = pa.schema([
-    ("recording_id", pa.string()),
-    ("speaker", pa.string()),
-    ("talk_s", pa.float64()),  # speech time of this speaker (sum of its spans)
-    ("n_turns", pa.int32()),
-    ("first_s", pa.float64()),  # where the speaker is first heard
-])
+from core.tables import SPEAKERS, TURNS
 
 # Per-recording offset that turns (recording, sample) into one sortable int64: 2**40 samples is
 # two years at 16 kHz, and 2**22 recordings still fit.
@@ -133,23 +120,27 @@ def build_turns(tokens: pa.Table, speakers: pa.Array | pa.ChunkedArray,
     """The turns table from tokens in time order and each token's speaker.
 
     Args:
-        tokens: recording_id, token, start_s, end_s; sorted by recording, then time (the tokens
-            table's own order).
+        tokens: recording_id, segment_index, token, start_s, end_s; sorted by recording, then time
+            (the tokens table's own order).
         speakers: one speaker (or null) per token, e.g. from :func:`token_speakers`.
         join: turns a turn's tokens into its text (pass the project's script-aware joiner, which
             merges subword pieces and spaces words by script).
 
     Returns:
-        ``TURNS`` rows: a new turn at each recording or speaker change; ``turn_index`` counts from
-        0 in each recording; start and end are those of the turn's first and last token.
+        ``TURNS`` rows: a new turn at each recording or speaker change, and at each segment change
+        where the speaker is null; ``turn_index`` counts from 0 in each recording; start and end
+        are those of the turn's first and last token.
     """
     n = tokens.num_rows
     if n == 0:
         return TURNS.empty_table()
     rec = np.array(tokens["recording_id"].to_pylist(), dtype=object)
     spk = np.array(speakers.to_pylist(), dtype=object)
+    seg = tokens["segment_index"].to_numpy(zero_copy_only=False)
+    unlabelled = np.array([s is None for s in spk], dtype=bool)
     new = np.ones(n, dtype=bool)
-    new[1:] = (rec[1:] != rec[:-1]) | (spk[1:] != spk[:-1])
+    # Unlabelled tokens (a recording the speakers stage failed on) never join across segments.
+    new[1:] = (rec[1:] != rec[:-1]) | (spk[1:] != spk[:-1]) | ((seg[1:] != seg[:-1]) & unlabelled[1:])
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], n)
     new_rec = np.ones(len(starts), dtype=bool)
@@ -198,6 +189,42 @@ def speakers_table(spans: pa.Table, turns: pa.Table, sample_rate: int) -> pa.Tab
         "talk_s": [r[2] / sample_rate for r in rows],
         "n_turns": [n_turns.get((r[0], r[1]), 0) for r in rows], "first_s": [r[3] / sample_rate for r in rows],
     }, schema=SPEAKERS)
+
+
+@dataclass(frozen=True)
+class SpeakerLabels:
+    """The speakers stage's rows for the recordings being stitched, split into spans and failures.
+
+    Attributes:
+        spans: the ``ok`` rows (recording_id, start_sample, end_sample, speaker), sorted by recording
+            and start.
+        failed: the ``failed`` rows: a window (its samples) or a whole recording (null samples).
+        ids: ``spans.recording_id`` as an array, for finding a chunk's slice by binary search.
+    """
+
+    spans: pa.Table
+    failed: pa.Table
+    ids: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: pa.Table) -> SpeakerLabels:
+        """Split ``core.tables.SPEAKER_LABELS`` rows; spans are sorted, so a chunk is one slice."""
+        ok = pc.equal(rows["status"], "ok")
+        spans = rows.filter(ok).select(["recording_id", "start_sample", "end_sample", "speaker"])
+        spans = spans.sort_by([("recording_id", "ascending"), ("start_sample", "ascending")])
+        return cls(spans, rows.filter(pc.invert(ok)), spans["recording_id"].to_numpy(zero_copy_only=False))
+
+    def chunk(self, first_id: str, last_id: str) -> pa.Table:
+        """The spans of the recordings whose ids lie in [first_id, last_id] (in sorted order)."""
+        lo = int(np.searchsorted(self.ids, first_id, side="left"))
+        hi = int(np.searchsorted(self.ids, last_id, side="right"))
+        return self.spans.slice(lo, hi - lo)
+
+    def n_speakers(self, recording_ids: Sequence[str]) -> list[int | None]:
+        """Distinct speakers per recording: 0 without speech, None where the stage failed on it."""
+        unlabelled = set(self.failed.filter(pc.is_null(self.failed["start_sample"]))["recording_id"].to_pylist())
+        counts = document_speaker_counts(recording_ids, self.spans).tolist()
+        return [None if rid in unlabelled else n for rid, n in zip(recording_ids, counts)]
 
 
 def document_speaker_counts(recording_ids: Sequence[str], spans: pa.Table) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from core.tables import SPEAKERS, TURNS
 from stitcher.speakers import (
-    SPEAKERS,
-    TURNS,
+    SpeakerLabels,
     build_turns,
     document_speaker_counts,
     segment_speakers,
@@ -69,6 +69,15 @@ def test_turns_split_at_speaker_changes_inside_a_segment_and_join_across_segment
     assert build_turns(TOKENS.slice(0, 0), pa.array([], pa.string()), join_tokens).num_rows == 0
 
 
+def test_unlabelled_tokens_make_one_turn_per_segment() -> None:
+    # Recording "c" has no spans (the stage failed on it): its two segments stay two turns.
+    tokens = pa.table({"recording_id": ["c"] * 3, "segment_index": [0, 0, 1], "token": ["yes", "no", "maybe"],
+                       "start_s": [0.0, 0.5, 5.0], "end_s": [0.4, 0.9, 5.5]})
+    turns = build_turns(tokens, token_speakers(tokens, SPANS, SR), join_tokens).to_pylist()
+    assert [(t["turn_index"], t["speaker"], t["start_s"], t["end_s"], t["text"]) for t in turns] == [
+        (0, None, 0.0, 0.9, "yes no"), (1, None, 5.0, 5.5, "maybe")]
+
+
 def test_without_speakers_each_segment_is_one_turn() -> None:
     segments = pa.table({"recording_id": ["b", "a", "a"], "segment_index": [0, 1, 0], "start_s": [0.0, 5.0, 1.0],
                          "end_s": [1.0, 6.0, 2.0], "text": ["x", "z", None]})
@@ -90,3 +99,18 @@ def test_speakers_table_and_counts_per_document() -> None:
     ]
     assert document_speaker_counts(["a", "b", "c"], SPANS).tolist() == [2, 1, 0]
     assert speakers_table(SPANS.slice(0, 0), turns, SR).num_rows == 0
+
+
+def test_labels_split_spans_from_failures_and_count_speakers_per_document() -> None:
+    rows = pa.table({
+        "recording_id": ["b", "a", "a", "a", "a", "d"], "start_sample": [16_000, 48_000, 0, 128_000, 64_000, None],
+        "end_sample": [64_000, 96_000, 48_000, 160_000, 80_000, None],
+        "speaker": ["S1", "S2", "S1", "S1", None, None],
+        "status": ["ok", "ok", "ok", "ok", "failed", "failed"], "error": [None, None, None, None, "oom", "none"]})
+    labels = SpeakerLabels.from_rows(rows)
+    assert labels.spans.to_pylist() == SPANS.sort_by([("recording_id", "ascending"),
+                                                      ("start_sample", "ascending")]).to_pylist()
+    assert labels.chunk("a", "a")["recording_id"].to_pylist() == ["a"] * 3
+    assert labels.chunk("b", "c")["speaker"].to_pylist() == ["S1"]
+    # A window failure leaves a's count; a recording that failed whole has none; no speech is 0.
+    assert labels.n_speakers(["a", "b", "c", "d"]) == [2, 1, 0, None]
