@@ -20,7 +20,7 @@ from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support import outputs
 
-TABLES = ("documents", "segments", "tokens", "failures")
+TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
 ROUNDS = int(os.environ.get("VADPACK_KILL_ROUNDS", "3"))
 
 

@@ -8,7 +8,7 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import write_config
 
-TABLES = ("documents", "segments", "tokens", "failures")
+TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
 
 
 def tables(out) -> dict[str, list]:

@@ -10,7 +10,7 @@ from tests.conftest import write_config
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'vadpack[ray]'")
 
-TABLES = ("documents", "segments", "tokens", "failures")
+TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
 
 
 def content(out, name) -> list[tuple]:

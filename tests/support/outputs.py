@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-TABLES = ("documents", "segments", "tokens", "failures")
+TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
 
 
 def snapshot(out: Path, with_batch_ids: bool = False) -> dict[str, list[tuple]]:
