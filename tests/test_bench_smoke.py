@@ -60,3 +60,21 @@ def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
     assert (ASR_KEYS | RSS_KEYS) <= out.keys(), f"missing keys: {(ASR_KEYS | RSS_KEYS) - out.keys()}"
     assert out["identical_to_funasr"] == 1.0
     assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
+
+
+@pytest.mark.slow
+def test_speakers_bench_prints_the_promised_keys() -> None:
+    pytest.importorskip("resemblyzer")
+    pytest.importorskip("pyannote.metrics")
+    from tests.conftest import REAL_DATA
+
+    if not (REAL_DATA / "labels.json").is_file():
+        pytest.skip(f"real recordings not found at {REAL_DATA}")
+    out = run_bench("speakers.py", "--device", "cpu", "--no-loo")
+    keys = {"mean_der", "one_speaker_mean_der", "oracle_vad_mean_der", "speaker_count_mae", "embed_xrt", "device",
+            "date", "files"}
+    assert keys <= out.keys(), f"missing keys: {keys - out.keys()}"
+    assert len(out["files"]) == 6 and all(f["der"] >= 0 for f in out["files"])
+    # The stage beats calling everyone one speaker, with the true speech regions.
+    assert out["oracle_vad_mean_der"] < out["oracle_one_speaker_mean_der"]
+    assert out["device"].startswith("cpu x") and out["embed_xrt"] > 0
