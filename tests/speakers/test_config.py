@@ -43,3 +43,15 @@ def test_speed_only_keys_leave_the_result_hash_alone() -> None:
     fast = SpeakersConfig(enabled=False, device="cpu", batch_windows=8, group_windows=10, threads=2, prefetch=1)
     assert result_hash(fast) == result_hash(base)
     assert result_hash(SpeakersConfig(threshold=1.0)) != result_hash(base)
+
+
+def test_default_yaml_documents_every_key_with_its_default() -> None:
+    import dataclasses
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    section = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())["speakers"]
+    fields = {f.name: f.default for f in dataclasses.fields(SpeakersConfig)}
+    assert section == fields
