@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/asr.py
 	$(PY) bench/e2e.py
 	$(PY) bench/ray_scaling.py
+	$(PY) bench/incremental.py
 	$(PY) bench/speakers.py
 
 lint: $(STAMP)

@@ -10,6 +10,33 @@ from typing import ClassVar
 from core.configtools import check_choice, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
+# Part of the store key: a result computed by older decoding code is never reused after a fix.
+# 2: Paraformer token times from the CIF alphas and peaks in the right order (FunASR issue #3723).
+RESULTS_VERSION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredAgreement:
+    """How far a half precision's results are from float32's, as ``bench/precision.py`` measured it.
+
+    Attributes:
+        tokens_equal_fp32: share of segments whose tokens equal float32's.
+        token_agreement: 1 - token edit distance to float32 / float32's tokens.
+        batch_invariant: share of segments with the same tokens and times alone and in two batchings.
+        measured: where and on what.
+    """
+
+    tokens_equal_fp32: float
+    token_agreement: float
+    batch_invariant: float
+    measured: str
+
+
+_MEASURED = "bench/precision.py, 2026-11-29, CPU x2, random Paraformer-large, 16 real speech segments of 2-8 s"
+HALF_PRECISION_AGREEMENT = {
+    "bfloat16": MeasuredAgreement(0.0, 0.892, 0.0625, _MEASURED),
+    "float16": MeasuredAgreement(0.6875, 0.987, 0.6875, _MEASURED),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +47,10 @@ class AsrConfig:
         model: a FunASR model id (``paraformer-zh``, fetched from its hub) or a local model folder
             holding config.yaml, tokens.json, am.mvn and model.pt.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
-        dtype: model precision on CUDA; the CPU always runs float32.
+        dtype: model precision. float32 gives the same tokens and times alone and in any batch;
+            bfloat16 and float16 are throughput modes for CUDA whose results differ from float32's and
+            between batchings (``HALF_PRECISION_AGREEMENT``). They run on the CPU too, to check
+            results (slowly without bfloat16/float16 units such as Intel AMX).
         threads: torch intra-op threads for the model process; 0 means one per core.
         feature_workers: CPU processes that compute features ahead of the model; 0 computes them inline;
             ``auto`` is 0 on the CPU (features cost ~1 % of the model's time there, the model already

@@ -467,13 +467,16 @@ def model_forward(lm, x, n) -> None:
     """Encoder, CIF predictor, decoder and argmax of one padded batch: what decoding cannot do without."""
     import torch
 
-    with torch.inference_mode():
+    from asr.infer import exact_float32, predictor_dtype
+
+    # As asr.infer decodes: no TF32 in float32 on CUDA, and the CIF predictor in float32 in half precision.
+    with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
         out = lm.net.encode(x, n)
         enc, enc_lens = (out[0][0] if isinstance(out[0], tuple) else out[0]), out[1]
-        embeds, token_num = lm.net.calc_predictor(enc, enc_lens)[:2]
+        embeds, token_num = lm.net.calc_predictor(enc.to(predictor_dtype(lm)), enc_lens)[:2]
         token_num = token_num.round().long()
         if int(token_num.max()) >= 1:
-            lm.net.cal_decoder_with_predictor(enc, enc_lens, embeds, token_num)[0].argmax(dim=-1)
+            lm.net.cal_decoder_with_predictor(enc, enc_lens, embeds.to(enc.dtype), token_num)[0].argmax(dim=-1)
 
 
 def _sync(device) -> None:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core import __version__
 from core.atomic import atomic_path, fsync_file, tmp_name
 
-SCHEMA_VERSION = "2"  # 2: speaker columns, turns and speakers tables
+SCHEMA_VERSION = "3"  # 2: words table, n_words in documents and segments; 3: speaker columns, turns, speakers
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -124,8 +124,9 @@ DOCUMENTS = pa.schema([
     ("speech_s", pa.float64()),
     ("n_segments", pa.int32()),
     ("n_tokens", pa.int32()),
+    ("n_words", pa.int32()),
     ("text", pa.string()),
-    ("words_per_minute", pa.float64()),
+    ("words_per_minute", pa.float64()),  # words (not tokens) per minute of speech
     ("model", pa.string()),
     ("status", pa.string()),  # ok | partial (some segments failed in asr)
     ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
@@ -140,6 +141,7 @@ SEGMENTS = pa.schema([
     ("text", pa.string()),
     ("batch_id", pa.int32()),
     ("n_tokens", pa.int32()),
+    ("n_words", pa.int32()),
     ("speaker", pa.string()),  # who covers most of the segment; null without speakers
 ])
 
@@ -159,6 +161,16 @@ FAILURES = pa.schema([
     ("stage", pa.string()),
     ("error", pa.string()),
     ("segment_index", pa.int32()),  # null when the whole recording failed
+])
+
+# Words: ``@@`` pieces merged (start of the first piece, end of the last), CJK characters one word each.
+WORDS = pa.schema([
+    ("recording_id", pa.string()),
+    ("segment_index", pa.int32()),
+    ("word_index", pa.int32()),
+    ("word", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
 ])
 
 # Consecutive tokens of one speaker (split at every speaker change, also inside a segment); without
@@ -181,8 +193,8 @@ SPEAKERS = pa.schema([
     ("first_s", pa.float64()),  # where the speaker is first heard
 ])
 
-OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "failures": FAILURES,
-                  "turns": TURNS, "speakers": SPEAKERS}
+OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "words": WORDS,
+                  "turns": TURNS, "speakers": SPEAKERS, "failures": FAILURES}
 
 
 def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.config import Config
 from pipeline.config import load_config as _load_config
-
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +49,7 @@ class Tables:
     documents: Any
     segments: Any
     tokens: Any
+    words: Any
     failures: Any
     turns: Any
     speakers: Any
@@ -129,11 +129,11 @@ def read_tables(output_dir: str | Path, as_arrow: bool = False) -> Tables:
     Raises:
         FileNotFoundError: a table is missing (the run has not finished its stitch stage).
     """
-    from core.tables import OUTPUT_SCHEMAS, read_table
+    from core.tables import read_table
 
     out = Path(output_dir)
     tables = {}
-    for name in TABLES:
+    for name in OUTPUT_SCHEMAS:
         path = out / f"{name}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; run `vadpack run CONFIG` to write the tables")

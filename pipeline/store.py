@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from asr.config import AsrConfig, is_local_model
+from asr.config import RESULTS_VERSION, AsrConfig, is_local_model
 from core.atomic import write_text_atomic
 from core.configtools import as_plain, stable_hash
 from core.fingerprint import file_content_id
@@ -51,16 +51,17 @@ class ResultKey:
 
 def asr_key(cfg: AsrConfig, work: WorkDir) -> ResultKey:
     """The result key of ``cfg``: its model's identity and its result settings."""
-    return ResultKey(model_identity(cfg.model, work.model_ids), settings_hash(cfg))
+    return ResultKey(model_identity(cfg.model, work.model_ids), settings_hash(cfg, results_version=RESULTS_VERSION))
 
 
-def settings_hash(cfg: object) -> str:
+def settings_hash(cfg: object, **extra: object) -> str:
     """The hash of a stage config's settings that change results: neither its ``SPEED_ONLY`` keys nor
-    ``model`` (the model counts by its identity, not by how it is named)."""
+    ``model`` (the model counts by its identity, not by how it is named); ``extra`` values join them
+    (asr's ``results_version``: a fix that changes results makes old ones stale)."""
     plain = as_plain(cfg)
     for key in (*type(cfg).SPEED_ONLY, "model"):
         plain.pop(key, None)
-    return stable_hash(plain)
+    return stable_hash({**plain, **extra})
 
 
 def asr_store(cfg: AsrConfig, work: WorkDir) -> Path:

@@ -25,7 +25,6 @@ from core.tables import (
     SEGMENTS,
     SPEAKERS,
     TOKENS,
-    TURNS,
     TableSink,
     to_table,
 )
@@ -55,7 +54,7 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
     """Build and write every public table and the per-recording exports.
 
     Documents, segments and failures hold one row per recording or segment and are built whole.
-    The tokens, turns and speakers tables and the exports are produced in chunks of whole
+    The tokens, words, turns and speakers tables and the exports are produced in chunks of whole
     recordings, so memory beyond the transcripts themselves does not grow with the archive.
 
     Args:
@@ -66,7 +65,8 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         config_hash: the hash of the whole run's config, recorded in table metadata.
 
     Returns:
-        Counts of what was written: documents, segments, tokens, turns, speakers, failures, exports.
+        Counts of what was written: documents, segments, tokens, words, turns, speakers, failures,
+        exports.
     """
     output_dir = Path(output_dir)
     labels = SpeakerLabels.from_rows(inputs.speakers) if inputs.speakers is not None else None
@@ -82,18 +82,36 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
 
         documents = _set(documents, "text", pa.array(punctuate(documents["text"].to_pylist(), cfg.punc_model)))
     meta = {"model": model, "config_hash": config_hash}
+    streamed = write_chunked_tables(cfg, output_dir, documents, seg_table, joined, labels, meta)
+    # Word counts exist only once the words are made (chunk by chunk, above): now the tables that
+    # carry them are complete.
+    seg_table = _set(seg_table, "n_words", pa.array(streamed.n_words, pa.int32()))
+    documents = with_word_counts(documents, seg_table)
     for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
         sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
         sink.write(table)
         sink.close()
-    counts = write_chunked_tables(cfg, output_dir, documents, seg_table, joined, labels, meta)
     removed = remove_stale_exports(output_dir, cfg.formats, documents)
-    return {"documents": documents.num_rows, "segments": seg_table.num_rows, **counts,
-            "failures": failures.num_rows, "exports_removed": removed}
+    return {"documents": documents.num_rows, "segments": seg_table.num_rows, **streamed.rows,
+            "failures": failures.num_rows, "exports": streamed.exports, "exports_removed": removed}
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+
+
+def with_word_counts(documents: pa.Table, seg_table: pa.Table) -> pa.Table:
+    """Documents with ``n_words`` and ``words_per_minute`` (words per minute of speech) filled in."""
+    groups = group_offsets(seg_table["recording_id"])
+    words = np.concatenate([[0], np.cumsum(seg_table["n_words"].to_numpy(zero_copy_only=False))])
+    n_words = np.array([words[groups[r][1]] - words[groups[r][0]] if r in groups else 0
+                        for r in documents["recording_id"].to_pylist()], dtype=np.int64)
+    speech_min = documents["speech_s"].to_numpy(zero_copy_only=False) / 60
+    wpm = np.divide(n_words, speech_min, out=np.zeros(len(n_words)), where=speech_min > 0)
+    documents = documents.set_column(documents.schema.get_field_index("n_words"), "n_words",
+                                     pa.array(n_words, pa.int32()))
+    return documents.set_column(documents.schema.get_field_index("words_per_minute"), "words_per_minute",
+                                pa.array(wpm, pa.float64()))
 
 
 def remove_stale_exports(output_dir: Path, formats: tuple[str, ...], documents: pa.Table) -> int:
@@ -140,6 +158,7 @@ class Joined:
             "start_s": self.start_s, "end_s": self.end_s,
             "text": _scatter(self.results["text"], self.has_result, pa.string()),
             "batch_id": _scatter(self.results["batch_id"], self.has_result, pa.int32()), "n_tokens": n_tokens,
+            "n_words": np.zeros(self.segs.num_rows, dtype=np.int32),  # counted as the words are made
             "speaker": pa.nulls(self.segs.num_rows, pa.string()),
         }, SEGMENTS)
 
@@ -254,9 +273,8 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
         speech_s = v["speech_samples"] / SAMPLE_RATE
         n_tok = int(seg_tokens[hi] - seg_tokens[lo])
         rows.append({"recording_id": rid, "path": rec["path"], "duration_s": v["n_samples"] / SAMPLE_RATE,
-                     "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok,
-                     "text": join_segments([t or "" for t in seg_texts[lo:hi]]),
-                     "words_per_minute": n_tok / (speech_s / 60) if speech_s > 0 else 0.0,
+                     "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok, "n_words": 0,
+                     "text": join_segments([t or "" for t in seg_texts[lo:hi]]), "words_per_minute": 0.0,
                      "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"],
                      "n_speakers": None})
     if labels is not None:
@@ -275,8 +293,17 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
     return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """What the chunked pass wrote: rows per table, export files, and words per segment row."""
+
+    rows: dict[str, int]
+    exports: int
+    n_words: np.ndarray
+
+
 class ChunkedTables:
-    """The tables written a chunk of whole recordings at a time: tokens, turns and speakers.
+    """The tables written a chunk of whole recordings at a time: tokens, words, turns and speakers.
 
     Args:
         cfg: the stitch options (partitioning).
@@ -285,14 +312,19 @@ class ChunkedTables:
         labels: the speakers stage's rows; None when it is off (null speakers, a turn per segment).
     """
 
+    NAMES = ("tokens", "words", "turns", "speakers")
+
     def __init__(self, cfg: StitchConfig, output_dir: Path, meta: dict[str, str],
                  labels: SpeakerLabels | None) -> None:
         self.labels = labels
-        self.sinks = {name: TableSink(output_dir / f"{name}.parquet", schema, meta, cfg.partition_rows)
-                      for name, schema in (("tokens", TOKENS), ("turns", TURNS), ("speakers", SPEAKERS))}
+        self.sinks = {name: TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
+                      for name in self.NAMES}
 
-    def write(self, tokens: pa.Table, segments: pa.Table, rids: list[str]) -> pa.Table:
-        """Write one chunk (the tokens and segments of ``rids``, in order); return its tokens with speakers."""
+    def write(self, tokens: pa.Table, segments: pa.Table, rids: list[str]) -> tuple[pa.Table, pa.Table]:
+        """Write one chunk (the tokens and segments of ``rids``, in order); return its tokens (with
+        speakers) and its words."""
+        from stitcher.words import tokens_to_words
+
         if self.labels is None:
             turns, speakers = segment_turns(segments), SPEAKERS.empty_table()
         else:
@@ -300,9 +332,10 @@ class ChunkedTables:
             tokens = _set(tokens, "speaker", token_speakers(tokens, spans, SAMPLE_RATE))
             turns = build_turns(tokens, tokens["speaker"], join_tokens)
             speakers = speakers_table(spans, turns, SAMPLE_RATE)
-        for name, table in (("tokens", tokens), ("turns", turns), ("speakers", speakers)):
+        words = tokens_to_words(tokens)
+        for name, table in zip(self.NAMES, (tokens, words, turns, speakers)):
             self.sinks[name].write(table)
-        return tokens
+        return tokens, words
 
     def close(self) -> dict[str, int]:
         """Finish every table; the rows each got."""
@@ -313,18 +346,16 @@ class ChunkedTables:
 
 def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
                          joined: Joined, labels: SpeakerLabels | None, meta: dict[str, str],
-                         chunk_segments: int = 50_000) -> dict[str, int]:
-    """Write the tokens, turns and speakers tables and the human exports, a chunk of whole recordings
-    at a time.
-
-    Returns:
-        Rows written per table (tokens, turns, speakers) and ``exports``, the export files written.
-    """
+                         chunk_segments: int = 50_000) -> Streamed:
+    """Write the tokens, words, turns and speakers tables and the human exports, a chunk of whole
+    recordings at a time."""
     from stitcher.export import write_document_exports
+    from stitcher.words import words_per_segment
 
     tables = ChunkedTables(cfg, output_dir, meta, labels)
     seg_groups = group_offsets(seg_table["recording_id"])
     docs = {d["recording_id"]: d for d in documents.to_pylist()}
+    n_words = np.zeros(seg_table.num_rows, dtype=np.int64)
     n_exports = 0
 
     def export(rid: str, segs: pa.Table, toks: pa.Table) -> int:
@@ -335,7 +366,8 @@ def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Tabl
 
     for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
         chunk_segs = seg_table.slice(lo, hi - lo)
-        tokens = tables.write(joined.tokens_table(lo, hi), chunk_segs, rids)
+        tokens, words = tables.write(joined.tokens_table(lo, hi), chunk_segs, rids)
+        n_words[lo:hi] = words_per_segment(words, chunk_segs).to_numpy(zero_copy_only=False)
         tok_groups = group_offsets(tokens["recording_id"]) if cfg.formats else {}
         for rid in rids if cfg.formats else ():
             s_lo, s_hi = seg_groups[rid]
@@ -343,7 +375,7 @@ def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Tabl
             n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))
     for rid in sorted(set(docs) - set(seg_groups)):  # recordings without speech still get their files
         n_exports += export(rid, seg_table.slice(0, 0), TOKENS.empty_table())
-    return {**tables.close(), "exports": n_exports}
+    return Streamed(tables.close(), n_exports, n_words)
 
 
 def recording_chunks(groups: dict[str, tuple[int, int]], target: int) -> list[tuple[int, int, list[str]]]:

@@ -18,6 +18,8 @@ E2E_KEYS = {
     "peak_rss_mb", "peak_gpu_mb", "device", "date",
 }
 ASR_KEYS = {"model_busy", "vadpack_xrt", "funasr_xrt", "ratio_vs_funasr", "identical_to_funasr", "device", "date"}
+PRECISION_KEYS = {"bf16_tokens_equal_fp32", "bf16_batch_invariant", "fp16_tokens_equal_fp32", "fp16_batch_invariant",
+                  "bf16_token_agreement", "fp16_token_agreement", "max_timestamp_drift_ms", "device", "date"}
 RSS_KEYS = {"asr_peak_rss_mb", "asr_rss_after_load_mb", "asr_rss_beyond_model_mb", "rss_audio_h", "rss_segments"}
 
 
@@ -60,6 +62,32 @@ def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
     assert (ASR_KEYS | RSS_KEYS) <= out.keys(), f"missing keys: {(ASR_KEYS | RSS_KEYS) - out.keys()}"
     assert out["identical_to_funasr"] == 1.0
     assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
+
+
+INCREMENTAL_KEYS = {
+    "new_2pct_decoded_fraction", "new_2pct_wall_fraction", "modified_decoded_fraction", "renamed_decoded_fraction",
+    "budget_change_decoded_fraction", "deleted_tables_equal", "all_tables_equal_from_scratch", "device", "date",
+}
+
+
+@pytest.mark.slow
+def test_incremental_bench_reports_every_change(tmp_path: Path) -> None:
+    out = run_bench("incremental.py", "--size", "tiny", "--recordings", "6", "--work", str(tmp_path))
+    assert INCREMENTAL_KEYS <= out.keys(), f"missing keys: {INCREMENTAL_KEYS - out.keys()}"
+    assert out["all_tables_equal_from_scratch"] is True and out["deleted_tables_equal"] is True
+    # Invariant: a renamed folder and a new budget decode nothing; new and modified files only themselves.
+    assert out["renamed_decoded_fraction"] == out["budget_change_decoded_fraction"] == 0.0
+    assert 0 < out["new_2pct_decoded_fraction"] < 1 and 0 < out["modified_decoded_fraction"] < 1
+
+
+@pytest.mark.slow
+def test_precision_bench_compares_three_dtypes_on_real_speech(tmp_path: Path, real_data: Path) -> None:
+    out = run_bench("precision.py", "--size", "tiny", "--segments", "4", "--work", str(tmp_path))
+    assert PRECISION_KEYS <= out.keys(), f"missing keys: {PRECISION_KEYS - out.keys()}"
+    assert out["segments"] == 4 and 8 <= out["audio_s"] <= 32  # 2-8 s each
+    # Invariant: float32 gives the same result alone and in any batching.
+    assert out["fp32_batch_invariant"] == 1.0
+    assert all(0 <= out[k] <= 1 for k in PRECISION_KEYS if k.endswith(("_fp32", "_invariant", "_agreement")))
 
 
 @pytest.mark.slow

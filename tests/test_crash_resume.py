@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support import outputs
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 ROUNDS = int(os.environ.get("VADPACK_KILL_ROUNDS", "3"))
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from tests.conftest import write_config
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 
 
 def tables(out) -> dict[str, list]:

@@ -21,12 +21,13 @@ import pytest
 import soundfile as sf
 
 import vadpack
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support.outputs import snapshot
 from tests.support.synthetic import synthetic_meeting
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 SR = 16_000
 
 

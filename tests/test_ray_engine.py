@@ -5,12 +5,13 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from tests.conftest import write_config
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'vadpack[ray]'")
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 
 
 def content(out, name) -> list[tuple]:

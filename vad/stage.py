@@ -15,6 +15,7 @@ reruns the VAD on the cached PCM without decoding again.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import os
@@ -66,13 +67,26 @@ def run_vad(
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    n_workers = min(cfg.n_workers, len(recordings))
-    outcomes = (
-        (process_recording(ref, cache_dir, cfg, force) for ref in recordings)
+    # Recordings the cache already answers cost a sidecar read here, not a worker process: a grown
+    # archive sends only its new files to the pool.
+    known = {} if force else {ref: cached_outcome(ref, cache_dir, cfg) for ref in recordings}
+    todo = [ref for ref in recordings if known.get(ref) is None]
+    n_workers = min(cfg.n_workers, len(todo))
+    fresh = (
+        (process_recording(ref, cache_dir, cfg, force) for ref in todo)
         if n_workers <= 1
-        else _run_pool(recordings, cache_dir, cfg, n_workers, force)
+        else _run_pool(todo, cache_dir, cfg, n_workers, force)
     )
+    outcomes = itertools.chain((out for out in known.values() if out is not None), fresh)
     yield from _with_progress(outcomes, len(recordings), progress)
+
+
+def cached_outcome(ref: RecordingRef, cache_dir: Path, cfg: VadConfig) -> VadOutcome | None:
+    """The outcome the cache holds for ``ref`` under ``cfg`` (same content, same settings), or None."""
+    side = _read_sidecar(sidecar_path(cache_dir, ref.content_id), ref.content_id)
+    if side is None or side["vad_hash"] != result_hash(cfg):
+        return None
+    return _outcome(ref.recording_id, side["n_samples"], side["segments"], side["warning"])
 
 
 def segment_recording(pcm: np.ndarray, cfg: VadConfig) -> list[tuple[int, int]]:
@@ -127,11 +141,12 @@ def _process(ref: RecordingRef, cache_dir: Path, cfg: VadConfig, force: bool) ->
     if fault_arg("vad_worker_crash") == ref.recording_id and multiprocessing.parent_process() is not None:
         os._exit(70)  # test-only (VADPACK_FAULTS): a worker dies the way a crash in a native decoder would
     pcm_file = pcm_path(cache_dir, ref.content_id)
+    # Same content, same settings: the segments stand, even if the PCM was deleted since
+    # (vad.keep_pcm: false); asr decodes the file again only if it needs the audio.
+    cached = None if force else cached_outcome(ref, cache_dir, cfg)
+    if cached is not None:
+        return cached
     side = None if force else _read_sidecar(sidecar_path(cache_dir, ref.content_id), ref.content_id)
-    if side is not None and side["vad_hash"] == result_hash(cfg):
-        # Same content, same settings: the segments stand, even if the PCM was deleted since
-        # (vad.keep_pcm: false); asr decodes the file again only if it needs the audio.
-        return _outcome(ref.recording_id, side["n_samples"], side["segments"], side["warning"])
     if side is not None and pcm_complete(pcm_file, side["n_samples"]):
         # Only the vad config changed: segment the cached PCM again instead of decoding the file.
         n_samples, warning = side["n_samples"], side["warning"]

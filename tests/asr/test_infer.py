@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from asr.config import AsrConfig
 from asr.features import pad_features, segment_features
@@ -81,6 +82,7 @@ def test_results_are_well_formed(alone: dict[Key, SegmentResult], audio: dict[Ke
         # Invariant: token times are inside the segment, each token ends after it starts, in order.
         assert all(0 <= s <= e <= seg_ms for s, e in zip(r.token_start_ms, r.token_end_ms))
         assert list(r.token_start_ms) == sorted(r.token_start_ms)
+        assert all(e <= s for e, s in zip(r.token_end_ms, r.token_start_ms[1:]))  # no overlap
 
 
 @pytest.mark.parametrize("which", range(len(COMPOSITIONS)))
@@ -114,6 +116,8 @@ def test_same_tokens_as_funasr_generate(tiny_model: Path, audio: dict, alone: di
     for i, key in enumerate(picked):
         am.generate(input=[audio[key]], key=[f"seg{i}"], batch_size=1, output_dir=str(tmp_path),
                     disable_pbar=True)
+    # Tokens only: FunASR 1.4.16 computes Paraformer times from swapped CIF curves (FunASR issue
+    # #3723), so times are checked against hand-built curves instead (test_timestamps.py).
     # FunASR's text output merges pieces and adds spaces; its token file holds the raw tokens.
     lines = (tmp_path / "1best_recog" / "token").read_text(encoding="utf-8").splitlines()
     theirs = {line.split(" ", 1)[0]: tuple(line.split(" ")[1:]) for line in lines}
@@ -129,6 +133,21 @@ def test_all_empty_batch_gives_one_empty_result_per_item(lm: LoadedModel) -> Non
     feats, lengths = pad_features([segment_features(lm.frontend, c) for c in clips], 560)
     results = decode_features(lm, feats, lengths, [len(c) // 16 for c in clips])
     assert results == [SegmentResult()] * len(clips)
+
+
+def test_a_batch_whose_last_item_fires_nothing(lm: LoadedModel, features: dict, audio: dict,
+                                               alone: dict) -> None:
+    # FunASR 1.4.16's cif_v1 indexes one frame past the end when the last item of a batch fires no
+    # token and an earlier one does; decoding falls back to one item at a time, with the same results.
+    speech = max(alone, key=lambda k: len(alone[k].tokens))
+    silent = segment_features(lm.frontend, np.zeros(3200, np.float32))
+    feats, lengths = pad_features([features[speech], silent], 560)
+    with pytest.raises(IndexError):  # the upstream bug this guards against is still there
+        x, n = torch.as_tensor(feats), torch.as_tensor(lengths).to(torch.int32)
+        enc, enc_lens = lm.net.encode(x, n)[:2]
+        lm.net.calc_predictor(enc, enc_lens)
+    results = decode_features(lm, feats, lengths, [len(audio[speech]) // 16, 200])
+    assert results == [alone[speech], SegmentResult()]
 
 
 def _feature_batch(keys: list[Key], features: dict, audio: dict) -> FeatureBatch:

@@ -8,13 +8,14 @@ import duckdb
 import pytest
 
 from asr.types import DeviceInfo
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from pipeline.config import config_from_dict, load_config
 from pipeline.runner import Runner
 from pipeline.stages import budget_basis
 from tests.conftest import write_config
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 
 
 @pytest.fixture()
@@ -73,6 +74,26 @@ def test_segments_and_tokens_respect_their_bounds(finished_run):
                    str(out / "tokens.parquet"), str(out / "segments.parquet"))
     assert bad_tokens == []
     assert q("select count(*) from read_parquet(?)", str(out / "tokens.parquet"))[0][0] > 0
+
+
+def test_words_table_agrees_with_documents_and_segments(finished_run):
+    _, cfg, _ = finished_run
+    out = cfg.output_path
+    tables = {name: str(out / f"{name}.parquet") for name in ("documents", "segments", "words", "tokens")}
+    n_words = q("select count(*) from read_parquet(?)", tables["words"])[0][0]
+    assert n_words > 0
+    assert q("select sum(n_words) from read_parquet(?)", tables["documents"])[0][0] == n_words
+    assert q("select sum(n_words) from read_parquet(?)", tables["segments"])[0][0] == n_words
+    # words_per_minute counts words, not tokens.
+    bad_wpm = q("select recording_id from read_parquet(?) where speech_s > 0 and "
+                "abs(words_per_minute - n_words / (speech_s / 60)) > 1e-9", tables["documents"])
+    assert bad_wpm == []
+    # Invariant: every word lies inside its segment and covers the tokens it was made of.
+    outside = q("""select w.* from read_parquet(?) w join read_parquet(?) s using (recording_id, segment_index)
+                   where not (s.start_s <= w.start_s and w.start_s <= w.end_s and w.end_s <= s.end_s)""",
+                tables["words"], tables["segments"])
+    assert outside == []
+    assert n_words <= q("select count(*) from read_parquet(?)", tables["tokens"])[0][0]
 
 
 def test_second_run_skips_every_stage(finished_run, capsys):

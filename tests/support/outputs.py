@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-TABLES = ("documents", "segments", "tokens", "failures", "turns", "speakers")
+from core.tables import OUTPUT_SCHEMAS
+
+TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 
 
 def snapshot(out: Path, with_batch_ids: bool = False) -> dict[str, list[tuple]]:
