@@ -21,7 +21,7 @@ $(TINY)/model.pt: $(STAMP)
 
 demo: $(STAMP) $(TINY)/model.pt
 	$(VENV)/bin/vadpack run configs/demo.yaml --no-progress
-	@echo "tables: runs/demo/output/{documents,segments,tokens,failures}.parquet"
+	@echo "tables: runs/demo/output/{documents,segments,tokens,turns,speakers,failures}.parquet"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/e2e.py
 	$(PY) bench/ray_scaling.py
 	$(PY) bench/incremental.py
+	$(PY) bench/speakers.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

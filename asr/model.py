@@ -22,6 +22,7 @@ import yaml
 from asr.config import AsrConfig, is_local_model
 from asr.funasr_compat import funasr_tables
 from asr.types import DeviceInfo, FrontendInfo, LoadedModel
+from core.device import resolve_device as core_resolve_device
 
 log = logging.getLogger("vadpack.asr")
 
@@ -106,18 +107,7 @@ def resolve_device(spec: str) -> torch.device:
     Raises:
         ValueError: CUDA is asked for but not available, or the index is out of range.
     """
-    if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError(f"asr.device = {spec!r} but torch sees no CUDA device; "
-                         "set asr.device to auto or cpu")
-    index = 0 if spec == "cuda" else int(spec.split(":", 1)[1])
-    if not 0 <= index < torch.cuda.device_count():
-        raise ValueError(f"asr.device = {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; "
-                         f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    return torch.device("cuda", index)
+    return core_resolve_device(spec, "asr.device")
 
 
 def device_info(spec: str) -> DeviceInfo:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core import __version__
 from core.atomic import atomic_path, fsync_file, tmp_name
 
-SCHEMA_VERSION = "2"  # 2: words table, n_words in documents and segments; wpm counts words
+SCHEMA_VERSION = "3"  # 2: words table, n_words in documents and segments; 3: speaker columns, turns, speakers
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -96,6 +96,25 @@ SEGMENT_RESULTS = pa.schema([
     ("error", pa.string()),
 ])
 
+# What the speakers stage finds in one recording's content: spans of one speaker that tile its speech
+# segments (status ok), and failures: a window that got no embedding (its samples), or the whole
+# content when no window could be embedded (start/end null).
+SPEAKER_RESULTS = pa.schema([
+    ("content_id", pa.string()),
+    ("start_sample", pa.int64()),
+    ("end_sample", pa.int64()),
+    ("speaker", pa.string()),  # S1, S2, ... in order of first appearance in the recording; null if failed
+    ("status", pa.string()),  # ok | failed
+    ("error", pa.string()),
+])
+
+# Rows of the speaker store: the results, keyed by content and by the segments they were found on
+# (clustering is per recording, so a recording's labels depend on all of its segments).
+SPEAKER_STORE = pa.schema([*SPEAKER_RESULTS, ("segments_digest", pa.string())])
+
+# Each recording's speaker rows as stitch reads them: the store rows of its content and segments.
+SPEAKER_LABELS = pa.schema([("recording_id", pa.string()), *[f for f in SPEAKER_RESULTS if f.name != "content_id"]])
+
 # ---- output_dir tables (the public contract; bump SCHEMA_VERSION on any change) ---------------
 
 DOCUMENTS = pa.schema([
@@ -111,6 +130,7 @@ DOCUMENTS = pa.schema([
     ("model", pa.string()),
     ("status", pa.string()),  # ok | partial (some segments failed in asr)
     ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
+    ("n_speakers", pa.int32()),  # null without the speakers stage, or when it failed on the recording
 ])
 
 SEGMENTS = pa.schema([
@@ -122,6 +142,7 @@ SEGMENTS = pa.schema([
     ("batch_id", pa.int32()),
     ("n_tokens", pa.int32()),
     ("n_words", pa.int32()),
+    ("speaker", pa.string()),  # who covers most of the segment; null without speakers
 ])
 
 TOKENS = pa.schema([
@@ -131,6 +152,7 @@ TOKENS = pa.schema([
     ("token", pa.string()),
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),
+    ("speaker", pa.string()),  # the speaker at the token's midpoint; null without speakers
 ])
 
 FAILURES = pa.schema([
@@ -151,8 +173,28 @@ WORDS = pa.schema([
     ("end_s", pa.float64()),
 ])
 
+# Consecutive tokens of one speaker (split at every speaker change, also inside a segment); without
+# speakers, one turn per segment with a null speaker.
+TURNS = pa.schema([
+    ("recording_id", pa.string()),
+    ("turn_index", pa.int32()),
+    ("speaker", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("text", pa.string()),
+])
+
+# One row per speaker of a recording (empty without speakers).
+SPEAKERS = pa.schema([
+    ("recording_id", pa.string()),
+    ("speaker", pa.string()),
+    ("talk_s", pa.float64()),  # speech time of this speaker (the sum of its spans)
+    ("n_turns", pa.int32()),
+    ("first_s", pa.float64()),  # where the speaker is first heard
+])
+
 OUTPUT_SCHEMAS = {"documents": DOCUMENTS, "segments": SEGMENTS, "tokens": TOKENS, "words": WORDS,
-                  "failures": FAILURES}
+                  "turns": TURNS, "speakers": SPEAKERS, "failures": FAILURES}
 
 
 def write_table(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

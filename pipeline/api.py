@@ -34,19 +34,25 @@ class RunReport:
 
     @property
     def failed(self) -> int:
-        """Inputs and segments that did not make it (see ``failures.parquet``)."""
-        return int(self.summary.get("failed_inputs", 0)) + int(self.summary.get("failed_segments", 0))
+        """Inputs, segments and speaker labels that did not make it (see ``failures.parquet``)."""
+        return sum(int(self.summary.get(key, 0)) for key in ("failed_inputs", "failed_segments", "failed_speakers"))
 
 
 @dataclass(frozen=True, slots=True)
 class Tables:
-    """The public tables of one output folder, as pandas DataFrames (or pyarrow Tables)."""
+    """The public tables of one output folder, as pandas DataFrames (or pyarrow Tables).
+
+    ``turns`` and ``speakers`` come from the speakers stage; without it, turns holds one turn per
+    segment (speaker null) and speakers is empty.
+    """
 
     documents: Any
     segments: Any
     tokens: Any
     words: Any
     failures: Any
+    turns: Any
+    speakers: Any
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -71,7 +77,8 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
         overrides: ``section.key=value`` overrides, applied when ``config`` is a path.
         progress: show progress bars on a terminal.
         force: stages whose work is redone even when it is up to date (``asr``: every segment is
-            decoded again; ``vad``: every file decoded again; ``scan``: every file hashed again).
+            decoded again; ``speakers``: every recording labelled again; ``vad``: every file decoded
+            again; ``scan``: every file hashed again).
 
     Returns:
         The stages that ran and the run's figures.

@@ -16,11 +16,13 @@ import yaml
 from asr.config import AsrConfig
 from core.configtools import as_plain, check_choice, from_mapping
 from packer.config import PackerConfig
+from speakers.config import SpeakersConfig
 from stitcher.config import StitchConfig
 from vad.config import VadConfig
 
 ENGINES = ("local", "ray")
-SECTIONS: dict[str, type] = {"vad": VadConfig, "packer": PackerConfig, "asr": AsrConfig, "stitch": StitchConfig}
+SECTIONS: dict[str, type] = {"vad": VadConfig, "packer": PackerConfig, "asr": AsrConfig,
+                             "speakers": SpeakersConfig, "stitch": StitchConfig}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     packer: PackerConfig = field(default_factory=PackerConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
+    speakers: SpeakersConfig = field(default_factory=SpeakersConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     base_dir: str = "."
@@ -147,14 +150,14 @@ def config_from_dict(data: dict[str, Any], base_dir: str = ".") -> Config:
             raise ValueError(f"{name} must be a mapping of options, got {section!r}")
         section = dict(section or {})
         for key in MODEL_PATH_KEYS.get(name, ()):
-            if isinstance(section.get(key), str):
+            if isinstance(section.get(key), str) and section[key]:  # "" is a backend's default model
                 section[key] = resolve_model_path(section[key], base_dir)
         kwargs[name] = from_mapping(cls, section, name)
     return Config(**kwargs)
 
 
 # Keys that name a model: a hub id, or a local folder resolved against the config file's folder.
-MODEL_PATH_KEYS = {"asr": ("model",), "vad": ("fsmn_model",), "stitch": ("punc_model",)}
+MODEL_PATH_KEYS = {"asr": ("model",), "vad": ("fsmn_model",), "speakers": ("model",), "stitch": ("punc_model",)}
 
 
 def resolve_model_path(value: str, base_dir: str) -> str:

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.cache import pcm_path
-from core.tables import DOCUMENTS, RECORDINGS, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
+from core.tables import DOCUMENTS, RECORDINGS, SPEAKER_STORE, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
 from pipeline.config import Config
+from pipeline.speaker_store import current_rows, read_store, segments_digests, speakers_store, todo_segments
 from pipeline.store import asr_store, spans_of, todo_spans
 from pipeline.workdir import WorkDir
 
@@ -93,10 +94,13 @@ def _prune_stores(cfg: Config, work: WorkDir, segments: pa.Table, report: PruneR
     if not work.store.is_dir():
         return
     current = asr_store(cfg.asr, work)
-    for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p != current):
+    labels = speakers_store(cfg.speakers, work) if cfg.speakers.enabled else None
+    for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p not in (current, labels)):
         report.add("other models' results", folder)
         if not dry_run:
             shutil.rmtree(folder)
+    if labels is not None:
+        _prune_speaker_store(labels, segments, report, dry_run)
     parts = sorted(current.glob("*.parquet"))
     if not parts:
         return
@@ -111,6 +115,28 @@ def _prune_stores(cfg: Config, work: WorkDir, segments: pa.Table, report: PruneR
     # The compacted part goes in before the old ones go out: a crash in between leaves duplicates,
     # which readers resolve (ok before failed, then the latest batch), never a loss.
     write_table(keep, current / f"part-{_max_batch(rows):08d}-pruned.parquet")
+    for part in parts:
+        part.unlink()
+
+
+def _prune_speaker_store(store: Path, segments: pa.Table, report: PruneReport, dry_run: bool) -> None:
+    """Keep only the labels that count (``current_rows``) of recordings (content and segments) of the
+    archive now, in one part."""
+    parts = sorted(store.glob("*.parquet"))
+    rows = read_store(store)
+    keys = ["content_id", "segments_digest"]
+    keep = current_rows(rows).join(segments_digests(segments), keys=keys, join_type="left semi")
+    if not parts or keep.num_rows == rows.num_rows:
+        return
+    report.files["unused speaker labels (rows)"] = rows.num_rows - keep.num_rows
+    report.bytes["unused speaker labels (rows)"] = 0
+    if dry_run:
+        return
+    # As for transcripts: the compacted part goes in first, under a name after every old one, so a
+    # crash in between leaves rows that readers resolve (the latest part counts), never a loss.
+    keep = keep.sort_by([(c, "ascending") for c in (*keys, "start_sample")])
+    last = max(int(p.stem.split("-")[1]) for p in parts)
+    write_table(keep.select(SPEAKER_STORE.names), store / f"part-{last + 1:08d}.parquet")
     for part in parts:
         part.unlink()
 
@@ -142,16 +168,19 @@ def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
 
 
 def drop_transcribed_pcm(cfg: Config) -> int:
-    """``vad.keep_pcm: false``: delete the PCM of every recording whose segments all have results.
+    """``vad.keep_pcm: false``: delete the PCM of every recording whose segments all have results
+    (and, with speakers on, that has its speaker labels).
 
-    The vad sidecar stays, so its segments stand; asr decodes the file again only if it ever needs
-    the audio (another model, a failed segment retried).
+    The vad sidecar stays, so its segments stand; asr or speakers decode the file again only if they
+    ever need the audio (another model, a failed segment retried).
     """
     work = WorkDir(cfg.work_path)
     if not work.segments.exists() or not work.recordings.exists():
         return 0
     segments = read_table(work.segments, VAD_SEGMENTS)
     pending = set(todo_spans(segments, asr_store(cfg.asr, work))["content_id"].to_pylist())
+    if cfg.speakers.enabled:
+        pending |= set(todo_segments(segments, speakers_store(cfg.speakers, work))["content_id"].to_pylist())
     live = set(pc.drop_null(read_table(work.recordings, RECORDINGS)["content_id"]).to_pylist())
     n = 0
     for content_id in sorted(live - pending):

@@ -21,8 +21,10 @@ from core.atomic import write_text_atomic
 from core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
 from pipeline.config import Config, config_to_yaml
 from pipeline.lock import WorkDirLock
+from pipeline.speaker_store import speakers_store
 from pipeline.stages import (
     RUNNERS,
+    SPEAKERS_OFF,
     STAGES,
     StageContext,
     StageResult,
@@ -35,7 +37,8 @@ from pipeline.workdir import WorkDir
 log = logging.getLogger("vadpack")
 
 UPSTREAM: dict[str, tuple[str, ...]] = {
-    "scan": (), "vad": ("scan",), "pack": ("vad",), "asr": ("pack",), "stitch": ("scan", "vad", "asr"),
+    "scan": (), "vad": ("scan",), "speakers": ("vad",), "pack": ("vad",), "asr": ("pack",),
+    "stitch": ("scan", "vad", "speakers", "asr"),
 }
 
 
@@ -83,17 +86,20 @@ class Runner:
             return StageState(stage, "stale", m.rows, _what_changed(m, parts))
         if m.input_fingerprint != self.input_fingerprint(stage):
             return StageState(stage, "stale", m.rows, "inputs changed")
-        return StageState(stage, "done", m.rows)
+        # A stage that is switched off is done (it costs nothing); the reason says it is off.
+        return StageState(stage, "done", m.rows, SPEAKERS_OFF if parts.get("speakers") == SPEAKERS_OFF else "")
 
     def status(self) -> list[StageState]:
-        """Each stage's state; a stage after a stage that is not done is stale (its inputs will change)."""
+        """Each stage's state; a stage that reads from a stage that is not done is stale (its inputs
+        will change). Only what a stage reads counts: a stale speakers stage leaves pack and asr done."""
         out: list[StageState] = []
-        blocked = False
+        not_done: set[str] = set()
         for stage in STAGES:
             st = self.state(stage)
-            if blocked and st.state == "done":
+            if st.state == "done" and not_done & set(UPSTREAM[stage]):
                 st = StageState(stage, "stale", st.rows, "an earlier stage is not done")
-            blocked = blocked or st.state != "done"
+            if st.state != "done":
+                not_done.add(stage)
             out.append(st)
         return out
 
@@ -115,6 +121,8 @@ class Runner:
             write_text_atomic(self.work.resolved_config, config_to_yaml(self.cfg))
             if "asr" in force:
                 self._forget_asr_results()
+            if "speakers" in force and self.cfg.speakers.enabled:
+                self._forget_speaker_labels()
             results: dict[str, StageResult] = {}
             rerun = False
             for stage in STAGES:
@@ -157,6 +165,15 @@ class Runner:
         for stage in ("pack", "asr", "stitch"):
             self.work.manifest(stage).unlink(missing_ok=True)
         log.info("asr: forced; removed the stored results of this model and settings (%s)", store.name)
+
+    def _forget_speaker_labels(self) -> None:
+        """``--force speakers``: empty this model's speaker store, so every recording is labelled again."""
+        store = speakers_store(self.cfg.speakers, self.work)
+        for part in store.glob("*.parquet"):
+            part.unlink()
+        for stage in ("speakers", "stitch"):
+            self.work.manifest(stage).unlink(missing_ok=True)
+        log.info("speakers: forced; removed the stored labels of this model and settings (%s)", store.name)
 
 
 def _what_changed(m: Manifest, parts: dict[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""The five stages wired to work_dir: each reads its input tables, calls its stage package with its
+"""The six stages wired to work_dir: each reads its input tables, calls its stage package with its
 own config section, and writes its output table. The runner decides which of them run.
 
 Each function here takes a StageContext and returns a StageResult; none of them knows about the CLI
@@ -22,6 +22,7 @@ from core.manifest import files_fingerprint
 from core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
 from core.types import RecordingRef
 from pipeline.config import Config
+from pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
 from pipeline.store import (
     asr_key,
     asr_store,
@@ -39,7 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vadpack")
 
-STAGES = ("scan", "vad", "pack", "asr", "stitch")
+# speakers reads only vad's segments and the PCM cache: it runs before pack and asr, while the audio
+# of new recordings is certainly in the cache, and a failing asr never holds it up.
+STAGES = ("scan", "vad", "speakers", "pack", "asr", "stitch")
+SPEAKERS_OFF = "off (speakers.enabled: false)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,8 @@ def output_fingerprint(cfg: Config, stage: str) -> str:
     work = WorkDir(cfg.work_path)
     if stage == "asr":
         return store_fingerprint(asr_store(cfg.asr, work))
+    if stage == "speakers":
+        return store_fingerprint(speakers_store(cfg.speakers, work)) if cfg.speakers.enabled else stable_hash("off")
     if stage == "stitch":
         from stitcher.stage import output_files
 
@@ -84,6 +90,11 @@ def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
         return {"inputs": stable_hash([cfg.resolve_input(i) for i in cfg.inputs])}
     if stage == "vad":
         return {"vad": result_hash(cfg.vad)}
+    if stage == "speakers":
+        if not cfg.speakers.enabled:
+            return {"speakers": SPEAKERS_OFF}
+        key = speakers_key(cfg.speakers, WorkDir(cfg.work_path))
+        return {"speakers model": stable_hash(key.model_id), "speakers settings": key.settings}
     if stage in ("pack", "asr"):
         key = asr_key(cfg.asr, WorkDir(cfg.work_path))
         parts = {"model": stable_hash(key.model_id), "asr settings": key.settings}
@@ -265,15 +276,55 @@ def run_asr(ctx: StageContext) -> StageResult:
 
 def ensure_audio(ctx: StageContext, batches: pa.Table) -> None:
     """Bring back the PCM of recordings whose cache file was deleted (``vad.keep_pcm: false``)."""
+    needed = set(pc.unique(pc.list_flatten(batches["content_ids"])).to_pylist()) if batches.num_rows else set()
+    ensure_contents_audio(ctx, needed, "asr")
+
+
+def ensure_contents_audio(ctx: StageContext, content_ids: set[str], stage: str) -> None:
+    """Decode again the recordings of ``content_ids`` whose PCM cache file is gone."""
     from vad.stage import ensure_pcm
 
-    needed = set(pc.unique(pc.list_flatten(batches["content_ids"])).to_pylist()) if batches.num_rows else set()
     refs = {r.content_id: r for r in recording_refs(read_table(ctx.work.recordings, RECORDINGS))}
-    for content_id in sorted(needed):
+    for content_id in sorted(content_ids):
         if content_id in refs and not pcm_path(ctx.work.pcm, content_id).exists():
             error = ensure_pcm(refs[content_id], ctx.work.pcm)
             if error:
-                log.warning("asr: cannot decode %s again (%s); its segments will fail", refs[content_id].path, error)
+                log.warning("%s: cannot decode %s again (%s); it will fail there", stage, refs[content_id].path,
+                            error)
+
+
+# ---- speakers ---------------------------------------------------------------------------------
+
+def run_speakers(ctx: StageContext) -> StageResult:
+    """Label the recordings whose content and segments have no labels in the store yet.
+
+    Off (``speakers.enabled: false``) it does nothing. Each group of recordings the stage finishes
+    is a part file of the store, so an interrupted run keeps what it labelled.
+    """
+    if not ctx.cfg.speakers.enabled:
+        return StageResult(0, {"enabled": False})
+    from pipeline.speaker_store import segments_digests, todo_segments, write_part
+
+    segments = read_table(ctx.work.segments, VAD_SEGMENTS)
+    store = speakers_store(ctx.cfg.speakers, ctx.work)
+    todo = todo_segments(segments, store)
+    n_contents = len(pc.unique(segments["content_id"]))
+    summary: dict = {"enabled": True, "labelled_recordings": 0, "reused_recordings": n_contents}
+    if todo.num_rows:
+        from speakers.stage import SpeakerLabeller
+
+        todo_ids = set(pc.unique(todo["content_id"]).to_pylist())
+        ensure_contents_audio(ctx, todo_ids, "speakers")
+        labeller = SpeakerLabeller(ctx.cfg.speakers, ctx.work.pcm)
+        digests = segments_digests(todo)
+        for results in labeller.run(todo, ctx.progress):
+            write_part(store, results, digests)
+        figures = labeller.summary()
+        figures.pop("speakers_per_recording")  # one entry per recording: too much for a manifest
+        summary.update(figures, labelled_recordings=len(todo_ids), reused_recordings=n_contents - len(todo_ids))
+    log.info("speakers: %d recordings labelled, %d from the store", summary["labelled_recordings"],
+             summary["reused_recordings"])
+    return StageResult(summary["labelled_recordings"], summary)
 
 
 # ---- stitch -----------------------------------------------------------------------------------
@@ -288,11 +339,14 @@ def run_stitch(ctx: StageContext) -> StageResult:
         vad_recordings=read_table(ctx.work.vad_recordings, VAD_RECORDINGS),
         segments=segments,
         results=segment_results(segments, asr_store(ctx.cfg.asr, ctx.work)),
+        speakers=(speaker_labels(segments, speakers_store(ctx.cfg.speakers, ctx.work))
+                  if ctx.cfg.speakers.enabled else None),
     )
     summary = stitch_stage(inputs, ctx.cfg.stitch, ctx.cfg.output_path, ctx.cfg.asr.model, stable_hash(ctx.cfg))
     return StageResult(int(summary.get("documents", 0)), summary)
 
 
 RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {
-    "scan": run_scan, "vad": run_vad, "pack": run_pack, "asr": run_asr, "stitch": run_stitch,
+    "scan": run_scan, "vad": run_vad, "speakers": run_speakers, "pack": run_pack, "asr": run_asr,
+    "stitch": run_stitch,
 }

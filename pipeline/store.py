@@ -33,12 +33,12 @@ _SPAN = ["content_id", "start_sample", "end_sample"]
 
 
 @dataclass(frozen=True, slots=True)
-class AsrKey:
-    """What an asr result depends on.
+class ResultKey:
+    """What a stored result (a transcript, a speaker label) depends on.
 
     Attributes:
-        model_id: ``hub:<id>`` for a hub model, ``local:<hash of the folder's files>`` for a folder.
-        settings: the hash of the asr settings that change results (the model key itself excluded).
+        model_id: ``hub:<id>`` for a hub model, ``local:<hash of the files>`` for a folder or file.
+        settings: the hash of the stage's settings that change results (the model key itself excluded).
     """
 
     model_id: str
@@ -49,13 +49,19 @@ class AsrKey:
         return stable_hash({"model": self.model_id, "settings": self.settings})
 
 
-def asr_key(cfg: AsrConfig, work: WorkDir) -> AsrKey:
+def asr_key(cfg: AsrConfig, work: WorkDir) -> ResultKey:
     """The result key of ``cfg``: its model's identity and its result settings."""
+    return ResultKey(model_identity(cfg.model, work.model_ids), settings_hash(cfg, results_version=RESULTS_VERSION))
+
+
+def settings_hash(cfg: object, **extra: object) -> str:
+    """The hash of a stage config's settings that change results: neither its ``SPEED_ONLY`` keys nor
+    ``model`` (the model counts by its identity, not by how it is named); ``extra`` values join them
+    (asr's ``results_version``: a fix that changes results makes old ones stale)."""
     plain = as_plain(cfg)
     for key in (*type(cfg).SPEED_ONLY, "model"):
         plain.pop(key, None)
-    plain["results_version"] = RESULTS_VERSION
-    return AsrKey(model_identity(cfg.model, work.model_ids), stable_hash(plain))
+    return stable_hash({**plain, **extra})
 
 
 def asr_store(cfg: AsrConfig, work: WorkDir) -> Path:
@@ -69,22 +75,25 @@ def asr_store(cfg: AsrConfig, work: WorkDir) -> Path:
 
 
 def model_identity(spec: str, cache_file: Path) -> str:
-    """``hub:<id>`` for a hub id; for a local folder a hash of every file in it (names and bytes).
+    """``hub:<id>`` for a hub id; for a local folder a hash of every file in it (names and bytes), for
+    a single weights file a hash of its bytes.
 
     Hashing a large model takes seconds, so the result is cached in ``cache_file`` against the
     files' sizes and modification times: rewriting the weights in place changes the identity.
     """
     if not is_local_model(spec):
         return f"hub:{spec}"
-    folder = Path(spec).expanduser().resolve()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    path = Path(spec).expanduser().resolve()
+    folder = path.parent if path.is_file() else path
+    files = [path] if path.is_file() else sorted(p for p in folder.rglob("*")
+                                                 if p.is_file() and not p.name.startswith("."))
     stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     cache = _read_json(cache_file)
-    entry = cache.get(str(folder))
+    entry = cache.get(str(path))
     if entry and entry.get("stamp") == stamp:
         return entry["id"]
     model_id = "local:" + stable_hash([[name, file_content_id(folder / name)] for name, _, _ in stamp])
-    cache[str(folder)] = {"stamp": stamp, "id": model_id}
+    cache[str(path)] = {"stamp": stamp, "id": model_id}
     write_text_atomic(cache_file, json.dumps(cache, indent=1))
     return model_id
 

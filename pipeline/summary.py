@@ -31,7 +31,8 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         s["audio_h"] = (pc.sum(vad["n_samples"]).as_py() or 0) / SAMPLE_RATE / 3600
         s["segments"] = pc.sum(vad["n_segments"]).as_py() or 0
     s["failed_inputs"] = failed
-    s["failed_segments"] = (pc.sum(pc.equal(failures["stage"], "asr")).as_py() or 0) if failures is not None else 0
+    s["failed_segments"] = _failures_of(failures, "asr")
+    s["failed_speakers"] = _failures_of(failures, "speakers")
     if batches is not None:
         padded = pc.sum(batches["padded_frames"]).as_py() or 0
         s["batches"] = batches.num_rows
@@ -40,6 +41,8 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
     s.update(decoded_segments=0, decoded_audio_s=0.0, reused_segments=s.get("segments", 0))
     for stage, r in results.items():
         s[f"{stage}_s"] = r.summary.get("wall_s", 0.0)
+        if stage == "speakers" and r.summary.get("enabled"):
+            s["speakers"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
         if stage == "asr":
             s["asr"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
             for key in ("decoded_segments", "decoded_audio_s", "reused_segments"):
@@ -50,6 +53,11 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         if stage == "pack":
             s["budget_s"] = r.summary.get("budget_s")
     return s
+
+
+def _failures_of(failures, stage: str) -> int:
+    """Rows of ``failures.parquet`` (or None) of one stage."""
+    return (pc.sum(pc.equal(failures["stage"], stage)).as_py() or 0) if failures is not None else 0
 
 
 def _read(path: Path, schema):
@@ -67,6 +75,13 @@ def print_summary(s: dict) -> None:
     if s["stages_run"]:
         lines.append(f"decoded        {s['decoded_segments']} segments, {s['decoded_audio_s']:.0f} s of audio  "
                      f"(reused from the store: {s['reused_segments']})")
+    if "speakers" in s:
+        sp = s["speakers"]
+        speed = f", {sp['embed_xrt']:.0f}x real time" if sp.get("embed_xrt") else ""
+        lines.append(f"speakers       {sp['labelled_recordings']} recordings labelled{speed}  "
+                     f"(from the store: {sp['reused_recordings']})")
+    if s.get("failed_speakers"):
+        lines.append(f"               {s['failed_speakers']} speaker failures (see failures.parquet)")
     if "xrt" in s:
         lines.append(f"speed          {s['xrt']:.0f}x real time (decoded audio / wall time)")
     if s.get("budget_s") is not None:

@@ -1,8 +1,10 @@
 """Human-readable exports of one document: SRT, WebVTT, JSON and plain text.
 
 Subtitle cues are sentences: each segment's tokens split at pauses of ``stitch.sentence_gap_s``
-(a segment can run 30 s, too long for one cue). A segment without tokens is one cue. Failed
-segments (text None) and empty ones make no cue, since an empty cue is invalid SRT.
+(a segment can run 30 s, too long for one cue) and at every change of speaker. A segment without
+tokens is one cue. Failed segments (text None) and empty ones make no cue, since an empty cue is
+invalid SRT. With speakers, a cue (and a TXT line) starts with its speaker: ``S1: text``; JSON gives
+each segment and token a ``speaker`` (null without speakers).
 
 Files go to ``<output_dir>/<format>/<safe_export_name>.<format>``, written to a temporary name and
 renamed, so a reader never sees half a file.
@@ -62,8 +64,14 @@ def document_cues(doc: DocumentText, gap_s: float) -> list[Sentence]:
         if seg.tokens:
             cues.extend(split_sentences(seg.tokens, gap_s))
         elif seg.text and seg.text.strip():
-            cues.append(Sentence(text=seg.text, start_s=seg.start_s, end_s=seg.end_s))
+            cues.append(Sentence(text=seg.text, start_s=seg.start_s, end_s=seg.end_s, speaker=seg.speaker))
     return cues
+
+
+def cue_text(cue: Sentence) -> str:
+    """A cue's text on one line, after its speaker when it has one (``S1: text``)."""
+    text = _one_line(cue.text)
+    return f"{cue.speaker}: {text}" if cue.speaker else text
 
 
 def _one_line(text: str) -> str:
@@ -73,7 +81,7 @@ def _one_line(text: str) -> str:
 
 def to_srt(cues: Sequence[Sentence]) -> str:
     """SRT: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` each followed by a blank line."""
-    return "".join(f"{k}\n{_span(c, srt_time)}\n{_one_line(c.text)}\n\n" for k, c in enumerate(cues, start=1))
+    return "".join(f"{k}\n{_span(c, srt_time)}\n{cue_text(c)}\n\n" for k, c in enumerate(cues, start=1))
 
 
 def _span(cue: Sentence, fmt: Callable[[float], str]) -> str:
@@ -83,18 +91,18 @@ def _span(cue: Sentence, fmt: Callable[[float], str]) -> str:
 
 def to_vtt(cues: Sequence[Sentence]) -> str:
     """WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``; text is HTML-escaped."""
-    body = "".join(f"{_span(c, vtt_time)}\n{_vtt_escape(c.text)}\n\n" for c in cues)
+    body = "".join(f"{_span(c, vtt_time)}\n{_vtt_escape(cue_text(c))}\n\n" for c in cues)
     return "WEBVTT\n\n" + body
 
 
 def _vtt_escape(text: str) -> str:
     # WebVTT cue text is markup: a bare "<" or "&" would start a tag or an entity.
-    return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_txt(cues: Sequence[Sentence]) -> str:
     """Plain text, one sentence per line."""
-    return "".join(f"{_one_line(c.text)}\n" for c in cues)
+    return "".join(f"{cue_text(c)}\n" for c in cues)
 
 
 def to_json(doc: DocumentText) -> str:
@@ -103,9 +111,9 @@ def to_json(doc: DocumentText) -> str:
         "recording_id": doc.recording_id, "path": doc.path, "duration_s": _ms(doc.duration_s),
         "text": doc.text,
         "segments": [{"segment_index": s.segment_index, "start_s": _ms(s.start_s), "end_s": _ms(s.end_s),
-                      "text": s.text,
-                      "tokens": [{"token": t.token, "start_s": _ms(t.start_s), "end_s": _ms(t.end_s)}
-                                 for t in s.tokens]}
+                      "text": s.text, "speaker": s.speaker,
+                      "tokens": [{"token": t.token, "start_s": _ms(t.start_s), "end_s": _ms(t.end_s),
+                                  "speaker": t.speaker} for t in s.tokens]}
                      for s in doc.segments],
     }
     return json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
@@ -214,9 +222,10 @@ def document_from_rows(doc: dict, segments: Sequence[dict], tokens: Sequence[dic
     by_segment: dict[int, list[TokenTime]] = {}
     for row in sorted(tokens, key=lambda r: (r["segment_index"], r.get("token_index", 0))):
         by_segment.setdefault(row["segment_index"], []).append(
-            TokenTime(token=row["token"], start_s=row["start_s"], end_s=row["end_s"]))
+            TokenTime(token=row["token"], start_s=row["start_s"], end_s=row["end_s"], speaker=row.get("speaker")))
     segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
-                             text=s["text"], tokens=tuple(by_segment.get(s["segment_index"], ())))
+                             text=s["text"], tokens=tuple(by_segment.get(s["segment_index"], ())),
+                             speaker=s.get("speaker"))
                  for s in sorted(segments, key=lambda r: r["segment_index"]))
     return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
                         duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs)

@@ -1,8 +1,10 @@
-"""The stitch stage: recordings + segments + transcripts -> the public tables and human exports.
+"""The stitch stage: recordings + segments + transcripts (+ speakers) -> the public tables and exports.
 
 Token times are made absolute here, once: ``segment start + token offset``, clamped to the segment
-and made monotonic non-decreasing. Everything is computed column-wise with numpy/pyarrow, so an
-archive of many thousands of recordings stitches in seconds.
+and made monotonic non-decreasing. Speakers (when the stage ran) are placed here too: a token's at
+its midpoint, a segment's by the most time, turns from consecutive tokens of one speaker (see
+``stitcher.speakers``). Everything is computed column-wise with numpy/pyarrow, so an archive of
+many thousands of recordings stitches in seconds.
 """
 
 from __future__ import annotations
@@ -21,11 +23,21 @@ from core.tables import (
     FAILURES,
     OUTPUT_SCHEMAS,
     SEGMENTS,
+    SPEAKERS,
     TOKENS,
     TableSink,
     to_table,
 )
+from core.text import join_tokens
 from stitcher.config import StitchConfig
+from stitcher.speakers import (
+    SpeakerLabels,
+    build_turns,
+    segment_speakers,
+    segment_turns,
+    speakers_table,
+    token_speakers,
+)
 from stitcher.tokens import absolute_token_times
 from stitcher.types import StitchInputs
 
@@ -39,47 +51,53 @@ def output_files(output_dir: Path) -> list[Path]:
 
 def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, model: str,
                  config_hash: str) -> dict:
-    """Build and write documents, segments, failures and tokens, and the per-recording exports.
+    """Build and write every public table and the per-recording exports.
 
     Documents, segments and failures hold one row per recording or segment and are built whole.
-    The tokens table and the exports are produced in chunks of whole recordings, so memory beyond
-    the transcripts themselves does not grow with the archive.
+    The tokens, words, turns and speakers tables and the exports are produced in chunks of whole
+    recordings, so memory beyond the transcripts themselves does not grow with the archive.
 
     Args:
-        inputs: the work tables stitch reads.
+        inputs: the work tables stitch reads (``speakers`` None when the speakers stage is off).
         cfg: the stitch options.
         output_dir: where the public tables and the exports go.
         model: the asr model as configured, recorded in documents and table metadata.
         config_hash: the hash of the whole run's config, recorded in table metadata.
 
     Returns:
-        Counts of what was written: documents, segments, tokens, failures, exports.
+        Counts of what was written: documents, segments, tokens, words, turns, speakers, failures,
+        exports.
     """
     output_dir = Path(output_dir)
+    labels = SpeakerLabels.from_rows(inputs.speakers) if inputs.speakers is not None else None
     joined = join_transcripts(inputs.segments, inputs.results)
     seg_table = joined.segments_table()
-    failures = collect_failures(inputs.recordings, inputs.vad_recordings, inputs.results)
-    documents = build_documents(inputs.recordings, inputs.vad_recordings, seg_table, failures, model)
+    if labels is not None:
+        seg_table = _set(seg_table, "speaker", segment_speakers(seg_table, labels.spans, SAMPLE_RATE))
+    failures = collect_failures(inputs.recordings, inputs.vad_recordings, inputs.results,
+                                speaker_failures(labels, joined.segs))
+    documents = build_documents(inputs.recordings, inputs.vad_recordings, seg_table, failures, model, labels)
     if cfg.punc_model:
         from stitcher.punc import punctuate
 
-        texts = punctuate(documents["text"].to_pylist(), cfg.punc_model)
-        documents = documents.set_column(documents.schema.get_field_index("text"), "text", pa.array(texts))
+        documents = _set(documents, "text", pa.array(punctuate(documents["text"].to_pylist(), cfg.punc_model)))
     meta = {"model": model, "config_hash": config_hash}
-    streamed = write_tokens_and_exports(cfg, output_dir, documents, seg_table, joined, meta)
+    streamed = write_chunked_tables(cfg, output_dir, documents, seg_table, joined, labels, meta)
     # Word counts exist only once the words are made (chunk by chunk, above): now the tables that
     # carry them are complete.
-    seg_table = seg_table.set_column(seg_table.schema.get_field_index("n_words"), "n_words",
-                                     pa.array(streamed.n_words, pa.int32()))
+    seg_table = _set(seg_table, "n_words", pa.array(streamed.n_words, pa.int32()))
     documents = with_word_counts(documents, seg_table)
     for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
         sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
         sink.write(table)
         sink.close()
     removed = remove_stale_exports(output_dir, cfg.formats, documents)
-    return {"documents": documents.num_rows, "segments": seg_table.num_rows, "tokens": streamed.tokens,
-            "words": streamed.words, "failures": failures.num_rows, "exports": streamed.exports,
-            "exports_removed": removed}
+    return {"documents": documents.num_rows, "segments": seg_table.num_rows, **streamed.rows,
+            "failures": failures.num_rows, "exports": streamed.exports, "exports_removed": removed}
+
+
+def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
 
 
 def with_word_counts(documents: pa.Table, seg_table: pa.Table) -> pa.Table:
@@ -141,6 +159,7 @@ class Joined:
             "text": _scatter(self.results["text"], self.has_result, pa.string()),
             "batch_id": _scatter(self.results["batch_id"], self.has_result, pa.int32()), "n_tokens": n_tokens,
             "n_words": np.zeros(self.segs.num_rows, dtype=np.int32),  # counted as the words are made
+            "speaker": pa.nulls(self.segs.num_rows, pa.string()),
         }, SEGMENTS)
 
     def tokens_table(self, lo: int, hi: int) -> pa.Table:
@@ -189,12 +208,16 @@ def build_tokens(results: pa.Table, segs: pa.Table, start_s: np.ndarray, end_s: 
     return to_table({
         "recording_id": segs["recording_id"].take(take), "segment_index": segs["segment_index"].take(take),
         "token_index": token_index.astype(np.int32), "token": pc.list_flatten(results["tokens"]),
-        "start_s": abs_start, "end_s": abs_end,
+        "start_s": abs_start, "end_s": abs_end, "speaker": pa.nulls(len(seg_of_tok), pa.string()),
     }, TOKENS)
 
 
-def collect_failures(recordings: pa.Table, vad_recs: pa.Table, transcripts: pa.Table) -> pa.Table:
-    """Every input that did not make it, and every segment that failed, with the stage and the reason."""
+def collect_failures(recordings: pa.Table, vad_recs: pa.Table, transcripts: pa.Table,
+                     speaker_rows: list[dict] = ()) -> pa.Table:
+    """Every input that did not make it, and every segment that failed, with the stage and the reason.
+
+    ``speaker_rows`` are the speakers stage's failures (recording_id, error, segment_index).
+    """
     paths = dict(zip(recordings["recording_id"].to_pylist(), recordings["path"].to_pylist()))
     rows = [{"recording_id": r["recording_id"], "path": r["path"], "stage": "scan", "error": r["error"],
              "segment_index": None} for r in recordings.to_pylist() if r["status"] != "ok"]
@@ -203,13 +226,36 @@ def collect_failures(recordings: pa.Table, vad_recs: pa.Table, transcripts: pa.T
     bad = transcripts.filter(pc.not_equal(transcripts["status"], "ok"))
     rows += [{"recording_id": r["recording_id"], "path": paths.get(r["recording_id"]), "stage": "asr",
               "error": r["error"], "segment_index": r["segment_index"]} for r in bad.to_pylist()]
-    rows.sort(key=lambda r: (r["recording_id"], r["stage"], r["segment_index"] or -1))
+    rows += [{**r, "path": paths.get(r["recording_id"]), "stage": "speakers"} for r in speaker_rows]
+    rows.sort(key=lambda r: (r["recording_id"], r["stage"], -1 if r["segment_index"] is None else r["segment_index"]))
     return to_table(rows, FAILURES)
 
 
+def speaker_failures(labels: SpeakerLabels | None, segs: pa.Table) -> list[dict]:
+    """The speakers stage's failures as failure rows: a window names the segment it lies in, a whole
+    recording none."""
+    if labels is None or labels.failed.num_rows == 0:
+        return []
+    groups = group_offsets(segs["recording_id"])
+    starts = segs["start_sample"].to_numpy(zero_copy_only=False)
+    rows = []
+    for r in labels.failed.to_pylist():
+        index = None
+        if r["start_sample"] is not None and r["recording_id"] in groups:
+            lo, hi = groups[r["recording_id"]]
+            row = lo + int(np.searchsorted(starts[lo:hi], r["start_sample"], side="right")) - 1
+            index = int(segs["segment_index"][max(row, lo)].as_py())
+        rows.append({"recording_id": r["recording_id"], "error": r["error"], "segment_index": index})
+    return rows
+
+
 def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Table, failures: pa.Table,
-                    model: str) -> pa.Table:
-    """One row per recording that decoded, also when it has no speech (empty text, n_segments 0)."""
+                    model: str, labels: SpeakerLabels | None = None) -> pa.Table:
+    """One row per recording that decoded, also when it has no speech (empty text, n_segments 0).
+
+    ``n_speakers`` is null without speakers (``labels`` None) and for a recording the speakers stage
+    failed on; 0 for one without speech.
+    """
     from core.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
@@ -229,7 +275,11 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
         rows.append({"recording_id": rid, "path": rec["path"], "duration_s": v["n_samples"] / SAMPLE_RATE,
                      "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok, "n_words": 0,
                      "text": join_segments([t or "" for t in seg_texts[lo:hi]]), "words_per_minute": 0.0,
-                     "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"]})
+                     "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"],
+                     "n_speakers": None})
+    if labels is not None:
+        for row, n in zip(rows, labels.n_speakers([r["recording_id"] for r in rows])):
+            row["n_speakers"] = n
     return to_table(rows, DOCUMENTS)
 
 
@@ -245,22 +295,64 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
 
 @dataclass(frozen=True, slots=True)
 class Streamed:
-    """What the chunked pass wrote: rows of tokens and words, export files, words per segment row."""
+    """What the chunked pass wrote: rows per table, export files, and words per segment row."""
 
-    tokens: int
-    words: int
+    rows: dict[str, int]
     exports: int
     n_words: np.ndarray
 
 
-def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
-                             joined: Joined, meta: dict[str, str], chunk_segments: int = 50_000) -> Streamed:
-    """Write the tokens and words tables and the human exports, a chunk of whole recordings at a time."""
-    from stitcher.export import write_document_exports
-    from stitcher.words import tokens_to_words, words_per_segment
+class ChunkedTables:
+    """The tables written a chunk of whole recordings at a time: tokens, words, turns and speakers.
 
-    sinks = {name: TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
-             for name in ("tokens", "words")}
+    Args:
+        cfg: the stitch options (partitioning).
+        output_dir: where the tables go.
+        meta: table metadata.
+        labels: the speakers stage's rows; None when it is off (null speakers, a turn per segment).
+    """
+
+    NAMES = ("tokens", "words", "turns", "speakers")
+
+    def __init__(self, cfg: StitchConfig, output_dir: Path, meta: dict[str, str],
+                 labels: SpeakerLabels | None) -> None:
+        self.labels = labels
+        self.sinks = {name: TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
+                      for name in self.NAMES}
+
+    def write(self, tokens: pa.Table, segments: pa.Table, rids: list[str]) -> tuple[pa.Table, pa.Table]:
+        """Write one chunk (the tokens and segments of ``rids``, in order); return its tokens (with
+        speakers) and its words."""
+        from stitcher.words import tokens_to_words
+
+        if self.labels is None:
+            turns, speakers = segment_turns(segments), SPEAKERS.empty_table()
+        else:
+            spans = self.labels.chunk(rids[0], rids[-1])
+            tokens = _set(tokens, "speaker", token_speakers(tokens, spans, SAMPLE_RATE))
+            turns = build_turns(tokens, tokens["speaker"], join_tokens)
+            speakers = speakers_table(spans, turns, SAMPLE_RATE)
+        words = tokens_to_words(tokens)
+        for name, table in zip(self.NAMES, (tokens, words, turns, speakers)):
+            self.sinks[name].write(table)
+        return tokens, words
+
+    def close(self) -> dict[str, int]:
+        """Finish every table; the rows each got."""
+        for sink in self.sinks.values():
+            sink.close()
+        return {name: sink.rows for name, sink in self.sinks.items()}
+
+
+def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
+                         joined: Joined, labels: SpeakerLabels | None, meta: dict[str, str],
+                         chunk_segments: int = 50_000) -> Streamed:
+    """Write the tokens, words, turns and speakers tables and the human exports, a chunk of whole
+    recordings at a time."""
+    from stitcher.export import write_document_exports
+    from stitcher.words import words_per_segment
+
+    tables = ChunkedTables(cfg, output_dir, meta, labels)
     seg_groups = group_offsets(seg_table["recording_id"])
     docs = {d["recording_id"]: d for d in documents.to_pylist()}
     n_words = np.zeros(seg_table.num_rows, dtype=np.int64)
@@ -273,11 +365,9 @@ def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.
                                       cfg.sentence_gap_s)
 
     for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
-        tokens = joined.tokens_table(lo, hi)
-        words = tokens_to_words(tokens)
-        sinks["tokens"].write(tokens)
-        sinks["words"].write(words)
-        n_words[lo:hi] = words_per_segment(words, seg_table.slice(lo, hi - lo)).to_numpy(zero_copy_only=False)
+        chunk_segs = seg_table.slice(lo, hi - lo)
+        tokens, words = tables.write(joined.tokens_table(lo, hi), chunk_segs, rids)
+        n_words[lo:hi] = words_per_segment(words, chunk_segs).to_numpy(zero_copy_only=False)
         tok_groups = group_offsets(tokens["recording_id"]) if cfg.formats else {}
         for rid in rids if cfg.formats else ():
             s_lo, s_hi = seg_groups[rid]
@@ -285,9 +375,7 @@ def write_tokens_and_exports(cfg: StitchConfig, output_dir: Path, documents: pa.
             n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))
     for rid in sorted(set(docs) - set(seg_groups)):  # recordings without speech still get their files
         n_exports += export(rid, seg_table.slice(0, 0), TOKENS.empty_table())
-    for sink in sinks.values():
-        sink.close()
-    return Streamed(sinks["tokens"].rows, sinks["words"].rows, n_exports, n_words)
+    return Streamed(tables.close(), n_exports, n_words)
 
 
 def recording_chunks(groups: dict[str, tuple[int, int]], target: int) -> list[tuple[int, int, list[str]]]:

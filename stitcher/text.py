@@ -15,8 +15,9 @@ _GAP_TOLERANCE_S = 1e-6
 def split_sentences(tokens: Sequence[TokenTime], gap_s: float) -> list[Sentence]:
     """Split timed tokens into sentences at every pause of at least ``gap_s`` seconds.
 
-    A pause after a token ending in ``@@`` does not split, since that would cut a word in two.
-    Special tokens are left out. Tokens are taken in the order given (the stitcher sorts by time).
+    A pause after a token ending in ``@@`` does not split, since that would cut a word in two. A
+    change of speaker always splits: a cue is one person's words. Special tokens are left out.
+    Tokens are taken in the order given (the stitcher sorts by time).
 
     Args:
         tokens: tokens with absolute times.
@@ -36,9 +37,11 @@ def split_sentences(tokens: Sequence[TokenTime], gap_s: float) -> list[Sentence]
             continue
         last = groups[-1][-1] if groups else None
         in_word = last is not None and last.token.strip().endswith(SUBWORD_MARK)
-        if last is None or (tok.start_s - last.end_s >= gap_s - _GAP_TOLERANCE_S and not in_word):
+        if last is None or last.speaker != tok.speaker or (
+                tok.start_s - last.end_s >= gap_s - _GAP_TOLERANCE_S and not in_word):
             groups.append([])
         groups[-1].append(tok)
     sentences = [Sentence(text=join_tokens(t.token for t in group), start_s=group[0].start_s,
-                          end_s=max(t.end_s for t in group), tokens=tuple(group)) for group in groups]
+                          end_s=max(t.end_s for t in group), tokens=tuple(group), speaker=group[0].speaker)
+                 for group in groups]
     return [s for s in sentences if s.text]

@@ -15,11 +15,13 @@ class TokenTime:
         token: the token as the model wrote it (may end in the subword marker ``@@``).
         start_s: start, seconds from the start of the recording.
         end_s: end, seconds from the start of the recording.
+        speaker: who says it (``S1``, ...); None without speakers.
     """
 
     token: str
     start_s: float
     end_s: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +33,14 @@ class Sentence:
         start_s: start of the first token.
         end_s: end of the last token.
         tokens: the tokens it was made of, special tokens left out.
+        speaker: who says it; None without speakers (a cue never holds two speakers).
     """
 
     text: str
     start_s: float
     end_s: float
     tokens: tuple[TokenTime, ...] = ()
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class SegmentText:
         end_s: segment end.
         text: joined text; None when the segment failed in asr.
         tokens: the segment's tokens with absolute times (may be empty).
+        speaker: who covers most of the segment; None without speakers.
     """
 
     segment_index: int
@@ -56,6 +61,7 @@ class SegmentText:
     end_s: float
     text: str | None
     tokens: tuple[TokenTime, ...] = ()
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +92,12 @@ class StitchInputs:
         vad_recordings: the vad stage's per-recording table (``VAD_RECORDINGS``).
         segments: the vad stage's segments (``VAD_SEGMENTS``).
         results: each segment's asr result (``SEGMENT_RESULTS``, read from the transcript store).
+        speakers: each recording's speaker rows (``SPEAKER_LABELS``, read from the speaker store);
+            None when the speakers stage is off.
     """
 
     recordings: pa.Table
     vad_recordings: pa.Table
     segments: pa.Table
     results: pa.Table
+    speakers: pa.Table | None = None

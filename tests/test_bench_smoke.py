@@ -88,3 +88,21 @@ def test_precision_bench_compares_three_dtypes_on_real_speech(tmp_path: Path, re
     # Invariant: float32 gives the same result alone and in any batching.
     assert out["fp32_batch_invariant"] == 1.0
     assert all(0 <= out[k] <= 1 for k in PRECISION_KEYS if k.endswith(("_fp32", "_invariant", "_agreement")))
+
+
+@pytest.mark.slow
+def test_speakers_bench_prints_the_promised_keys() -> None:
+    pytest.importorskip("resemblyzer")
+    pytest.importorskip("pyannote.metrics")
+    from tests.conftest import REAL_DATA
+
+    if not (REAL_DATA / "labels.json").is_file():
+        pytest.skip(f"real recordings not found at {REAL_DATA}")
+    out = run_bench("speakers.py", "--device", "cpu", "--no-loo")
+    keys = {"mean_der", "one_speaker_mean_der", "oracle_vad_mean_der", "speaker_count_mae", "embed_xrt", "device",
+            "date", "files"}
+    assert keys <= out.keys(), f"missing keys: {keys - out.keys()}"
+    assert len(out["files"]) == 6 and all(f["der"] >= 0 for f in out["files"])
+    # The stage beats calling everyone one speaker, with the true speech regions.
+    assert out["oracle_vad_mean_der"] < out["oracle_one_speaker_mean_der"]
+    assert out["device"].startswith("cpu x") and out["embed_xrt"] > 0

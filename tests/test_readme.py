@@ -19,12 +19,19 @@ def readme_queries() -> list[str]:
 def test_readme_queries_run_on_pipeline_output(tmp_path, small_archive, tiny_model):
     queries = readme_queries()
     assert len(queries) >= 3
-    cfg = write_config(tmp_path, [str(small_archive)], tiny_model)
+    # Speakers on, so the talk-time-per-speaker query has rows to show.
+    cfg = write_config(tmp_path, [str(small_archive)], tiny_model, speakers={"enabled": True, "device": "cpu"})
     assert main(["run", str(cfg), "--no-progress"]) == 3
     out = str(tmp_path / "work" / "output")
     results = [duckdb.execute(q.replace("runs/demo/output", out)).fetchall() for q in queries]
-    talk, tokens, silences, failures = results
+    talk, tokens, silences, failures, per_speaker = results
     assert len(talk) == 4 and all(row[3] is not None for row in talk)
     assert tokens and all(row[3] <= row[4] for row in tokens)
     assert silences == sorted(silences, key=lambda r: -r[3])
     assert len(failures) == 1 and "not an audio file" in failures[0][3]
+    # Every speech recording has speakers, and their shares of its speech add up to 100 %.
+    shares: dict[str, float] = {}
+    for path, speaker, _, pct, n_turns, _ in per_speaker:
+        assert speaker.startswith("S") and n_turns >= 1
+        shares[path] = shares.get(path, 0.0) + pct
+    assert len(shares) == 3 and all(abs(v - 100) < 0.5 for v in shares.values())

@@ -101,7 +101,7 @@ def test_second_run_skips_every_stage(finished_run, capsys):
     capsys.readouterr()
     assert main(["run", str(cfg_path), "--no-progress"]) == 3
     assert "all stages up to date" in capsys.readouterr().out
-    assert [s.state for s in Runner(cfg).status()] == ["done"] * 5
+    assert [s.state for s in Runner(cfg).status()] == ["done"] * 6
 
 
 def test_single_stage_rerun_leaves_upstream_untouched(finished_run, capsys):
@@ -117,19 +117,22 @@ def test_single_stage_rerun_leaves_upstream_untouched(finished_run, capsys):
     # Every segment already has its transcript in the store: nothing is left to pack, so the asr
     # rerun that follows decodes nothing and stitch, whose inputs did not change, stays done.
     states = {s.stage: s.state for s in Runner(cfg).status()}
-    assert states == {"scan": "done", "vad": "done", "pack": "done", "asr": "stale", "stitch": "stale"}
+    assert states == {"scan": "done", "vad": "done", "speakers": "done", "pack": "done", "asr": "stale",
+                      "stitch": "stale"}
     capsys.readouterr()
     assert main(["run", str(cfg_path), "--no-progress"]) == 3
     out = capsys.readouterr().out
     assert "decoded        0 segments" in out and "(asr)" in out
-    assert [s.state for s in Runner(cfg).status()] == ["done"] * 5
+    assert [s.state for s in Runner(cfg).status()] == ["done"] * 6
 
 
 def test_changed_packer_setting_makes_pack_and_later_stale_not_vad(finished_run):
     cfg_path, _, _ = finished_run
     changed = load_config(cfg_path, ["packer.budget_s=30"])
     states = {s.stage: s.state for s in Runner(changed).status()}
-    assert states == {"scan": "done", "vad": "done", "pack": "stale", "asr": "stale", "stitch": "stale"}
+    # speakers reads only vad's segments: a packer setting leaves it done.
+    assert states == {"scan": "done", "vad": "done", "speakers": "done", "pack": "stale", "asr": "stale",
+                      "stitch": "stale"}
 
 
 def test_pack_is_keyed_by_the_budget_it_resolves_to(finished_run):

@@ -86,13 +86,35 @@ def test_json_document():
     assert data["recording_id"] == "meeting-1a2b3c4d" and data["path"] == "/data/a/meeting.wav"
     assert data["duration_s"] == 3702.25 and data["text"] == "你好hello world no tokens here"
     assert [s["segment_index"] for s in data["segments"]] == [0, 1, 2]
-    assert data["segments"][0]["tokens"][2] == {"token": "hel@@", "start_s": 2.5, "end_s": 2.7}
+    assert data["segments"][0]["tokens"][2] == {"token": "hel@@", "start_s": 2.5, "end_s": 2.7, "speaker": None}
+    assert data["segments"][0]["speaker"] is None  # no speakers stage: null, never missing
     assert data["segments"][2]["text"] is None and data["segments"][1]["tokens"] == []
     assert "你好" in text  # written as UTF-8, not \u escapes
 
 
 def test_txt_document():
     assert render(make_doc(), "txt", 0.8) == "你好\nhello world\nno tokens here\n"
+
+
+def make_doc_with_speakers() -> DocumentText:
+    # Two speakers inside one segment with no pause between them, and a token-less segment of S1.
+    seg0 = SegmentText(0, 1.0, 4.0, "yes no ok", (
+        TokenTime("yes", 1.0, 1.5, "S1"), TokenTime("no", 1.6, 2.0, "S2"), TokenTime("ok", 2.1, 2.5, "S2")),
+        speaker="S2")
+    seg1 = SegmentText(1, 5.0, 6.0, "fine", speaker="S1")
+    return DocumentText("r", "/a/r.wav", 7.0, "yes no ok fine", (seg0, seg1))
+
+
+def test_exports_show_the_speaker_and_split_cues_where_it_changes():
+    doc = make_doc_with_speakers()
+    assert render(doc, "srt", 0.8) == ("1\n00:00:01,000 --> 00:00:01,500\nS1: yes\n\n"
+                                       "2\n00:00:01,600 --> 00:00:02,500\nS2: no ok\n\n"
+                                       "3\n00:00:05,000 --> 00:00:06,000\nS1: fine\n\n")
+    assert render(doc, "vtt", 0.8).splitlines()[2:4] == ["00:00:01.000 --> 00:00:01.500", "S1: yes"]
+    assert render(doc, "txt", 0.8) == "S1: yes\nS2: no ok\nS1: fine\n"
+    data = json.loads(render(doc, "json", 0.8))
+    assert [s["speaker"] for s in data["segments"]] == ["S2", "S1"]
+    assert [t["speaker"] for t in data["segments"][0]["tokens"]] == ["S1", "S2", "S2"]
 
 
 def test_unknown_format():

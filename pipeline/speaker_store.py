@@ -1,0 +1,136 @@
+"""The speaker store: each recording's speaker spans, keyed by its content and its segments.
+
+The store lives in ``work_dir/store/speakers-<key>/``: part files of ``SPEAKER_STORE`` rows, one
+part per group of recordings a speakers run labelled, never rewritten except by ``vadpack prune``.
+The key is the embedding model's identity (a hub id, or a content hash of the weights file or
+folder) and the speakers settings that change labels (not device, batch sizes, threads, prefetch).
+
+Clustering is per recording, so a recording's labels depend on its own audio and all of its speech
+segments, and on nothing else: rows are keyed by ``(content_id, segments_digest)``, the digest being
+a hash of the recording's segment list. A renamed or copied file is a hit; a file whose segments
+changed (another vad setting) is labelled again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.atomic import write_text_atomic
+from core.configtools import ConfigError, stable_hash
+from core.tables import SPEAKER_LABELS, SPEAKER_STORE, read_table, write_table
+from pipeline.store import KEY_FILE, ResultKey, model_identity, settings_hash
+from pipeline.workdir import WorkDir
+from speakers.config import SpeakersConfig
+
+_KEY = ["content_id", "segments_digest"]
+MISSING = "no speaker labels in the store for this recording; rerun with --stage speakers"
+
+
+def speakers_key(cfg: SpeakersConfig, work: WorkDir) -> ResultKey:
+    """The result key of ``cfg``: its embedding model's identity and its label settings.
+
+    Raises:
+        ConfigError: the backend's extra is not installed (the message names it).
+    """
+    from speakers.embed import weights_spec
+
+    try:
+        spec = weights_spec(cfg)
+    except ImportError as e:
+        raise ConfigError(f"speakers.enabled is true, but {e}") from e
+    return ResultKey(model_identity(spec, work.model_ids), settings_hash(cfg))
+
+
+def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> Path:
+    """The store folder of ``cfg``'s labels (created, with its key written beside the parts)."""
+    key = speakers_key(cfg, work)
+    folder = work.store / f"speakers-{key.digest}"
+    if not (folder / KEY_FILE).is_file():
+        write_text_atomic(folder / KEY_FILE, json.dumps({"backend": cfg.backend, "model": cfg.model_name,
+                                                          "model_id": key.model_id, "settings": key.settings},
+                                                         indent=1))
+    return folder
+
+
+def segments_digests(segments: pa.Table) -> pa.Table:
+    """(content_id, segments_digest) per content of a vad segments table: a hash of its segment list."""
+    spans = segments.select(["content_id", "start_sample", "end_sample"]).group_by(
+        ["content_id", "start_sample", "end_sample"]).aggregate([])
+    spans = spans.sort_by([("content_id", "ascending"), ("start_sample", "ascending")])
+    ids = spans["content_id"].to_pylist()
+    bounds = np.stack([spans["start_sample"].to_numpy(), spans["end_sample"].to_numpy()], axis=1) \
+        if spans.num_rows else np.zeros((0, 2), np.int64)
+    cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+    contents = [ids[lo] for lo in cuts[:-1]]
+    digests = [stable_hash(bounds[lo:hi].tolist()) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    return pa.table({"content_id": pa.array(contents, pa.string()), "segments_digest": pa.array(digests, pa.string())})
+
+
+def read_store(store: Path, columns: list[str] | None = None) -> pa.Table:
+    """The rows of a speaker store, with ``_part``: the position of their part file (later is newer)."""
+    parts = sorted(store.glob("part-*.parquet")) if store.is_dir() else []
+    tables = [_tagged(read_table(p, SPEAKER_STORE, columns), i) for i, p in enumerate(parts)]
+    if tables:
+        return pa.concat_tables(tables)
+    schema = pa.schema([SPEAKER_STORE.field(c) for c in columns]) if columns else SPEAKER_STORE
+    return _tagged(schema.empty_table(), 0)
+
+
+def _tagged(table: pa.Table, part: int) -> pa.Table:
+    return table.append_column("_part", pa.array(np.full(table.num_rows, part, np.int32)))
+
+
+def current_rows(rows: pa.Table) -> pa.Table:
+    """Per (content, segments digest), the rows of the one part that counts: the latest part with an
+    ``ok`` row, else the latest (a failure retried, or labelled again after ``--force``)."""
+    if rows.num_rows == 0:
+        return rows
+    ok = pc.cast(pc.equal(rows["status"], "ok"), pa.int64())
+    parts = rows.select([*_KEY, "_part"]).append_column("_ok", ok).group_by([*_KEY, "_part"]).aggregate(
+        [("_ok", "max")])
+    rank = pc.add(pc.multiply(parts["_ok_max"], 1 << 32), pc.cast(parts["_part"], pa.int64()))
+    parts = parts.append_column("_rank", rank)
+    best = parts.group_by(_KEY).aggregate([("_rank", "max")])
+    chosen = parts.join(best, keys=_KEY).filter(pc.equal(pc.field("_rank"), pc.field("_rank_max")))
+    return rows.join(chosen.select([*_KEY, "_part"]), keys=[*_KEY, "_part"], join_type="inner")
+
+
+def todo_segments(segments: pa.Table, store: Path) -> pa.Table:
+    """The segments of the recordings whose content and segments have no labels in ``store``."""
+    digests = segments_digests(segments)
+    rows = read_store(store, [*_KEY, "status"])
+    done = rows.filter(pc.equal(rows["status"], "ok")).select(_KEY).group_by(_KEY).aggregate([])
+    todo = digests.join(done, keys=_KEY, join_type="left anti") if done.num_rows else digests
+    return segments.filter(pc.is_in(segments["content_id"], value_set=todo["content_id"].combine_chunks()))
+
+
+def write_part(store: Path, results: pa.Table, digests: pa.Table) -> Path:
+    """Add one ``SPEAKER_RESULTS`` table (whole contents) to the store as a new part file."""
+    rows = results.join(digests, keys="content_id", join_type="left outer")
+    rows = rows.select(SPEAKER_STORE.names).cast(SPEAKER_STORE)
+    taken = [int(p.stem.split("-")[1]) for p in store.glob("part-*.parquet")]
+    return write_table(rows, store / f"part-{max(taken, default=-1) + 1:08d}.parquet")
+
+
+def speaker_labels(segments: pa.Table, store: Path) -> pa.Table:
+    """Each recording's speaker rows (``SPEAKER_LABELS``), sorted by recording and start.
+
+    A recording with speech whose content and segments the store has no row for gets one failed
+    row that says so, never a silent gap.
+    """
+    recordings = segments.select(["recording_id", "content_id"]).group_by(["recording_id", "content_id"]).aggregate([])
+    keyed = recordings.join(segments_digests(segments), keys="content_id")
+    rows = current_rows(read_store(store))
+    found = keyed.join(rows.drop_columns(["_part"]), keys=_KEY, join_type="inner")
+    missing = keyed.join(rows.select(_KEY), keys=_KEY, join_type="left anti")
+    n = missing.num_rows
+    lost = pa.table({"recording_id": missing["recording_id"], "start_sample": pa.nulls(n, pa.int64()),
+                     "end_sample": pa.nulls(n, pa.int64()), "speaker": pa.nulls(n, pa.string()),
+                     "status": pa.array(["failed"] * n, pa.string()), "error": pa.array([MISSING] * n, pa.string())})
+    table = pa.concat_tables([found.select(SPEAKER_LABELS.names).cast(SPEAKER_LABELS), lost.cast(SPEAKER_LABELS)])
+    return table.sort_by([("recording_id", "ascending"), ("start_sample", "ascending")])

@@ -1,0 +1,210 @@
+"""The speakers stage: speech segments + PCM cache -> speaker spans per recording's content.
+
+Contents are taken in groups of about ``group_windows`` windows (never splitting a content), so
+memory does not grow with the archive. Within a group, windows of all its contents are embedded in
+large batches, longest first, with features prepared ahead of the model; each content is then
+clustered on its own (never across recordings, so its labels do not depend on the rest of the
+archive), its labels smoothed, and its segments cut into spans.
+
+The result of a group is one ``core.tables.SPEAKER_RESULTS`` table: the spans (status ``ok``), a
+row per window that got no embedding, and, for a content left with no embedded window at all, one
+row with null samples that says why. The caller decides where the rows go (the pipeline's store).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.cache import SAMPLE_RATE, open_pcm, pcm_path
+from core.tables import SPEAKER_RESULTS, to_table
+from core.types import Span
+from speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
+from speakers.config import SpeakersConfig
+from speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
+from speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
+from speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
+from speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
+
+_log = logging.getLogger("vadpack.speakers")
+NO_WINDOWS = "no window of this recording could be embedded, so it has no speakers"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakersResult:
+    """What :func:`run_speakers` returns.
+
+    Attributes:
+        spans: the ``ok`` rows of ``SPEAKER_RESULTS``, sorted by content and start.
+        failures: the ``failed`` rows (a window, or a whole content with null samples).
+        summary: ``SpeakersSummary.as_dict()``.
+    """
+
+    spans: pa.Table
+    failures: pa.Table
+    summary: dict
+
+
+def run_speakers(segments: pa.Table, cache_dir: Path, cfg: SpeakersConfig, progress: bool = True,
+                 embedder: Embedder | None = None) -> SpeakersResult:
+    """Label who speaks when in every recording's content of ``segments``, all at once.
+
+    Args:
+        segments: the vad stage's table (content_id, start_sample, end_sample; other columns ignored).
+        cache_dir: the PCM cache folder (``<content_id>.s16``).
+        cfg: the speakers config.
+        progress: show a progress bar (only on a terminal).
+        embedder: an already loaded backend (for tools that run the stage many times); None loads
+            the one ``cfg`` names.
+
+    Raises:
+        ValueError: the segments table lacks a column or holds a negative segment.
+        ImportError: the backend's extra is not installed.
+    """
+    labeller = SpeakerLabeller(cfg, cache_dir, embedder)
+    parts = list(labeller.run(segments, progress))
+    rows = pa.concat_tables(parts) if parts else SPEAKER_RESULTS.empty_table()
+    ok = pc.equal(rows["status"], "ok")
+    return SpeakersResult(rows.filter(ok), rows.filter(pc.invert(ok)), labeller.summary())
+
+
+class SpeakerLabeller:
+    """One loaded backend that labels contents group by group, with the running figures of its run.
+
+    Args:
+        cfg: the speakers config.
+        cache_dir: the PCM cache folder.
+        embedder: an already loaded backend; None loads the one ``cfg`` names (here, so that a
+            caller with nothing to label never loads a model).
+    """
+
+    def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None) -> None:
+        self.cfg, self.cache_dir = cfg, Path(cache_dir)
+        self.embedder = embedder or load_embedder(cfg)
+        self.speakers_per_content: dict[str, int] = {}
+        self.windows = self.failed_windows = 0
+        self.audio_samples = 0
+        self.embed_s = self.wall_s = 0.0
+        self.batches = self.splits = 0
+
+    def run(self, segments: pa.Table, progress: bool = True) -> Iterator[pa.Table]:
+        """Yield one ``SPEAKER_RESULTS`` table per group of whole contents, in content order."""
+        spans = spans_from_table(segments)
+        counts = [len(window_bounds(s.start_sample, s.end_sample, self.cfg.window_samples, self.cfg.hop_samples))
+                  for s in spans]
+        self.windows += sum(counts)
+        self.audio_samples += sum(s.n_samples for s in spans)
+        with _progress_bar(sum(counts), progress) as bar:
+            for group in content_groups(spans, counts, self.cfg.group_windows):
+                t0 = time.perf_counter()
+                results = self._group(group, bar.update)
+                self.wall_s += time.perf_counter() - t0
+                self.speakers_per_content.update((r.content_id, r.n_speakers) for r in results)
+                self.failed_windows += sum(len(r.failures) for r in results)
+                yield results_table(results)
+
+    def _group(self, spans: list[Span], advance: Callable[[int], object]) -> list[ContentSpeakers]:
+        """Embed every window of a group of contents, then label each content."""
+        t0 = time.perf_counter()
+        windows = make_windows(spans, self.cfg.window_samples, self.cfg.hop_samples)
+        embedded: dict[Window, np.ndarray] = {}
+        failed: dict[str, list[WindowFailure]] = defaultdict(list)
+        feeder = Prefetcher(lambda b: featurize(self.embedder, self.cache_dir, b), self.cfg.prefetch)
+        for fb in feeder.run(plan_batches(windows, self.cfg.batch_windows)):
+            outcome = embed_batch(self.embedder, fb)
+            embedded.update(zip(outcome.ok, outcome.embeddings))
+            for f in outcome.failed:
+                failed[f.window.content_id].append(f)
+            self.batches += 1
+            self.splits += outcome.splits
+            advance(len(fb.windows) + len(fb.failed))
+        self.embed_s += time.perf_counter() - t0
+        return [self.label_content(cid, list(segs), embedded, failed[cid])
+                for cid, segs in groupby(spans, key=lambda s: s.content_id)]
+
+    def label_content(self, content_id: str, segs: list[Span], embedded: dict[Window, np.ndarray],
+                      failed: list[WindowFailure]) -> ContentSpeakers:
+        """Cluster one content's windows and cut its segments into speaker spans."""
+        windows = [w for w in make_windows(segs, self.cfg.window_samples, self.cfg.hop_samples) if w in embedded]
+        if not windows:
+            return ContentSpeakers(content_id, (), 0, tuple(failed))
+        labels = cluster_windows(np.stack([embedded[w] for w in windows]), cluster_params(self.cfg))
+        boundary = self._boundary(content_id)
+        by_segment: dict[int, list[int]] = defaultdict(list)
+        for i, w in enumerate(windows):
+            by_segment[w.segment_index].append(i)
+        spans = []
+        for index, seg in enumerate(segs):
+            idx = by_segment.get(index, [])
+            seg_labels = majority_filter([int(labels[i]) for i in idx], self.cfg.smoothing)
+            spans += segment_spans(seg.start_sample, seg.end_sample, [windows[i].center_sample for i in idx],
+                                   seg_labels, boundary)
+        names = first_appearance_order(np.array([label for _, _, label in spans]))
+        return ContentSpeakers(content_id, tuple(SpeakerSpan(content_id, s, e, f"S{n + 1}")
+                                                 for (s, e, _), n in zip(spans, names.tolist())),
+                               int(names.max()) + 1, tuple(failed))
+
+    def _boundary(self, content_id: str) -> Callable[[int, int], int]:
+        """Changes go to the quietest point between two window centres; the midpoint if the audio is gone."""
+        try:
+            pcm = open_pcm(pcm_path(self.cache_dir, content_id))
+        except OSError:
+            return midpoint
+        return lambda lo, hi: quietest_sample(pcm, lo, min(hi, len(pcm)))
+
+    def summary(self) -> dict:
+        """``SpeakersSummary.as_dict()`` of everything :meth:`run` labelled so far."""
+        counts = self.speakers_per_content
+        if self.windows:
+            _log.info("speakers: %d recordings, %d windows in %.1f s, %d failed windows", len(counts),
+                      self.windows, self.wall_s, self.failed_windows)
+        return SpeakersSummary(
+            recordings=len(counts), windows=self.windows, failed_windows=self.failed_windows,
+            failed_recordings=sum(n == 0 for n in counts.values()), audio_s=self.audio_samples / SAMPLE_RATE,
+            embed_s=self.embed_s, wall_s=self.wall_s, batches=self.batches, oom_splits=self.splits,
+            device=str(self.embedder.device), backend=self.embedder.name, speakers_per_recording=dict(counts),
+        ).as_dict()
+
+
+def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
+    """The clustering options of a speakers config."""
+    return ClusterParams(threshold=cfg.threshold, merge_similarity=cfg.merge_similarity,
+                         num_speakers=cfg.num_speakers, min_speakers=cfg.min_speakers,
+                         max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows,
+                         min_cluster_windows=cfg.min_cluster_windows)
+
+
+def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
+    """The ``SPEAKER_RESULTS`` rows of some contents: spans and window failures in time order, and one
+    row with null samples for a content that got no span at all (its first window error says why)."""
+    rows = []
+    for r in results:
+        if not r.spans:
+            first = f" (first error: {r.failures[0].error})" if r.failures else ""
+            rows.append(_row(r.content_id, None, None, None, NO_WINDOWS + first))
+            continue
+        rows += [_row(r.content_id, s.start_sample, s.end_sample, s.speaker, None) for s in r.spans]
+        rows += [_row(r.content_id, f.window.start_sample, f.window.end_sample, None, f.error) for f in r.failures]
+    rows.sort(key=lambda row: (row["content_id"], row["start_sample"] or 0, row["status"]))
+    return to_table(rows, SPEAKER_RESULTS)
+
+
+def _row(content_id: str, start: int | None, end: int | None, speaker: str | None, error: str | None) -> dict:
+    return {"content_id": content_id, "start_sample": start, "end_sample": end, "speaker": speaker,
+            "status": "failed" if error else "ok", "error": error}
+
+
+def _progress_bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="window", desc="speakers", disable=not progress or not sys.stderr.isatty())

@@ -1,0 +1,57 @@
+"""SpeakersConfig: defaults, and bad values rejected with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.configtools import from_mapping, result_hash
+from speakers.config import CAMPP_DEFAULT_MODEL, SpeakersConfig
+
+
+def test_defaults_are_off_and_valid() -> None:
+    cfg = SpeakersConfig()
+    assert cfg.enabled is False
+    assert (cfg.backend, cfg.threads, cfg.device) == ("resemblyzer", 1, "auto")
+    assert (cfg.window_samples, cfg.hop_samples) == (48_000, 24_000)
+    assert SpeakersConfig(backend="campp").model_name == CAMPP_DEFAULT_MODEL
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("backend", "pyannote", "'resemblyzer', 'campp'"),
+    ("hop_s", 4.0, "speakers.hop_s"),
+    ("window_s", 0.1, "speakers.window_s"),
+    ("smoothing", 4, "must be odd"),
+    ("num_speakers", 0, "speakers.num_speakers"),
+    ("num_speakers", 2.5, "whole number"),
+    ("max_speakers", 0, "speakers.max_speakers"),
+    ("device", "gpu", "auto, cpu, cuda or cuda:N"),
+    ("threshold", 3.0, "speakers.threshold"),
+    ("enabled", "yes", "true or false"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(key: str, value: object, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        SpeakersConfig(**{key: value})
+
+
+def test_unknown_yaml_key_is_named() -> None:
+    with pytest.raises(ValueError, match="speakers.windows_s"):
+        from_mapping(SpeakersConfig, {"windows_s": 2.0}, "speakers")
+
+
+def test_speed_only_keys_leave_the_result_hash_alone() -> None:
+    base = SpeakersConfig(enabled=True)
+    fast = SpeakersConfig(enabled=False, device="cpu", batch_windows=8, group_windows=10, threads=2, prefetch=1)
+    assert result_hash(fast) == result_hash(base)
+    assert result_hash(SpeakersConfig(threshold=1.0)) != result_hash(base)
+
+
+def test_default_yaml_documents_every_key_with_its_default() -> None:
+    import dataclasses
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    section = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())["speakers"]
+    fields = {f.name: f.default for f in dataclasses.fields(SpeakersConfig)}
+    assert section == fields
