@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from core.configtools import check_choice, check_range
+from core.configtools import check_choice, check_fields, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
 # Part of the store key: a result computed by older decoding code is never reused after a fix.
@@ -79,7 +79,7 @@ class AsrConfig:
     device: str = "auto"
     dtype: str = "float32"
     threads: int = 0
-    feature_workers: int | str = "auto"
+    feature_workers: int | Literal["auto"] = "auto"
     prefetch: int = 4
     batches_per_part: int = 16
     pad_invariant: bool = True
@@ -89,7 +89,8 @@ class AsrConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
+        check_fields(self, "asr")
+        if not self.model:
             raise ValueError("asr.model must be a FunASR model id or a local model folder")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"asr.device = {self.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
 import typing
 from typing import Any
 
@@ -67,6 +70,87 @@ def result_hash(cfg: Any) -> str:
     for key in getattr(type(cfg), "SPEED_ONLY", ()):
         plain.pop(key, None)
     return stable_hash(plain)
+
+
+def check_fields(cfg: Any, section: str) -> None:
+    """Check every field of a config dataclass against its type annotation.
+
+    Called first in each config's ``__post_init__``, so that the range and choice checks after it
+    see the types they expect, and a value of the wrong type fails here, naming its key, instead of
+    deep inside a stage (``asr.threads: 1.5`` would reach ``torch.set_num_threads``). Booleans are
+    not numbers here although Python says they are: ``max_items: true`` is a mistake, not 1.
+
+    Raises:
+        ValueError: ``<section>.<key> must be <what the annotation allows>, got <value>``.
+    """
+    hints = _type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _accepts(hints[f.name], value):
+            continue
+        where = f"{section}.{f.name}" if section else f.name
+        if isinstance(value, str) and _is_list_type(hints[f.name]):
+            raise ValueError(f"{where} must be a list, got the string {value!r}; write [{value}] for one item")
+        raise ValueError(f"{where} must be {_describe(hints[f.name])}, got {value!r}")
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    """The alternatives of a union (``int | None``), or the hint itself."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _is_list_type(hint: Any) -> bool:
+    return any(typing.get_origin(m) is tuple for m in _members(hint))
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    for member in _members(hint):
+        origin = typing.get_origin(member)
+        if origin is tuple:
+            item = typing.get_args(member)[0]
+            if isinstance(value, tuple) and all(_accepts(item, v) for v in value):
+                return True
+        elif typing.get_origin(member) is typing.Literal:
+            if value in typing.get_args(member) and isinstance(value, str):
+                return True
+        elif member is type(None):
+            if value is None:
+                return True
+        elif member is bool:
+            if isinstance(value, bool):
+                return True
+        elif member is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True
+        elif member is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return True
+        elif isinstance(member, type) and isinstance(value, member):
+            return True
+    return False
+
+
+_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false", str: "a string",
+          type(None): "null"}
+
+
+def _describe(hint: Any) -> str:
+    words = []
+    for member in _members(hint):
+        if typing.get_origin(member) is typing.Literal:
+            words += map(repr, typing.get_args(member))
+        elif typing.get_origin(member) is tuple:
+            words.append(f"a list of {_describe(typing.get_args(member)[0]).removeprefix('a ')}s")
+        else:
+            words.append(_WORDS.get(member, getattr(member, "__name__", str(member))))
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def check_choice(where: str, value: Any, allowed: typing.Iterable[Any]) -> None:

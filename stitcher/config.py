@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.configtools import check_range
+from core.configtools import check_fields, check_range
 
 FORMATS = ("srt", "vtt", "json", "txt")
 
@@ -26,6 +26,7 @@ class StitchConfig:
     partition_rows: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "stitch")
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise ValueError(f"stitch.formats has {fmt!r}; allowed formats: {', '.join(FORMATS)}")

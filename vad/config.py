@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.configtools import check_choice, check_range
+from core.configtools import check_choice, check_fields, check_range
 
 BACKENDS = ("webrtc", "silero", "fsmn")
 
@@ -74,6 +74,7 @@ class VadConfig:
     keep_pcm: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self, "vad")
         check_choice("vad.backend", self.backend, BACKENDS)
         check_choice("vad.aggressiveness", self.aggressiveness, (0, 1, 2, 3))
         check_choice("vad.frame_ms", self.frame_ms, (10, 20, 30))
@@ -89,8 +90,6 @@ class VadConfig:
         check_range("vad.soft_edge_s", self.soft_edge_s, 0, 1)
         check_range("vad.silero_threshold", self.silero_threshold, 0, 1)
         check_range("vad.workers", self.workers, 0, 1024)
-        if not isinstance(self.keep_pcm, bool):
-            raise ValueError(f"vad.keep_pcm must be true or false, got {self.keep_pcm!r}")
         if self.backend == "fsmn" and not self.fsmn_model:
             raise ValueError("vad.backend = 'fsmn' needs vad.fsmn_model: a local fsmn-vad model folder")
 

@@ -169,17 +169,17 @@ def test_quadratic_term_shrinks_long_batches_only():
 
 def test_buckets_never_mix_ranges():
     lengths = [12 * SR, 6 * SR, 4 * SR, 2 * SR]  # all four fit one 300 s batch without buckets
-    assert pack_segments(make_segments(lengths), PackerConfig()).batches.num_rows == 1
-    batches = pack_segments(make_segments(lengths), PackerConfig(buckets=(5.0, 10.0))).batches
+    assert pack_segments(make_segments(lengths), PackerConfig(budget_s=300)).batches.num_rows == 1
+    batches = pack_segments(make_segments(lengths), PackerConfig(budget_s=300, buckets=(5.0, 10.0))).batches
     assert batches["n_items"].to_pylist() == [1, 1, 2]
     assert batches["max_frames"].to_pylist() == [200, 100, 67]
 
 
 def test_stats_and_empty_input():
-    result = pack_segments(make_segments([]), PackerConfig())
+    result = pack_segments(make_segments([]), PackerConfig(budget_s=300))
     assert result.batches.num_rows == 0 and result.batches.schema.equals(BATCHES)
     assert result.stats.efficiency == 1.0 and result.stats.n_batches == 0
-    result = pack_segments(make_segments([10 * SR, 5 * SR]), PackerConfig())
+    result = pack_segments(make_segments([10 * SR, 5 * SR]), PackerConfig(budget_s=300))
     assert result.stats.real_frames == 167 + 83 and result.stats.padded_frames == 2 * 167
     assert result.stats.efficiency == pytest.approx(250 / 334)
 
@@ -194,14 +194,14 @@ def test_budget_argument_overrides_and_auto_needs_it():
 
 def test_bad_input_is_rejected_with_a_reason():
     with pytest.raises(ValueError, match="lacks column"):
-        pack_segments(pa.table({"content_id": ["a"]}), PackerConfig())
+        pack_segments(pa.table({"content_id": ["a"]}), PackerConfig(budget_s=300))
     bad = make_segments([SR]).set_column(2, "end_sample", pa.array([-1], pa.int64()))
     with pytest.raises(ValueError, match="end before they start"):
-        pack_segments(bad, PackerConfig())
+        pack_segments(bad, PackerConfig(budget_s=300))
 
 
 def test_too_short_segments_are_kept_and_warned():
-    result = pack_segments(make_segments([0, 1, SR]), PackerConfig())
+    result = pack_segments(make_segments([0, 1, SR]), PackerConfig(budget_s=300))
     assert sum(result.batches["n_items"].to_pylist()) == 3
     assert any("fewer than 2 samples" in w for w in result.warnings)
 
