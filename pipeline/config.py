@@ -2,11 +2,14 @@
 
 Unknown keys are errors that name the key. Overrides use dotted keys (``packer.budget_s=600``) and
 their values are parsed as YAML scalars, so ``asr.device=cpu`` and ``packer.budget_s=600`` both work.
+Relative paths in the file resolve against the file's folder; relative paths given as overrides
+resolve against the current directory, where the person typing them is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import yaml
 
 from asr.config import AsrConfig
-from core.configtools import as_plain, check_choice, from_mapping
+from core.configtools import as_plain, check_choice, check_fields, check_range, from_mapping
 from packer.config import PackerConfig
 from speakers.config import SpeakersConfig
 from stitcher.config import StitchConfig
@@ -40,6 +43,13 @@ class RayConfig:
     num_cpus: int | None = None
     num_gpus_per_actor: float = 0.0
     concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        check_fields(self, "ray")
+        if self.num_cpus is not None:
+            check_range("ray.num_cpus", self.num_cpus, 1, None)
+        check_range("ray.num_gpus_per_actor", self.num_gpus_per_actor, 0, 1024)
+        check_range("ray.concurrency", self.concurrency, 1, 100_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,7 @@ class Config:
             raise ValueError("inputs is empty: list audio files, directories or glob patterns")
         if not self.work_dir:
             raise ValueError("work_dir is required: the folder where vadpack keeps its stage tables")
+        check_fields(self, "")
         check_choice("engine", self.engine, ENGINES)
 
     @property
@@ -93,36 +104,102 @@ class Config:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML config and apply ``key=value`` overrides.
 
-    Relative paths in the config are resolved against the folder that holds the config file.
+    Relative paths in the config are resolved against the folder that holds the config file;
+    relative paths given in overrides against the current directory.
 
     Raises:
-        ValueError: on unknown keys, bad values or malformed overrides.
+        ValueError: on YAML syntax errors, unknown keys, bad values or malformed overrides; the
+            message is one line that names the file, key or override.
         FileNotFoundError: when the config file does not exist.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a YAML mapping of keys to values")
+    data = _read_yaml(path)
     for item in overrides:
-        apply_override(data, item)
+        key = apply_override(data, item)
+        _resolve_override_path(data, key, os.getcwd())
     return config_from_dict(data, base_dir=str(path.resolve().parent))
 
 
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply one ``dotted.key=value`` override to a raw config mapping, in place."""
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        what = f"{path} is a folder, not a file" if path.is_dir() else f"not found: {path}"
+        raise FileNotFoundError(f"config file {what}; give the path of a YAML config "
+                                "(configs/default.yaml documents every key)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: {_yaml_problem(e)}; fix the file (indentation, colons, quotes)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {path} cannot be read: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config must be a YAML mapping of keys to values")
+    return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    # An unquoted glob (inputs: [*.wav]) is a YAML alias: say what to do, not what the parser saw.
+    hint = "; a glob pattern must be quoted: ['*.wav']" if "alias" in str(getattr(e, "context", "")) else ""
+    return f"YAML error{where}: {problem}{hint}"
+
+
+def apply_override(data: dict[str, Any], item: str) -> str:
+    """Apply one ``dotted.key=value`` override to a raw config mapping, in place.
+
+    Returns:
+        The dotted key it set.
+    """
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"override {item!r} is not of the form key=value (e.g. packer.budget_s=600)")
+        raise ValueError(f"override {item!r} is not of the form key=value (e.g. -o packer.budget_s=600)")
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # a section left empty in the YAML (`vad:`) loads as null
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ValueError(f"override {item!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    node[parts[-1]] = _override_value(item, raw)
+    return ".".join(parts)
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """The YAML value of an override; text that is not YAML but no list or mapping either (a glob
+    such as ``*.wav``, which YAML reads as an alias) is the string itself."""
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        if raw.lstrip()[:1] not in ("[", "{", "'", '"'):
+            return raw.strip()
+        raise ValueError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)}); "
+                         "quote it, e.g. -o 'stitch.formats=[srt, vtt]'") from None
+
+
+def _resolve_override_path(data: dict[str, Any], key: str, cwd: str) -> None:
+    """Make a path given in an override absolute against ``cwd`` (the YAML file's folder is not
+    where the person typing ``-o inputs=[mydata]`` is)."""
+    if key in ("inputs", "work_dir", "output_dir"):
+        value = data.get(key)
+        if isinstance(value, str):
+            data[key] = _absolute(value, cwd)
+        elif isinstance(value, list):
+            data[key] = [_absolute(v, cwd) if isinstance(v, str) else v for v in value]
+        return
+    section, _, name = key.partition(".")
+    node = data.get(section)
+    if name in MODEL_PATH_KEYS.get(section, ()) and isinstance(node, dict) and isinstance(node.get(name), str):
+        node[name] = resolve_model_path(node[name], cwd)
+
+
+def _absolute(value: str, cwd: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else Path(cwd) / path)
 
 
 def config_from_dict(data: dict[str, Any], base_dir: str = ".") -> Config:
