@@ -8,6 +8,7 @@ reader never sees a half-written table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterable
@@ -218,7 +219,10 @@ class TableSink:
 
     The table is a single Parquet file (one row group per chunk) or, with ``partition_rows``, a
     folder of part files of that many rows. Either way it is written under a temporary name and
-    appears under its final name only in :meth:`close`.
+    appears under its final name only in :meth:`close`, replacing the previous table whichever form
+    it had (switching ``partition_rows`` on or off for an existing output). When a write or the
+    close fails, the temporary file or folder is removed; used as a context manager, so it is when
+    the caller fails between writes.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, metadata: dict[str, str] | None = None,
@@ -238,27 +242,51 @@ class TableSink:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp.mkdir()
 
+    def __enter__(self) -> TableSink:  # noqa: PYI034
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
     def write(self, table: pa.Table) -> None:
-        table = table.cast(self.schema)
-        self.rows += table.num_rows
-        if self.partition_rows is None:
-            if table.num_rows:
-                self._writer.write_table(table)
-            return
-        self._pending.append(table)
-        self._flush_parts(final=False)
+        try:
+            table = table.cast(self.schema)
+            self.rows += table.num_rows
+            if self.partition_rows is None:
+                if table.num_rows:
+                    self._writer.write_table(table)
+                return
+            self._pending.append(table)
+            self._flush_parts(final=False)
+        except BaseException:
+            self.abort()
+            raise
 
     def close(self) -> Path:
-        """Finish the table and move it to its final name (replacing an older one)."""
-        if self.partition_rows is None:
-            self._writer.close()
-            fsync_file(self._tmp)
-        else:
-            self._flush_parts(final=True)
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
+        """Finish the table and move it to its final name (replacing an older file or folder)."""
+        try:
+            if self.partition_rows is None:
+                self._writer.close()
+                fsync_file(self._tmp)
+            else:
+                self._flush_parts(final=True)
+            replace_path(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
+
+    def abort(self) -> None:
+        """Drop what was written: the table keeps its previous version, and no temporary is left."""
+        if self.partition_rows is None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._tmp.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _flush_parts(self, final: bool) -> None:
         buffered = pa.concat_tables(self._pending) if self._pending else self.schema.empty_table()
@@ -274,6 +302,24 @@ class TableSink:
             if part.num_rows == 0:
                 break
         self._pending = [buffered.slice(offset)] if offset < buffered.num_rows else []
+
+
+def replace_path(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing a file or a folder there, whichever kind ``src`` is.
+
+    ``os.replace`` cannot put a folder over a file, nor over a folder that holds files, so the old
+    table is first renamed aside, under a temporary name a crash may leave and the next run sweeps.
+    """
+    if not (dst.is_dir() or (src.is_dir() and (dst.exists() or dst.is_symlink()))):
+        os.replace(src, dst)
+        return
+    old = tmp_name(dst)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
 
 
 def _metadata(schema: pa.Schema, extra: dict[str, str] | None) -> dict[bytes, bytes]:

@@ -67,8 +67,8 @@ class Runner:
         if stage == "scan":
             from pipeline.scan import fingerprint_inputs, list_inputs
 
-            paths, _ = list_inputs(self.cfg)
-            return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(paths)))
+            paths = list_inputs(self.cfg).paths
+            return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(list(paths))))
         fps = []
         for up in UPSTREAM[stage]:
             m = read_manifest(self.work.manifest(up))
@@ -149,7 +149,12 @@ class Runner:
         self.work.manifest(stage).unlink(missing_ok=True)  # while a stage runs, it is not complete
         log.info("%s: running%s", stage, " (forced)" if force else "")
         t0 = time.perf_counter()
-        result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force))
+        try:
+            result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force))
+        except BaseException:
+            if stage == "stitch":  # no half-written table left in the folder people read
+                sweep_temp_files([self.cfg.output_path])
+            raise
         result.summary["wall_s"] = time.perf_counter() - t0
         log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
         write_manifest(self.work.manifest(stage), new_manifest(stage, parts, input_fp,
