@@ -1,4 +1,4 @@
-"""The scan stage: inputs (files, directories, globs) -> one row per input file, probed.
+"""The scan stage: inputs (files, folders, globs, list files) -> one row per input file, probed.
 
 A recording id is a readable, file-name-safe stem plus a hash of the resolved path, so two files
 called ``a.wav`` in different folders never share an id, and the id never changes between runs.
@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,8 +23,19 @@ from pipeline.config import Config
 
 log = logging.getLogger("vadpack")
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".webm", ".mp4",
-                            ".wma", ".aif", ".aiff", ".caf", ".amr"})
+# Every container FFmpeg (PyAV) opens whose audio track vadpack can decode: audio files, and the
+# video containers meetings are often recorded in (.mkv, .mp4, .mov, ...), whose audio is transcribed.
+# Listed broadly because a folder scan or a glob skips what is not here: side files (.rttm, .json,
+# .txt) are what it must skip. A file named explicitly in the inputs is scanned whatever its suffix.
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".wave", ".w64", ".rf64", ".flac", ".mp3", ".mp2", ".m4a", ".m4b", ".aac", ".ac3", ".eac3",
+    ".ogg", ".oga", ".opus", ".spx", ".wma", ".aif", ".aiff", ".aifc", ".caf", ".amr", ".awb", ".3ga",
+    ".au", ".snd", ".ape", ".wv", ".tta", ".mpc", ".ra", ".rm", ".voc", ".gsm", ".mka",
+    ".webm", ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".wmv", ".asf", ".flv", ".f4v", ".3gp", ".3g2",
+    ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".ogv", ".mxf", ".nut", ".dv",
+})
+# An input file with one of these suffixes is a list of inputs, one path a line.
+LIST_SUFFIXES = frozenset({".txt", ".lst"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -36,47 +47,131 @@ def recording_id(path: str) -> str:
     return f"{stem}-{digest}"
 
 
-def list_inputs(cfg: Config) -> tuple[list[str], list[str]]:
-    """Expand ``cfg.inputs`` into input paths, sorted and de-duplicated.
+@dataclass(frozen=True, slots=True)
+class InputListing:
+    """What ``inputs`` names on disk.
 
-    Returns:
-        (paths, notes): notes are warnings for entries that matched nothing.
+    Attributes:
+        paths: the files to scan, sorted and de-duplicated. A named file that does not exist is kept,
+            so that scan records it as a failure with the reason (no input is silently dropped).
+        errors: one line per entry that cannot be used as given: a missing file, folder or list, a
+            glob that matches no audio file or is malformed, an unreadable list (preflight: exit 2).
+        notes: warnings: a folder or a list that holds no audio file.
+        skipped: files left out of folder and glob scans because their suffix is not an audio one.
+    """
+
+    paths: tuple[str, ...]
+    errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+def list_inputs(cfg: Config) -> InputListing:
+    """Expand ``cfg.inputs`` (files, folders, globs, list files) into the files to scan.
 
     Raises:
         ConfigError: when work_dir lies inside an input folder (the cache would be rescanned as input).
     """
-    work = cfg.work_path.resolve()
-    found: dict[str, None] = {}
-    notes: list[str] = []
+    lister = _Lister(cfg.work_path.resolve())
     for entry in cfg.inputs:
-        resolved = cfg.resolve_input(entry)
-        matches = list(_expand(resolved, work))
-        if not matches:
-            notes.append(f"input {entry!r} matched no file")
-        for m in matches:
-            found.setdefault(os.path.abspath(m), None)
-    return sorted(found), notes
+        lister.add(entry, cfg.resolve_input(entry), strict=True)
+    return lister.listing()
 
 
-def _expand(entry: str, work: Path) -> Iterable[str]:
-    p = Path(entry)
-    if p.is_dir():
-        if work == p.resolve() or p.resolve() in work.parents:
-            raise ConfigError(f"work_dir {work} is inside the input folder {p}: vadpack would rescan its own "
-                             "cache as input. Put work_dir outside the input folders.")
+def skipped_note(skipped: tuple[str, ...] | list[str], show: int = 5) -> str:
+    """``skipped 7 files that are not audio by their suffix: a.rttm, b.json, ... (2 more)``."""
+    names = ", ".join(skipped[:show]) + (f", ... ({len(skipped) - show} more)" if len(skipped) > show else "")
+    return f"scan: skipped {len(skipped)} files that are not audio by their suffix: {names}"
+
+
+class _Lister:
+    """Collects the files the inputs name, and what is wrong with the entries that name none.
+
+    ``strict`` entries come from the config: a missing one is an error. Entries read from a list
+    file are data: a missing one is kept and becomes a failure row in scan.
+    """
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.found: dict[str, None] = {}
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.skipped: list[str] = []
+
+    def listing(self) -> InputListing:
+        return InputListing(tuple(sorted(self.found)), tuple(self.errors), tuple(self.notes), tuple(self.skipped))
+
+    def add(self, entry: str, resolved: str, strict: bool) -> None:
+        p = Path(resolved)
+        if p.is_dir():
+            self._folder(entry, p)
+        elif strict and p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            self._list_file(entry, p)
+        elif p.exists() or p.is_symlink():
+            self._keep(p)  # a broken or looping link is kept, so scan says what is wrong with it
+        elif glob.has_magic(entry):
+            self._glob(entry, resolved, strict)
+        else:
+            self._keep(p)
+            if strict:
+                where = "" if entry == str(p) else f" (resolved to {p})"
+                self.errors.append(f"input {entry!r} does not exist{where}; fix the path in inputs")
+
+    def _keep(self, path: Path | str) -> None:
+        self.found.setdefault(os.path.abspath(path), None)
+
+    def _folder(self, entry: str, p: Path) -> None:
+        if self.work == p.resolve() or p.resolve() in self.work.parents:
+            raise ConfigError(f"work_dir {self.work} is inside the input folder {p}: vadpack would rescan its own "
+                              "cache as input. Put work_dir outside the input folders.")
+        before = len(self.found)
         # Folders named like audio files (talk.wav/) are walked, not listed; symlinks are listed so a
         # broken or looping link is reported instead of silently skipped.
-        yield from (str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES
-                    and (f.is_symlink() or f.is_file()) and not _inside(f, work))
-    elif p.exists() or p.is_symlink():
-        yield str(p)
-    elif glob.has_magic(entry):
-        for m in sorted(glob.glob(entry, recursive=True)):
+        for f in sorted(p.rglob("*")):
+            if _inside(f, self.work) or not (f.is_symlink() or f.is_file()):
+                continue
+            if f.suffix.lower() in AUDIO_SUFFIXES:
+                self._keep(f)
+            else:
+                self.skipped.append(str(f))
+        if len(self.found) == before:
+            self.notes.append(f"input folder {entry!r} holds no audio file")
+
+    def _glob(self, entry: str, pattern: str, strict: bool) -> None:
+        try:
+            matches = sorted(glob.glob(pattern, recursive=True))
+        except re.error as e:  # fnmatch builds a regex: "[z-a]" is a bad character range
+            self.errors.append(f"input {entry!r} is not a valid glob pattern ({e}); fix or quote the pattern")
+            return
+        before = len(self.found)
+        for m in matches:
             mp = Path(m)
-            if not _inside(mp, work) and (not mp.is_dir() or mp.suffix.lower() in AUDIO_SUFFIXES):
-                yield m
-    else:
-        yield str(p)  # a missing file is reported as a failure, not silently skipped
+            if _inside(mp, self.work):
+                continue
+            if mp.is_dir():
+                self._folder(m, mp)  # a glob over folders (/data/2024-*) means their recordings
+            elif mp.suffix.lower() in AUDIO_SUFFIXES:
+                self._keep(mp)
+            else:
+                self.skipped.append(m)
+        if len(self.found) == before:
+            where = "" if entry == pattern else f" (resolved to {pattern})"
+            (self.errors if strict else self.notes).append(
+                f"input glob {entry!r}{where} matches no audio file; check the pattern")
+
+    def _list_file(self, entry: str, p: Path) -> None:
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            self.errors.append(f"input list {entry!r} cannot be read ({e}); give a UTF-8 text file, one path a line")
+            return
+        before = len(self.found)
+        for line in (raw.strip() for raw in lines):
+            if line and not line.startswith("#"):
+                path = Path(line).expanduser()
+                self.add(line, str(path if path.is_absolute() else p.parent / path), strict=False)
+        if len(self.found) == before:
+            self.notes.append(f"input list {entry!r} names no audio file")
 
 
 def _inside(path: Path, folder: Path) -> bool:

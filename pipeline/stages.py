@@ -112,17 +112,20 @@ def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
 # ---- scan -------------------------------------------------------------------------------------
 
 def run_scan(ctx: StageContext) -> StageResult:
-    from pipeline.scan import known_content_ids, list_inputs, scan
+    from pipeline.scan import known_content_ids, list_inputs, scan, skipped_note
 
-    paths, notes = list_inputs(ctx.cfg)
-    for note in notes:
+    listing = list_inputs(ctx.cfg)
+    for note in (*listing.errors, *listing.notes):  # errors too: a caller may skip the preflight
         log.warning(note)
+    if listing.skipped:
+        log.info(skipped_note(listing.skipped))
     previous = None if ctx.force or not ctx.work.recordings.exists() else read_table(ctx.work.recordings)
-    table = scan(paths, known_content_ids(previous))
+    table = scan(list(listing.paths), known_content_ids(previous))
     write_table(table, ctx.work.recordings)
     failed = pc.sum(pc.equal(table["status"], "failed")).as_py() or 0
     seconds = pc.sum(table["duration_s"]).as_py() or 0.0
-    return StageResult(table.num_rows, {"files": table.num_rows, "failed": failed, "audio_h": seconds / 3600})
+    return StageResult(table.num_rows, {"files": table.num_rows, "failed": failed, "audio_h": seconds / 3600,
+                                        "skipped": len(listing.skipped)})
 
 
 # ---- vad --------------------------------------------------------------------------------------
