@@ -12,6 +12,8 @@ from pipeline.config import Config
 from pipeline.stages import StageResult
 from pipeline.workdir import WorkDir
 
+FAILURES_SHOWN = 10  # a run over thousands of bad files must not flood the terminal
+
 
 def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> dict:
     """Figures of the whole run (also for stages skipped as up to date)."""
@@ -47,11 +49,12 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
             s["asr"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
             for key in ("decoded_segments", "decoded_audio_s", "reused_segments"):
                 s[key] = r.summary.get(key, 0)
+        if stage == "pack":
+            s["budget_s"] = r.summary.get("budget_s")
     if s.get("decoded_audio_s") and wall_s > 0:
         # Only what was decoded counts: audio whose transcript came from the store cost nothing here.
         s["xrt"] = s["decoded_audio_s"] / wall_s
-        if stage == "pack":
-            s["budget_s"] = r.summary.get("budget_s")
+    s.update(failure_rows(failures, cfg.output_path / "failures.parquet"))
     return s
 
 
@@ -60,11 +63,21 @@ def _failures_of(failures, stage: str) -> int:
     return (pc.sum(pc.equal(failures["stage"], stage)).as_py() or 0) if failures is not None else 0
 
 
+def failure_rows(failures, path: Path, show: int = FAILURES_SHOWN) -> dict:
+    """The first ``show`` failures (path, stage, segment, reason), how many there are, and where."""
+    if failures is None or failures.num_rows == 0:
+        return {"failures": [], "n_failures": 0}
+    rows = failures.sort_by([("path", "ascending"), ("segment_index", "ascending")]).slice(0, show)
+    shown = [{k: r[k] for k in ("path", "stage", "segment_index", "error")} for r in rows.to_pylist()]
+    return {"failures": shown, "n_failures": failures.num_rows, "failures_path": str(path)}
+
+
 def _read(path: Path, schema):
     return read_table(path, schema) if path.exists() else None
 
 
 def print_summary(s: dict) -> None:
+    """The run's figures, and the inputs that failed with their reasons (the first few)."""
     lines = [
         f"files          {s['files']}  (failed: {s['failed_inputs']})",
         f"audio          {s.get('audio_h', 0.0):.3f} h",
@@ -89,6 +102,7 @@ def print_summary(s: dict) -> None:
     if s.get("dtype", "float32") != "float32":
         lines.append(f"precision      {precision_note(s['dtype'])}")
     lines.append(f"output         {s['output_dir']}")
+    lines += failure_lines(s)
     print("\n".join(lines))
 
 
@@ -100,3 +114,16 @@ def precision_note(dtype: str) -> str:
     return (f"{dtype}: results may differ from float32 and between batchings (measured: "
             f"{m.token_agreement:.1%} token agreement with float32, {m.tokens_equal_fp32:.0%} of segments "
             f"identical, {m.batch_invariant:.0%} the same in every batching; bench/precision.py)")
+
+
+def failure_lines(s: dict) -> list[str]:
+    """``failed ...`` lines: each failed input (or segment) with its reason, then how many more."""
+    if not s.get("failures"):
+        return []
+    lines = [f"failed         {s['n_failures']} (every one with its reason in {s['failures_path']}):"]
+    for f in s["failures"]:
+        where = f"{f['stage']}" + (f", segment {f['segment_index']}" if f["segment_index"] is not None else "")
+        lines.append(f"  {f['path']} ({where}): {f['error']}")
+    if s["n_failures"] > len(s["failures"]):
+        lines.append(f"  ... and {s['n_failures'] - len(s['failures'])} more")
+    return lines
