@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 from core.tables import OUTPUT_SCHEMAS
 from pipeline.config import Config
 from pipeline.config import load_config as _load_config
+
+log = logging.getLogger("vadpack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +85,19 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
 
     Returns:
         The stages that ran and the run's figures.
+
+    Raises:
+        PreflightError: (a ``ValueError``) the config cannot run as it stands: a missing input, an
+            unwritable folder, an incomplete model folder, a missing device or extra. Checked before
+            any stage runs; one line per problem.
     """
+    from pipeline.preflight import preflight, stages_to_run
     from pipeline.runner import Runner
     from pipeline.summary import run_summary
 
     cfg = _as_config(config, overrides)
+    for warning in preflight(cfg, stages_to_run(stage, from_stage)):
+        log.warning(warning)
     t0 = time.perf_counter()
     results = Runner(cfg, progress=progress).run(only=stage, start=from_stage, force=frozenset(force))
     return RunReport(tuple(results), run_summary(cfg, results, time.perf_counter() - t0))

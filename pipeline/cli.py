@@ -1,7 +1,8 @@
 """The vadpack command line: parse arguments, load the config, call the library.
 
 Exit codes: 0 all inputs succeeded, 3 some inputs failed (see failures.parquet), 2 config or usage
-error, 1 internal error.
+error (one line per mistake, found before any stage runs), 1 internal error, 130 interrupted.
+A traceback is printed only with ``-v``.
 """
 
 from __future__ import annotations
@@ -9,18 +10,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from pipeline.stages import STAGES
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _global_flags(default: object) -> argparse.ArgumentParser:
+    """-v and -q, accepted before or after the subcommand (``vadpack run c.yaml -v``)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="also log every batch (DEBUG), and print the traceback of an internal error")
+    flags.add_argument("-q", "--quiet", action="store_true", default=default, help="only warnings and errors")
+    return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vadpack", description="Long recordings -> VAD -> packed batches -> "
+    from core import __version__
+
+    p = argparse.ArgumentParser(prog="vadpack", parents=[_global_flags(False)],
+                                description="Long recordings -> VAD -> packed batches -> "
                                 "FunASR Paraformer -> Parquet transcripts.")
-    p.add_argument("-v", "--verbose", action="store_true", help="also log every batch (DEBUG)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"vadpack {__version__}")
+    # SUPPRESS: a flag not given after the subcommand leaves the one given before it in place.
+    common = _global_flags(argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_subparser_class(common))
     run = sub.add_parser("run", help="run the stages that are not up to date")
     run.add_argument("config", help="YAML config file")
     which = run.add_mutually_exclusive_group()
@@ -44,11 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--size", choices=("tiny", "large"), default="tiny",
                       help="tiny: small and fast (tests, demo); large: the Paraformer-large architecture")
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     return p
 
 
+def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    class Sub(argparse.ArgumentParser):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(parents=[common], **kwargs)
+
+    return Sub
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse has already printed
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    _setup_logging(args)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("vadpack: interrupted; rerun the same command to resume (completed work is kept)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        return _report_error(e, args.verbose)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -56,27 +94,58 @@ def main(argv: list[str] | None = None) -> int:
     vp_log.handlers[:] = [handler]
     vp_log.setLevel(level)
     vp_log.propagate = False
-    try:
-        if args.command == "tiny-model":
-            return cmd_tiny_model(args)
-        from pipeline.api import load_config
 
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "tiny-model":
+        return cmd_tiny_model(args)
+    from pipeline.api import load_config
+
+    try:
         cfg = load_config(args.config, args.override)
-        if args.command == "status":
-            return cmd_status(cfg)
-        if args.command == "prune":
-            return cmd_prune(cfg, args.dry_run)
-        return cmd_run(cfg, args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"vadpack: error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as e:  # every mistake in the file or an override
+        raise UsageError(str(e)) from e
+    if args.command == "status":
+        return cmd_status(cfg)
+    if args.command == "prune":
+        return cmd_prune(cfg, args.dry_run)
+    return cmd_run(cfg, args)
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the config: exit 2, no traceback, no advice to rerun."""
+
+
+def _report_error(e: Exception, verbose: bool) -> int:
+    """One line (one per problem) on stderr and the exit code; the traceback only with -v."""
+    from core.configtools import ConfigError
+    from pipeline.runner import StageOrderError
+
+    if verbose:
+        traceback.print_exception(e)
+    if isinstance(e, (UsageError, ConfigError, StageOrderError)):
+        for line in str(e).splitlines() or [type(e).__name__]:
+            print(f"vadpack: error: {line}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("vadpack: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    if isinstance(e, OSError):
+        # The disk or the filesystem, not vadpack: once that is fixed, the run resumes where it stopped.
+        print(f"vadpack: error: {e}; fix this (e.g. free disk space) and rerun the same command to resume, "
+              "completed work is kept", file=sys.stderr)
+    else:
+        print(f"vadpack: internal error: {type(e).__name__}: {e}; completed work is kept and rerunning the same "
+              "command resumes from it; if it fails again, run with -v and report the traceback", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from asr.tiny import write_tiny_model
+
+    target = Path(args.dir)
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not args.force):
+        what = "is a file" if target.is_file() else "is not empty"
+        raise UsageError(f"{target} {what}; give a new or empty folder, or --force to write into this one")
 
     path = write_tiny_model(args.dir, size=args.size, seed=args.seed)
     print(f"wrote a random {args.size} Paraformer model to {path}")
@@ -86,6 +155,13 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 def cmd_status(cfg) -> int:
     from pipeline.api import status
     from pipeline.housekeeping import usage
+    from pipeline.preflight import PreflightError, preflight
+
+    try:
+        preflight(cfg)
+    except PreflightError as e:  # status still shows what is there; the next run would stop here
+        for line in e.problems:
+            print(f"vadpack: warning: the next run would stop: {line}", file=sys.stderr)
 
     for st in status(cfg):
         rows = "" if st.rows is None else f"{st.rows} rows"
@@ -113,13 +189,13 @@ def _forced(args: argparse.Namespace) -> tuple[str, ...]:
         return ()
     if args.force:
         if args.force not in STAGES:
-            raise ValueError(f"--force {args.force}: not a stage; choose one of {', '.join(STAGES)}")
+            raise UsageError(f"--force {args.force}: not a stage; choose one of {', '.join(STAGES)}")
         return (args.force,)
     if args.stage:
         return (args.stage,)
     if args.start:
         return STAGES[STAGES.index(args.start):]
-    raise ValueError("--force needs a stage: --force asr, or --from S --force, or --stage S --force")
+    raise UsageError("--force needs a stage: --force asr, or --from S --force, or --stage S --force")
 
 
 def _size(n_bytes: int) -> str:
@@ -131,24 +207,11 @@ def _size(n_bytes: int) -> str:
 
 
 def cmd_run(cfg, args: argparse.Namespace) -> int:
-    from core.configtools import ConfigError
     from pipeline.api import run
-    from pipeline.runner import StageOrderError
     from pipeline.summary import print_summary
 
-    try:
-        report = run(cfg, stage=args.stage, from_stage=args.start, force=_forced(args),
-                     progress=not args.no_progress and sys.stderr.isatty())
-    except (StageOrderError, ConfigError) as e:
-        print(f"vadpack: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as e:
-        logging.getLogger("vadpack").debug("internal error", exc_info=True)
-        print(f"vadpack: internal error: {type(e).__name__}: {e}\n"
-              "Rerun the same command to resume; completed work is kept.", file=sys.stderr)
-        if args.verbose:
-            raise
-        return EXIT_INTERNAL
+    report = run(cfg, stage=args.stage, from_stage=args.start, force=_forced(args),
+                 progress=not args.no_progress and sys.stderr.isatty())
     print_summary(report.summary)
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
