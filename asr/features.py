@@ -27,6 +27,7 @@ import torch
 from asr.types import BatchPlan, FeatureBatch, FrontendInfo
 from core.cache import pcm_path, read_segment
 from core.faults import fault_arg
+from core.interrupt import quiet_worker, workers_start_quiet
 from core.types import Span
 
 _worker_state: dict[str, Any] = {}  # per worker process: the frontend and the cache folder
@@ -107,6 +108,7 @@ class FeatureFeeder:
 
     def __enter__(self) -> FeatureFeeder:  # noqa: PYI034
         if self.workers > 0:
+            # Started from the forkserver, which ignores SIGINT; _init_worker makes Ctrl-C quiet.
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=_worker_context(), initializer=_init_worker,
                 initargs=(self.info, str(self.cache_dir), os.environ.get("VADPACK_FAULTS")))
@@ -177,7 +179,9 @@ def start_worker_server() -> None:
     _worker_context()
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()
+    # Started with Ctrl-C held back: the server preloads FunASR before it ignores SIGINT itself.
+    with workers_start_quiet():
+        forkserver.ensure_running()
 
 
 def _worker_context() -> mp.context.BaseContext:
@@ -188,6 +192,7 @@ def _worker_context() -> mp.context.BaseContext:
 
 
 def _init_worker(info: FrontendInfo, cache_dir: str, faults: str | None) -> None:
+    quiet_worker()  # Ctrl-C: the parent reports the interrupt once, with no worker traceback
     torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
     # A forkserver child inherits the server's environment, which may predate the caller's.
     if faults is None:

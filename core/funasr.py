@@ -12,6 +12,8 @@ import functools
 import io
 from typing import Any
 
+from core.interrupt import interrupt_not_swallowed
+
 INSTALL = "pip install 'funasr==1.4.16'"
 
 
@@ -28,7 +30,8 @@ def funasr_registry(required: tuple[str, ...], who: str) -> Any:
     """
     try:
         # FunASR prints an ffmpeg notice to stdout on import; keep stdout for the program's output.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # Its bare except: clauses would swallow a Ctrl-C during the import (seconds long).
+        with contextlib.redirect_stdout(io.StringIO()), interrupt_not_swallowed():
             import funasr  # noqa: F401  (importing registers the model classes)
         from funasr.register import tables
     except ImportError as e:

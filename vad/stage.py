@@ -34,6 +34,7 @@ from core.audio import AudioError, decode_to_pcm
 from core.cache import SAMPLE_RATE, open_pcm, pcm_path
 from core.configtools import result_hash
 from core.faults import fault_arg
+from core.interrupt import quiet_worker, workers_start_quiet
 from core.types import RecordingRef, Segment
 from vad.backends import make_classifier
 from vad.config import VadConfig
@@ -225,7 +226,8 @@ def _run_pool(
     crashes: Counter[str] = Counter()
     while todo:
         suspects: list[RecordingRef] = []
-        pool = ProcessPoolExecutor(n_workers, mp_context=_mp_context())
+        # Quiet on Ctrl-C: the parent reports the interrupt once (core.interrupt).
+        pool = ProcessPoolExecutor(n_workers, mp_context=_mp_context(), initializer=quiet_worker)
         try:
             yield from _drain(pool, todo, (cache_dir, cfg, force), n_workers, crashes, suspects)
         finally:
@@ -249,7 +251,8 @@ def _drain(pool: ProcessPoolExecutor, todo: deque, args: tuple, n_workers: int, 
             if running and (crashes[todo[0].recording_id] or any(crashes[r.recording_id] for r in running.values())):
                 break
             ref = todo.popleft()
-            running[pool.submit(process_recording, ref, *args)] = ref
+            with workers_start_quiet():  # submit spawns the workers
+                running[pool.submit(process_recording, ref, *args)] = ref
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             ref = running.pop(future)
