@@ -24,6 +24,7 @@ import soundfile as sf
 
 from core.atomic import atomic_path
 from core.cache import PCM_DTYPE, SAMPLE_RATE
+from core.nativelog import native_stderr_into
 from core.resample import PolyphaseResampler
 from core.types import AudioInfo, DecodeResult
 
@@ -51,10 +52,20 @@ def probe(path: str) -> AudioInfo:
     """Read the header of an audio file: duration, sample rate, channels and codec.
 
     Cheap: no audio is decoded. For a truncated WAV the duration is what can actually be read.
+    What a native decoder prints meanwhile is kept off the terminal; it joins the error's reason.
 
     Raises:
         AudioError: when the file is missing, empty, or not an audio file.
     """
+    said: list[str] = []
+    try:
+        with native_stderr_into(said):
+            return _probe(path)
+    except AudioError as e:
+        raise AudioError("; ".join([str(e), *said])) from e
+
+
+def _probe(path: str) -> AudioInfo:
     _check_file(path)
     if not _soundfile_may_read(path):
         return _av_probe(path)
@@ -175,10 +186,13 @@ def _open_source(path: str, block_s: float, notes: list[str], as_int16: bool) ->
     """soundfile when it can read the file, else PyAV."""
     if not _soundfile_may_read(path):
         return _av_source(path, block_s, notes)
+    said: list[str] = []
     try:
-        handle = sf.SoundFile(path)
+        with native_stderr_into(said):
+            handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError):
-        return _av_source(path, block_s, notes)
+        return _av_source(path, block_s, notes)  # what libsndfile said no longer matters
+    notes += said
     if handle.frames <= 0 and handle.format == "MP3":
         handle.close()
         return _av_source(path, block_s, notes)
@@ -197,11 +211,12 @@ def _sf_blocks(handle: sf.SoundFile, claimed: int, block_s: float, notes: list[s
     with handle:
         while True:
             try:
-                data = handle.read(max(1, int(block_s * rate)), dtype="int16" if native else "float32",
-                                   always_2d=True)
+                with native_stderr_into(notes):  # libmpg123 writes its resync notes to fd 2
+                    data = handle.read(max(1, int(block_s * rate)), dtype="int16" if native else "float32",
+                                       always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as e:
                 if read == 0:
-                    raise AudioError(f"cannot decode audio: {e}") from e
+                    raise AudioError("; ".join([f"cannot decode audio: {e}", *notes])) from e
                 notes.append(f"decode error after {read / rate:.1f} s ({e}); decoded what was readable")
                 return
             if not len(data):
