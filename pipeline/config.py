@@ -157,12 +157,12 @@ def apply_override(data: dict[str, Any], item: str) -> str:
         raise ValueError(f"override {item!r} is not of the form key=value (e.g. -o packer.budget_s=600)")
     parts = key.strip().split(".")
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:  # a section left empty in the YAML (`vad:`) loads as null
             node[part] = {}
         node = node[part]
         if not isinstance(node, dict):
-            raise ValueError(f"override {item!r}: {part} is not a section")
+            raise ValueError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
     node[parts[-1]] = _override_value(item, raw)
     return ".".join(parts)
 
