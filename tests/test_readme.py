@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipeline.cli import main
 from tests.conftest import REPO, write_config
@@ -35,3 +39,17 @@ def test_readme_queries_run_on_pipeline_output(tmp_path, small_archive, tiny_mod
         assert speaker.startswith("S") and n_turns >= 1
         shares[path] = shares.get(path, 0.0) + pct
     assert len(shares) == 3 and all(abs(v - 100) < 0.5 for v in shares.values())
+
+
+def test_readme_queries_run_in_the_duckdb_shell(tmp_path, small_archive, tiny_model):
+    # The README tells people to paste the queries into `.venv/bin/duckdb` (the dev extra's duckdb-cli).
+    shell = Path(sys.executable).with_name("duckdb")
+    if not shell.exists():
+        pytest.skip(f"no DuckDB shell at {shell}: `make setup` installs duckdb-cli with the dev extra")
+    cfg = write_config(tmp_path, [str(small_archive)], tiny_model, speakers={"enabled": True, "device": "cpu"})
+    assert main(["run", str(cfg), "--no-progress"]) == 3
+    out = str(tmp_path / "work" / "output")
+    for query in readme_queries():
+        done = subprocess.run([str(shell), "-c", query.replace("runs/demo/output", out)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0 and "Error" not in done.stderr, done.stderr
