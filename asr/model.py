@@ -22,6 +22,7 @@ import yaml
 from asr.config import AsrConfig, is_local_model
 from asr.funasr_compat import funasr_tables
 from asr.types import DeviceInfo, FrontendInfo, LoadedModel
+from core.configtools import ConfigError
 from core.device import resolve_device as core_resolve_device
 
 log = logging.getLogger("vadpack.asr")
@@ -45,8 +46,9 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
 
     Raises:
         FileNotFoundError: a local model folder lacks a file it needs.
-        ValueError: the device is not available, the model is not a Paraformer, or hotwords are set
-            for a model that does not support them.
+        ValueError: the device is not available; ConfigError (a ValueError: the person must change
+            the config, a rerun alone does not help) when the model cannot be fetched or loaded, is
+            not a Paraformer, or hotwords are set for a model that does not support them.
     """
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -193,7 +195,7 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
                                                   disable_update=True, disable_log=True,
                                                   frontend_conf={"dither": 0.0})
     except Exception as e:  # FunASR raises anything from a failed download to a KeyError
-        raise ValueError(_load_error(spec, local, e)) from e
+        raise ConfigError(_load_error(spec, local, e)) from e
     _check_loaded(spec, model, kwargs)
     precision = getattr(torch, dtype.removeprefix("torch."))
     model.to(dtype=precision)
@@ -276,13 +278,13 @@ def _check_loaded(spec: str, model: torch.nn.Module, kwargs: dict[str, Any]) -> 
     """Refuse a model vadpack cannot decode correctly, naming what is wrong."""
     for method in ("encode", "calc_predictor", "cal_decoder_with_predictor"):
         if not hasattr(model, method):
-            raise ValueError(f"asr.model = {spec!r} is a {type(model).__name__}, not a Paraformer; vadpack "
+            raise ConfigError(f"asr.model = {spec!r} is a {type(model).__name__}, not a Paraformer; vadpack "
                              "decodes Paraformer, BiCifParaformer and SeacoParaformer models")
     frontend = kwargs.get("frontend")
     if frontend is None or getattr(frontend, "cmvn", None) is None:
-        raise ValueError(f"asr.model = {spec!r}: the frontend has no CMVN (am.mvn); features would be wrong")
+        raise ConfigError(f"asr.model = {spec!r}: the frontend has no CMVN (am.mvn); features would be wrong")
     if kwargs.get("tokenizer") is None:
-        raise ValueError(f"asr.model = {spec!r}: config.yaml names no tokenizer")
+        raise ConfigError(f"asr.model = {spec!r}: config.yaml names no tokenizer")
     _check_weights(spec, model, kwargs.get("init_param"))
 
 
@@ -300,7 +302,7 @@ def _check_weights(spec: str, model: torch.nn.Module, init_param: str | None) ->
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or wrong:
         bad = missing + wrong
-        raise ValueError(f"{init_param} does not match its config.yaml: {len(missing)} weights missing and "
+        raise ConfigError(f"{init_param} does not match its config.yaml: {len(missing)} weights missing and "
                          f"{len(wrong)} of the wrong shape (first: {bad[0]})")
 
 
@@ -321,7 +323,7 @@ def _hotword_ids(model: torch.nn.Module, model_class: str, cfg: AsrConfig, token
     if not cfg.hotwords:
         return None
     if not hasattr(model, "generate_hotwords_list"):
-        raise ValueError(f"asr.hotwords needs a SeACo-Paraformer model, but {cfg.model!r} is a "
+        raise ConfigError(f"asr.hotwords needs a SeACo-Paraformer model, but {cfg.model!r} is a "
                          f"{model_class}; remove asr.hotwords or use a SeACo-Paraformer model")
     ids = model.generate_hotwords_list(" ".join(cfg.hotwords), tokenizer=tokenizer, frontend=frontend)
     return tuple(tuple(int(i) for i in word) for word in ids)
