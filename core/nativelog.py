@@ -13,6 +13,7 @@ restored by the capture that redirected it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -53,6 +54,7 @@ def _sink_file():
     sink = _sink.get(os.getpid())
     if sink is None:
         sink = _sink[os.getpid()] = tempfile.TemporaryFile()
+        atexit.register(sink.close)  # one per process, kept open between captures
     return sink
 
 

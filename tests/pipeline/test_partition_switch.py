@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import duckdb
 
+from core.tables import OUTPUT_SCHEMAS
 from pipeline.cli import main
 from tests.conftest import write_config
 
-TABLES = ("documents", "segments", "tokens", "failures")
+TABLES = tuple(OUTPUT_SCHEMAS)  # documents, segments, tokens, words, failures
 
 
 def counts(out, partitioned: bool) -> dict[str, int]:
