@@ -33,7 +33,8 @@ def test_every_key_is_in_default_yaml_with_its_default_value():
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             continue
         if f.default_factory is dataclasses.MISSING:  # a top-level value
-            assert documented[name] == f.default, f"{name}: default.yaml says {documented[name]!r}, the code {f.default!r}"
+            assert documented[name] == f.default, \
+                f"{name}: default.yaml says {documented[name]!r}, the code {f.default!r}"
             continue
         defaults = as_plain(f.default_factory())  # a section: each of its keys
         section = documented[name] or {}

@@ -71,7 +71,8 @@ MISTAKES = [
     Mistake("float for int (vad.workers)", r"vad\.workers must be a whole number", overrides=("vad.workers=1.5",)),
     Mistake("float for int or auto", r"asr\.feature_workers must be a whole number or 'auto', got 1\.5",
             overrides=("asr.feature_workers=1.5",)),
-    Mistake("bool for int", r"packer\.max_items must be a whole number, got True", overrides=("packer.max_items=true",)),
+    Mistake("bool for int", r"packer\.max_items must be a whole number, got True",
+            overrides=("packer.max_items=true",)),
     Mistake("string for a list", r"stitch\.formats must be a list.*write \[srt\]", overrides=("stitch.formats=srt",)),
     Mistake("out of range", r"packer\.budget_s = -1 is out of range", overrides=("packer.budget_s=-1",)),
     Mistake("not a finite number", r"packer\.budget_s must be a finite number or 'auto'",
@@ -176,7 +177,8 @@ def test_at_least_twenty_mistakes_are_covered():
 
 @pytest.mark.skipif(_cuda_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(project, monkeypatch, capsys):
-    m = Mistake("cuda without CUDA", r"asr\.device = 'cuda' but torch sees no CUDA device", overrides=("asr.device=cuda",))
+    m = Mistake("cuda without CUDA", r"asr\.device = 'cuda' but torch sees no CUDA device",
+                overrides=("asr.device=cuda",))
     test_mistake_exits_2_before_any_work_with_one_line(m, project, monkeypatch, capsys)
 
 
