@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from asr.config import AsrConfig
+from core.interrupt import workers_start_quiet
 
 # What one CPU replica needs beyond its weights: torch, FunASR and activations (measured ~0.5 GB for
 # Paraformer-large decoding 60 padded seconds).
@@ -115,8 +116,9 @@ def run_replicas(target: Callable, args_of: Callable[[int], tuple], n_replicas: 
         tasks.put(None)  # one stop sign each
     procs = [ctx.Process(target=target, args=(i, tasks, messages, *args_of(i)), daemon=True)
              for i in range(n_replicas)]
-    for p in procs:
-        p.start()
+    with workers_start_quiet():  # a Ctrl-C while a replica imports torch: no traceback from it
+        for p in procs:
+            p.start()
     try:
         _pump(procs, messages, on_message)
     except BaseException:

@@ -35,18 +35,26 @@ class PreflightError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Extra:
-    """An optional dependency: when config key ``key`` is ``value``, ``module`` must be importable."""
+    """An optional dependency: when every ``(key, value)`` of ``when`` holds, ``module`` must import.
 
-    key: str
-    value: Any
+    Attributes:
+        module: the module to find (not imported: finding is cheap and has no side effects).
+        extra: the vadpack extra that installs it.
+        when: dotted config keys and the values that need the module.
+    """
+
     module: str
     extra: str
+    when: tuple[tuple[str, Any], ...]
 
 
-# One line per optional backend: what the config asks for, the module it needs, the extra to install.
+# One line per optional dependency: the module, the extra that installs it, and what needs it.
 EXTRAS = (
-    Extra("vad.backend", "silero", "silero_vad", "silero"),
-    Extra("engine", "ray", "ray", "ray"),
+    Extra("silero_vad", "silero", (("vad.backend", "silero"),)),
+    Extra("ray", "ray", (("engine", "ray"),)),
+    Extra("scipy", "speakers", (("speakers.enabled", True),)),
+    Extra("resemblyzer", "speakers", (("speakers.enabled", True), ("speakers.backend", "resemblyzer"))),
+    Extra("librosa", "speakers", (("speakers.enabled", True), ("speakers.backend", "resemblyzer"))),
 )
 
 # A FunASR hub id: a registered short name (paraformer-zh) or namespace/name on the model hub.
@@ -91,6 +99,8 @@ def preflight(cfg: Config, stages: tuple[str, ...] = STAGES) -> list[str]:
         problems += filter(None, [check_fsmn_model(cfg.vad.fsmn_model)])
     if "stitch" in stages and cfg.stitch.punc_model:
         problems += filter(None, [check_hub_or_folder("stitch.punc_model", cfg.stitch.punc_model, cfg.base_dir)])
+    if "speakers" in stages and cfg.speakers.enabled:
+        problems += check_speakers(cfg)
     if problems:
         raise PreflightError(problems)
     return warnings
@@ -134,9 +144,11 @@ def check_extras(cfg: Config) -> list[str]:
     """Each optional dependency the config asks for is installed."""
     problems = []
     for need in EXTRAS:
-        if config_value(cfg, need.key) == need.value and importlib.util.find_spec(need.module) is None:
-            problems.append(f"{need.key} = {need.value!r} needs the {need.extra!r} extra ({need.module} is not "
-                            f"installed): pip install 'vadpack[{need.extra}]'")
+        if all(config_value(cfg, key) == value for key, value in need.when) and \
+                importlib.util.find_spec(need.module) is None:
+            asks = " and ".join(f"{key} = {value!r}" for key, value in need.when)
+            problems.append(f"{asks} needs the {need.extra!r} extra ({need.module} is not installed): "
+                            f"pip install 'vadpack[{need.extra}]'")
     return problems
 
 
@@ -182,6 +194,18 @@ def check_hub_or_folder(key: str, spec: str, base_dir: str = ".") -> str | None:
     return None
 
 
+def check_speakers(cfg: Config) -> list[str]:
+    """The speakers device exists; its model is a folder or hub id (campp) or a checkpoint file."""
+    sp = cfg.speakers
+    problems = [check_device(sp.device, "float32", key="speakers.device")]
+    if sp.backend == "campp":
+        problems.append(check_hub_or_folder("speakers.model", sp.model_name, cfg.base_dir))
+    elif sp.model and not Path(sp.model).expanduser().is_file():
+        problems.append(f"speakers.model = {sp.model!r}: no such checkpoint file; give a resemblyzer VoiceEncoder "
+                        "checkpoint (.pt), or leave it empty for the weights in the wheel")
+    return [p for p in problems if p]
+
+
 def check_fsmn_model(spec: str | None) -> str | None:
     folder = Path(spec or "").expanduser()
     missing = [name for name in ("config.yaml", "model.pt") if not (folder / name).is_file()]
@@ -191,14 +215,15 @@ def check_fsmn_model(spec: str | None) -> str | None:
     return f"vad.fsmn_model = {spec!r} {what}; give a local fsmn-vad model folder (config.yaml, model.pt, am.mvn)"
 
 
-def check_device(device: str, dtype: str) -> str | None:
-    """``asr.device`` names a device this machine has, and it supports ``asr.dtype``."""
+def check_device(device: str, dtype: str, key: str = "asr.device") -> str | None:
+    """``device`` names a device this machine has, and it supports ``dtype``."""
     if device in ("auto", "cpu"):
         return None
-    from asr.model import resolve_device, resolve_dtype
+    from asr.model import resolve_dtype
+    from core.device import resolve_device
 
     try:
-        resolve_dtype(dtype, resolve_device(device))
+        resolve_dtype(dtype, resolve_device(device, key))
     except ValueError as e:
         return str(e)
     return None

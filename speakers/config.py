@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from core.cache import SAMPLE_RATE
-from core.configtools import check_choice, check_range
+from core.configtools import check_choice, check_fields, check_range
 
 BACKENDS = ("resemblyzer", "campp")
 CAMPP_DEFAULT_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
@@ -76,6 +76,7 @@ class SpeakersConfig:
     prefetch: int = 4
 
     def __post_init__(self) -> None:
+        check_fields(self, "speakers")
         if not isinstance(self.enabled, bool):
             raise ValueError(f"speakers.enabled must be true or false, got {self.enabled!r}")
         check_choice("speakers.backend", self.backend, BACKENDS)

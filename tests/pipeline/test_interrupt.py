@@ -20,7 +20,6 @@ import soundfile as sf
 from tests.conftest import REPO, write_config
 from tests.test_reliability import speechy
 
-
 # A shell shows both as exit status 130: sys.exit(130) after the one line, or (rarely, while asr starts
 # its forkserver) the process ending by the signal itself after it printed that line.
 INTERRUPTED = (130, -signal.SIGINT)

@@ -118,6 +118,11 @@ MISTAKES = [
             overrides=("vad.backend=silero",), hide_module="silero_vad"),
     Mistake("ray extra not installed", r"engine = 'ray' needs the 'ray' extra.*vadpack\[ray\]",
             overrides=("engine=ray",), hide_module="ray"),
+    Mistake("speakers extra not installed", r"speakers\.enabled = True and speakers\.backend = 'resemblyzer' "
+            r"needs the 'speakers' extra \(resemblyzer is not installed\)", overrides=("speakers.enabled=true",),
+            hide_module="resemblyzer"),
+    Mistake("float for int (speakers)", r"speakers\.group_windows must be a whole number",
+            overrides=("speakers.group_windows=1.5",)),
     Mistake("--force names no stage", r"--force xyz: not a stage", argv=("--force", "xyz")),
     Mistake("--stage before its inputs", r"stage vad has not run yet", argv=("--stage", "pack")),
 ]
@@ -179,6 +184,13 @@ def test_at_least_twenty_mistakes_are_covered():
 def test_cuda_without_cuda(project, monkeypatch, capsys):
     m = Mistake("cuda without CUDA", r"asr\.device = 'cuda' but torch sees no CUDA device",
                 overrides=("asr.device=cuda",))
+    test_mistake_exits_2_before_any_work_with_one_line(m, project, monkeypatch, capsys)
+
+
+@pytest.mark.skipif(_cuda_available(), reason="this machine has CUDA")
+def test_speakers_on_cuda_without_cuda(project, monkeypatch, capsys):
+    m = Mistake("speakers on cuda without CUDA", r"speakers\.device = 'cuda' but torch sees no CUDA device",
+                overrides=("speakers.enabled=true", "speakers.device=cuda"))
     test_mistake_exits_2_before_any_work_with_one_line(m, project, monkeypatch, capsys)
 
 
