@@ -587,4 +587,7 @@ def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]
 
 
 if __name__ == "__main__":
+    from pipeline.cli import exit_process
+
     main()
+    exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

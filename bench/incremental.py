@@ -192,4 +192,7 @@ def report(args: argparse.Namespace, results: dict, scratch: dict, live: Runs, n
 
 
 if __name__ == "__main__":
+    from pipeline.cli import exit_process
+
     main()
+    exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -257,4 +257,7 @@ def device_name(device: str) -> str:
 
 
 if __name__ == "__main__":
+    from pipeline.cli import exit_process
+
     main()
+    exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -105,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from pipeline.cli import exit_process
+
     main()
+    exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 
@@ -216,5 +217,27 @@ def cmd_run(cfg, args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
+def entry() -> None:
+    """The ``vadpack`` command: ``main`` with its exit code, then :func:`exit_process`."""
+    exit_process(main())
+
+
+def exit_process(code: int) -> None:
+    """Exit with ``code`` once everything is written, without Python's final teardown.
+
+    pyarrow's background threads can abort the interpreter's last clean-up ("terminate called
+    without an active exception", SIGABRT; apache/arrow#34314), turning a finished run into a crash
+    exit code now and then. The work is done and flushed, and atexit handlers (a local Ray cluster's
+    shutdown, temporary files) still run; only the module teardown that can abort is skipped.
+    """
+    import atexit
+
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
