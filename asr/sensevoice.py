@@ -172,6 +172,7 @@ class SenseVoiceFamily:
             speech_lengths: (n_items,) real frames per item.
             segment_ms: each segment's length in ms; token times are clamped to it.
         """
+        # with_queries builds a new tensor, which matters: the encoder scales its input in place.
         x, lengths = self.with_queries(lm.net, speech, speech_lengths)
         enc = lm.net.encoder(x, lengths)[0]
         results = []
