@@ -97,12 +97,19 @@ class SegmentResult:
         token_start_ms: start of each token, relative to the segment, in [0, segment length].
         token_end_ms: end of each token, relative to the segment, in [start, segment length].
         error: why the segment failed; None when it decoded.
+        language: the language the model heard (SenseVoice: zh, en, yue, ja, ko, nospeech); None for
+            models that do not tell.
+        emotion: the speaker's emotion (SenseVoice: neutral, happy, sad, angry, ..., unknown), or None.
+        event: the audio event (SenseVoice: speech, bgm, applause, laughter, ..., unknown), or None.
     """
 
     tokens: tuple[str, ...] = ()
     token_start_ms: tuple[int, ...] = ()
     token_end_ms: tuple[int, ...] = ()
     error: str | None = None
+    language: str | None = None
+    emotion: str | None = None
+    event: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -232,6 +239,8 @@ class LoadedModel:
         dtype: the model's precision.
         pad_invariant: whether ``net`` zeroes encoder frames past each item's length.
         hotword_ids: token ids of the configured hotwords (SeACo-Paraformer only), else None.
+        family: the model family that decodes it (``asr.family.ModelFamily``); None means the
+            Paraformer path of ``asr.infer``.
     """
 
     net: Any
@@ -245,3 +254,4 @@ class LoadedModel:
     dtype: Any
     pad_invariant: bool
     hotword_ids: tuple[tuple[int, ...], ...] | None = None
+    family: Any = None
