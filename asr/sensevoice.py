@@ -27,31 +27,20 @@ depend on the padding after it. Step by step:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from asr.config import AsrConfig
 from asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
-from asr.family import family_factory
-from asr.funasr_compat import funasr_tables
-from asr.model import (
-    _check_weights,
-    _frontend_info,
-    _load_error,
-    _quiet_root_logger,
-    check_model_folder,
-    is_local_model,
-    resolve_device,
-    resolve_dtype,
-)
-from asr.types import LoadedModel, SegmentResult
-from stitcher.text import SUBWORD_MARK, needs_space
+from asr.types import SegmentResult
+from core.text import SUBWORD_MARK, needs_space
 
-LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")  # what asr.language allows
 LANGUAGE_TAGS = ("zh", "en", "yue", "ja", "ko", "nospeech")
 EMOTION_TAGS = ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN")
 EVENT_TAGS = ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Sing",
@@ -62,6 +51,7 @@ EVENT_EMOTION_QUERIES = (1, 2)  # SenseVoiceSmall's embedding rows for them, fix
 WORD_START = "\u2581"  # SentencePiece's "▁": the piece starts a new word
 _TAG = re.compile(r"<\|[^|]*\|>")
 _UNKNOWN = {"EMO_UNKNOWN": "unknown", "Event_UNK": "unknown"}
+BPE_MODEL = "chn_jpn_yue_eng_ko_spectok.bpe.model"  # the file name of the hub model's tokenizer
 
 
 def tag(name: str) -> str:
@@ -71,27 +61,6 @@ def tag(name: str) -> str:
 
 # Every tag piece SenseVoice-Small emits, as FunASR's rich_transcription_postprocess knows them.
 ALL_TAGS = tuple(tag(n) for n in (*LANGUAGE_TAGS, *EMOTION_TAGS, *EVENT_TAGS, *ITN_TAGS))
-
-
-@dataclass(frozen=True, slots=True)
-class SenseVoiceOptions:
-    """The asr settings that change what SenseVoice decodes (phase 2: ``AsrConfig`` carries them).
-
-    Attributes:
-        language: ``auto`` to let the model tell, or the language to assume: zh, en, yue, ja, ko or
-            nospeech.
-        use_itn: inverse text normalisation by the model (digits, punctuation, casing).
-    """
-
-    language: str = "auto"
-    use_itn: bool = False
-
-    def __post_init__(self) -> None:
-        if self.language not in LANGUAGES:
-            raise ValueError(f"asr.language = {self.language!r} is not allowed; choose one of "
-                             f"{', '.join(LANGUAGES)}")
-        if not isinstance(self.use_itn, bool):
-            raise ValueError(f"asr.use_itn must be true or false, got {self.use_itn!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,32 +104,61 @@ class SenseVoiceFamily:
 
     Attributes:
         query_ids: the four embedding rows put in front of every item (language, event, emotion,
-            text normalisation), chosen at load time from ``SenseVoiceOptions``.
+            text normalisation), chosen at load time from ``asr.language`` and ``asr.use_itn``.
         vocab: the vocabulary's tags and specials.
         frame_ms: the model's time step (60 ms: LFR of 6 fbank frames of 10 ms).
     """
 
     name: ClassVar[str] = "sensevoice"
     model_classes: ClassVar[tuple[str, ...]] = ("SenseVoiceSmall",)
+    folder_files: ClassVar[str] = (f"config.yaml, configuration.json, am.mvn, model.pt and the SentencePiece "
+                                   f"model they name ({BPE_MODEL})")
 
     query_ids: tuple[int, int, int, int]
     vocab: SenseVoiceVocab
     frame_ms: int
 
+    @staticmethod
+    def missing_files(folder: Path, config: dict[str, Any]) -> list[str]:
+        """What a SenseVoice folder lacks beyond config.yaml, am.mvn and model.pt: its SentencePiece model."""
+        name = bpe_model_name(folder, config)
+        return [] if (folder / name).is_file() else [name]
+
+    @staticmethod
+    def check_loaded(spec: str, model: torch.nn.Module, kwargs: dict[str, Any]) -> None:
+        """Refuse a loaded model this family cannot decode, naming what is wrong."""
+        if not hasattr(kwargs.get("tokenizer"), "sp"):
+            raise ValueError(f"asr.model = {spec!r}: SenseVoice needs its SentencePiece tokenizer (a .bpe.model "
+                             "named in configuration.json or config.yaml)")
+        for part in ("encoder", "ctc", "embed", "lid_dict", "textnorm_dict"):
+            if not hasattr(model, part):
+                raise ValueError(f"asr.model = {spec!r} is a {type(model).__name__} without {part}; it is not "
+                                 "a SenseVoice-Small model")
+
+    @staticmethod
+    def prepare(model: torch.nn.Module, dtype: torch.dtype) -> None:
+        """Nothing to do: the SANM encoder and the CTC layer run in any dtype (log-probabilities in float32)."""
+
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, frame_ms: int,
-                   options: SenseVoiceOptions = SenseVoiceOptions()) -> SenseVoiceFamily:
-        """What decoding needs, read once at load time from FunASR's model and tokenizer.
+    def from_model(cls, model: Any, tokenizer: Any, frontend: Any, cfg: AsrConfig) -> SenseVoiceFamily:
+        """What decoding needs, read once at load time from FunASR's model, tokenizer and frontend.
 
         Raises:
-            ValueError: the tokenizer is not a SenseVoice one.
+            ValueError: hotwords are set (SenseVoice has none), or the tokenizer is not a SenseVoice one.
         """
+        if cfg.hotwords:
+            raise ValueError("asr.hotwords needs a SeACo-Paraformer model; SenseVoice has no hotword biasing, "
+                             "so remove asr.hotwords")
         sp = tokenizer.sp
         pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
         vocab = SenseVoiceVocab.from_pieces(pieces, int(model.blank_id), int(model.sos), int(model.eos))
-        norm = "withitn" if options.use_itn else "woitn"
-        queries = (int(model.lid_dict[options.language]), *EVENT_EMOTION_QUERIES, int(model.textnorm_dict[norm]))
-        return cls(queries, vocab, frame_ms)
+        norm = "withitn" if cfg.use_itn else "woitn"
+        queries = (int(model.lid_dict[cfg.language]), *EVENT_EMOTION_QUERIES, int(model.textnorm_dict[norm]))
+        return cls(queries, vocab, int(frontend.frame_shift) * int(frontend.lfr_n))
+
+    def wrap(self, model: torch.nn.Module) -> Any:
+        """The model itself: its encoder masks padded frames (no wrapper, whatever asr.pad_invariant says)."""
+        return model
 
     def decode(self, lm: Any, speech: torch.Tensor, speech_lengths: torch.Tensor,
                segment_ms: Sequence[int]) -> list[SegmentResult]:
@@ -178,7 +176,7 @@ class SenseVoiceFamily:
         results = []
         for i, (n, ms) in enumerate(zip(lengths.tolist(), segment_ms)):
             log_probs = lm.net.ctc.log_softmax(enc[i: i + 1, :n])[0].float()  # this item's frames only
-            results.append(self.item_result(log_probs, lm.tokenizer, int(ms)))
+            results.append(self.item_result(log_probs, int(ms)))
         return results
 
     def with_queries(self, net: Any, speech: torch.Tensor, lengths: torch.Tensor
@@ -188,7 +186,7 @@ class SenseVoiceFamily:
         queries = net.embed(ids).to(speech.dtype).expand(speech.size(0), -1, -1)
         return torch.cat((queries, speech), dim=1), lengths.to(torch.int64) + N_QUERIES
 
-    def item_result(self, log_probs: torch.Tensor, tokenizer: Any, segment_ms: int) -> SegmentResult:
+    def item_result(self, log_probs: torch.Tensor, segment_ms: int) -> SegmentResult:
         """One item's result from its CTC log-probabilities (frames incl. the four query frames, vocab)."""
         language, emotion, event = (self._slot_value(log_probs[k], k) for k in range(3))
         spans = self.text_spans(log_probs[N_QUERIES:])
@@ -199,8 +197,7 @@ class SenseVoiceFamily:
             tokens.append(token)
             starts.append(start)
             ends.append(end)
-        text = tokenizer.decode([s.token_id for s in spans]).strip() if spans else ""
-        return SegmentResult(text=text, tokens=tuple(tokens), token_start_ms=tuple(starts),
+        return SegmentResult(tokens=tuple(tokens), token_start_ms=tuple(starts),
                              token_end_ms=tuple(ends), language=language, emotion=emotion, event=event)
 
     def text_spans(self, log_probs: torch.Tensor) -> list[TokenSpan]:
@@ -228,7 +225,7 @@ def piece_tokens(pieces: Sequence[str]) -> list[tuple[int, str]]:
 
     ``▁`` (a space before the piece) is dropped, a piece of only ``▁`` gives no token, and a piece
     that a word continues into the next one gets ``@@`` wherever the stitcher would otherwise put
-    a space between them, so ``stitcher.text.join_tokens`` writes the words as SentencePiece does.
+    a space between them, so ``core.text.join_tokens`` writes the words as SentencePiece does.
     """
     out: list[tuple[int, str]] = []
     space = True
@@ -244,58 +241,14 @@ def piece_tokens(pieces: Sequence[str]) -> list[tuple[int, str]]:
     return out
 
 
-
-def load_sensevoice(cfg: AsrConfig, options: SenseVoiceOptions = SenseVoiceOptions()) -> LoadedModel:
-    """Load a SenseVoice-Small model (a local folder or a hub id) for decoding.
-
-    Phase 1 loader; phase 2 folds it into ``asr.model.load_model``, which then picks the family from
-    the model's class. No padding wrapper: the SenseVoice encoder masks padded frames itself.
-
-    Args:
-        cfg: the asr config; ``model``, ``device``, ``dtype``, ``threads`` and ``hotwords`` matter.
-        options: ``asr.language`` and ``asr.use_itn``.
-
-    Raises:
-        FileNotFoundError: a local model folder lacks a file it needs.
-        ValueError: the model cannot be loaded, is not a SenseVoice model, or hotwords are set.
-    """
-    if cfg.hotwords:
-        raise ValueError("asr.hotwords needs a SeACo-Paraformer model; SenseVoice has no hotword biasing, "
-                         "so remove asr.hotwords")
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    torch.set_num_threads(cfg.n_threads)
-    model, kwargs = _build(cfg.model, str(device), cfg.n_threads)
-    model.to(dtype=dtype)
-    info = _frontend_info(kwargs)
-    model_class = type(model).__name__
-    family = family_factory(model_class)(model, kwargs["tokenizer"], info.lfr_frame_ms, options)
-    return LoadedModel(net=model, funasr_model=model, tokenizer=kwargs["tokenizer"], frontend=kwargs["frontend"],
-                       frontend_info=info, name=cfg.model, model_class=model_class, device=device, dtype=dtype,
-                       pad_invariant=True, family=family)
-
-
-def _build(spec: str, device: str, threads: int) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """FunASR's model and its kwargs (tokenizer, frontend), checked to be a complete SenseVoice model."""
-    funasr_tables()  # a clear message if FunASR's model classes did not register
-    from funasr import AutoModel
-
-    local = is_local_model(spec)
-    name = str(check_model_folder(spec).resolve()) if local else spec
-    try:
-        # dither 0 overrides the frontend's random dither: results must repeat.
-        with _quiet_root_logger():
-            model, kwargs = AutoModel.build_model(model=name, device=device, ncpu=threads, disable_update=True,
-                                                  disable_log=True, frontend_conf={"dither": 0.0})
-    except Exception as e:  # FunASR raises anything from a failed download to a KeyError
-        raise ValueError(_load_error(spec, local, e)) from e
-    if type(model).__name__ not in SenseVoiceFamily.model_classes:
-        raise ValueError(f"asr.model = {spec!r} is a {type(model).__name__}, not a SenseVoice model "
-                         f"({', '.join(SenseVoiceFamily.model_classes)})")
-    if getattr(kwargs.get("frontend"), "cmvn", None) is None:
-        raise ValueError(f"asr.model = {spec!r}: the frontend has no CMVN (am.mvn); features would be wrong")
-    if not hasattr(kwargs.get("tokenizer"), "sp"):
-        raise ValueError(f"asr.model = {spec!r}: SenseVoice needs its SentencePiece tokenizer (a .bpe.model "
-                         "named in configuration.json or config.yaml)")
-    _check_weights(spec, model, kwargs.get("init_param"))
-    return model.eval(), kwargs
+def bpe_model_name(folder: Path, config: dict[str, Any]) -> str:
+    """The SentencePiece model a SenseVoice folder names: configuration.json's (as FunASR resolves it
+    for a hub folder), else config.yaml's ``tokenizer_conf.bpemodel``, else the hub model's file name."""
+    metas = {}
+    if (folder / "configuration.json").is_file():
+        try:
+            metas = json.loads((folder / "configuration.json").read_text(encoding="utf-8")).get("file_path_metas", {})
+        except (ValueError, AttributeError):
+            metas = {}
+    named = (metas.get("tokenizer_conf") or {}).get("bpemodel") or (config.get("tokenizer_conf") or {}).get("bpemodel")
+    return str(named or BPE_MODEL)

@@ -40,12 +40,20 @@ import numpy as np
 import torch
 import yaml
 
-from asr.sensevoice import ALL_TAGS, EMOTION_TAGS, EVENT_TAGS, ITN_TAGS, LANGUAGE_TAGS, N_QUERIES, tag
+from asr.sensevoice import (
+    ALL_TAGS,
+    BPE_MODEL,
+    EMOTION_TAGS,
+    EVENT_TAGS,
+    ITN_TAGS,
+    LANGUAGE_TAGS,
+    N_QUERIES,
+    tag,
+)
 from asr.tiny import FRONTEND_CONF, _build_model, am_mvn_text
 
 SIZES = ("tiny", "large")
 CORPUS = Path(__file__).parent / "data" / "sensevoice_tiny_corpus.txt"
-BPE_MODEL = "chn_jpn_yue_eng_ko_spectok.bpe.model"  # the file name of the hub model's tokenizer
 TRAINED_VOCAB = 1000  # what BPE learns from the bundled text; large pads the rest
 BLANK_SHARE = 0.6  # of speech frames, as a trained CTC model is silent between tokens
 TAG_BOOST = 12.0  # logits added to a kind's tags in its query frame, and taken away elsewhere

@@ -225,22 +225,23 @@ class MemoryProbe:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedModel:
-    """A FunASR Paraformer-family model loaded for decoding.
+    """A FunASR model loaded for decoding, with the family that decodes it.
 
     Attributes:
-        net: what decoding calls: the FunASR model, or the padding-invariance wrapper around it.
+        net: what decoding calls (``family.wrap``): the FunASR model, or Paraformer's
+            padding-invariance wrapper around it.
         funasr_model: the FunASR model itself (a torch module in eval mode).
-        tokenizer: FunASR's tokenizer (``ids2tokens``, ``tokens2text``).
+        tokenizer: FunASR's tokenizer (``ids2tokens``, ``tokens2text``; SentencePiece for SenseVoice).
         frontend: FunASR's feature frontend, for computing features inline.
         frontend_info: the frontend's settings, to rebuild it in worker processes.
         name: the model as configured (hub id or folder), recorded in output metadata.
-        model_class: FunASR's class name (``Paraformer``, ``BiCifParaformer``, ``SeacoParaformer``).
+        model_class: FunASR's class name (``Paraformer``, ``BiCifParaformer``, ``SeacoParaformer``,
+            ``SenseVoiceSmall``).
         device: where the model runs.
         dtype: the model's precision.
-        pad_invariant: whether ``net`` zeroes encoder frames past each item's length.
-        hotword_ids: token ids of the configured hotwords (SeACo-Paraformer only), else None.
-        family: the model family that decodes it (``asr.family.ModelFamily``); None means the
-            Paraformer path of ``asr.infer``.
+        pad_invariant: ``asr.pad_invariant`` as configured (Paraformer wraps ``net`` for it).
+        family: the model family that decodes it (``asr.family.ModelFamily``), chosen from
+            ``model_class``; it holds what was read at load time (hotword ids, SenseVoice's queries).
     """
 
     net: Any
@@ -253,5 +254,4 @@ class LoadedModel:
     device: Any
     dtype: Any
     pad_invariant: bool
-    hotword_ids: tuple[tuple[int, ...], ...] | None = None
-    family: Any = None
+    family: Any

@@ -1,7 +1,8 @@
 """SenseVoice-Small: CTC alignment against the truth, padding invariance, agreement with FunASR, tags.
 
-The model is the tiny random SenseVoice from ``asr.tiny_sensevoice``, decoded by FunASR's own
-``SenseVoiceSmall`` class; FunASR's ``inference`` is called on each segment alone as the reference.
+The model is the tiny random SenseVoice from ``asr.tiny_sensevoice``, loaded by ``asr.model.load_model``
+like any model (the family comes from its class) and decoded by FunASR's own ``SenseVoiceSmall``
+class; FunASR's ``inference`` is called on each segment alone as the reference.
 """
 
 from __future__ import annotations
@@ -20,22 +21,16 @@ import yaml
 
 from asr.config import AsrConfig
 from asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
-from asr.family import family_factory
+from asr.family import family_class, family_factory
 from asr.features import pad_features, segment_features
-from asr.sensevoice import (
-    ALL_TAGS,
-    N_QUERIES,
-    SenseVoiceFamily,
-    SenseVoiceOptions,
-    load_sensevoice,
-    piece_tokens,
-    tag,
-)
-from asr.tiny_sensevoice import BPE_MODEL, pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
+from asr.model import check_model_folder, load_model
+from asr.paraformer import ParaformerFamily
+from asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, piece_tokens, tag
+from asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
 from asr.types import LoadedModel, SegmentResult
-from pipeline.cache import pcm_path, read_segment
-from stitcher.text import join_tokens
-from tests.asr.conftest import Archive, pack
+from core.cache import pcm_path, read_segment
+from core.text import join_tokens
+from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
 
 Key = tuple[str, int]
@@ -54,7 +49,7 @@ def sv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def lm(sv_model: Path) -> LoadedModel:
-    return load_sensevoice(AsrConfig(model=str(sv_model), device="cpu", threads=2))
+    return load_model(AsrConfig(model=str(sv_model), device="cpu", threads=2))
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +220,9 @@ def test_encoder_never_reads_padded_frames(lm: LoadedModel, features: dict) -> N
 
 
 def _layouts(archive: Archive) -> list[list[list[Key]]]:
-    out = []
-    for budget, seed in LAYOUTS:
-        table = pack(archive.keys, archive.lengths(), budget, rng=None if seed is None else np.random.default_rng(seed))
-        out.append([list(zip(r, i)) for r, i in zip(table["recording_ids"].to_pylist(),
-                                                     table["segment_indices"].to_pylist())])
-    return out
+    spans = archive.spans()
+    return [batch_keys(pack(spans, budget, rng=None if seed is None else np.random.default_rng(seed)), spans)
+            for budget, seed in LAYOUTS]
 
 
 def test_results_are_well_formed(alone: dict, audio: dict) -> None:
@@ -303,8 +295,15 @@ def test_same_tokens_and_tags_as_funasr(lm: LoadedModel, theirs: dict, features:
         assert ref["ids"][N_QUERIES:] == ours, key
         fields = (r.language, r.emotion, r.event)
         assert ref["ids"][:3] == [_tag_id(lm, slot, value) for slot, value in enumerate(fields)], key
-        assert ref["text"].removeprefix(lm.tokenizer.decode(ref["ids"][:N_QUERIES])).strip() == r.text
         assert [t for _, t in piece_tokens([pieces[i] for i in ours])] == list(r.tokens)
+        # The text is the project's join of those tokens: FunASR's characters, spaced by core.text's
+        # rules (no space between CJK and Latin; runs of single letters written as one word in capitals).
+        theirs_text = ref["text"].removeprefix(lm.tokenizer.decode(ref["ids"][:N_QUERIES]))
+        assert _letters(join_tokens(r.tokens)) == _letters(theirs_text), key
+
+
+def _letters(text: str) -> str:
+    return "".join(text.split()).casefold()
 
 
 def _tag_id(lm: LoadedModel, slot: int, value: str) -> int:
@@ -343,7 +342,7 @@ def test_funasr_times_belong_to_a_retokenisation(lm: LoadedModel) -> None:
 
 
 def test_real_speech_decodes_like_funasr(real_data: Path, lm: LoadedModel, funasr) -> None:
-    from pipeline.audio import iter_decode_16k
+    from tests.support.audio import iter_decode_16k
 
     compared = 0
     for name in ("short_refs/jfk.flac", "short_refs/aishell-BAC009S0724W0121.wav", "short_refs/multilingual.mp3"):
@@ -363,8 +362,8 @@ def test_real_speech_decodes_like_funasr(real_data: Path, lm: LoadedModel, funas
 
 def test_language_and_itn_go_into_the_queries(sv_model: Path, funasr, audio: dict) -> None:
     cfg = AsrConfig(model=str(sv_model), device="cpu", threads=2)
-    zh_itn = load_sensevoice(cfg, SenseVoiceOptions(language="zh", use_itn=True))
-    auto = load_sensevoice(cfg, SenseVoiceOptions())
+    zh_itn = load_model(dataclasses.replace(cfg, language="zh", use_itn=True))
+    auto = load_model(cfg)
     net = zh_itn.net
     assert zh_itn.family.query_ids == (net.lid_dict["zh"], 1, 2, net.textnorm_dict["withitn"])
     assert auto.family.query_ids == (0, 1, 2, net.textnorm_dict["woitn"])
@@ -380,18 +379,19 @@ def test_language_and_itn_go_into_the_queries(sv_model: Path, funasr, audio: dic
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="asr.language = 'de'.*auto, zh, en"):
-        SenseVoiceOptions(language="de")
+    with pytest.raises(ValueError, match="asr.language = 'de'.*'auto', 'zh', 'en'"):
+        AsrConfig(language="de")
     with pytest.raises(ValueError, match="asr.use_itn"):
-        SenseVoiceOptions(use_itn="yes")
+        AsrConfig(use_itn="yes")
 
 
 # ---- tags never leak into the text --------------------------------------------------------------
 
 def test_tags_only_in_their_fields(alone: dict) -> None:
     for r in alone.values():
-        assert not TAG_RE.search(r.text) and not any(TAG_RE.search(t) for t in r.tokens)
-        assert "<" not in r.text
+        text = join_tokens(r.tokens)
+        assert not TAG_RE.search(text) and not any(TAG_RE.search(t) for t in r.tokens)
+        assert "<" not in text
 
 
 def _laughing(lm: LoadedModel, feats: np.ndarray) -> LoadedModel:
@@ -416,7 +416,7 @@ def test_tags_the_model_emits_in_speech_stay_out_of_the_text(lm: LoadedModel, fu
     laughter = lm.family.vocab.pieces.index(tag("Laughter"))
     assert sum(r.token_id == laughter for r in runs) >= 3  # the model does laugh mid-speech
     r = decode(laughing, [features[key]], [len(audio[key]) // 16])[0]
-    assert "Laughter" not in r.text and not any("Laughter" in t for t in r.tokens)
+    assert "Laughter" not in join_tokens(r.tokens) and not any("Laughter" in t for t in r.tokens)
     # FunASR leaves the tag in its text; the tokens around it are the same as ours.
     theirs = funasr_alone(funasr, audio[key], model=laughing.funasr_model, language="auto", use_itn=False)
     assert tag("Laughter") in lm.tokenizer.decode(theirs["ids"][N_QUERIES:])
@@ -445,21 +445,38 @@ def test_one_result_per_item_for_short_and_silent_segments(lm: LoadedModel) -> N
 
 # ---- the seam -----------------------------------------------------------------------------------
 
-def test_the_family_comes_from_the_model_class(lm: LoadedModel) -> None:
+def test_the_family_comes_from_the_model_class(lm: LoadedModel, tiny_model: Path) -> None:
     assert lm.model_class == "SenseVoiceSmall" and isinstance(lm.family, SenseVoiceFamily)
+    assert lm.net is lm.funasr_model  # no wrapper: the encoder masks padding itself
+    paraformer = load_model(AsrConfig(model=str(tiny_model), device="cpu", threads=2))
+    assert paraformer.model_class == "Paraformer" and isinstance(paraformer.family, ParaformerFamily)
     assert family_factory("SenseVoiceSmall") == SenseVoiceFamily.from_model
+    assert family_class("SeacoParaformer") is ParaformerFamily
     with pytest.raises(ValueError, match="no model family for FunASR's Whisper"):
         family_factory("Whisper")
 
 
 def test_hotwords_are_refused(sv_model: Path) -> None:
     with pytest.raises(ValueError, match="SenseVoice has no hotword"):
-        load_sensevoice(AsrConfig(model=str(sv_model), device="cpu", hotwords=("阿里巴巴",)))
+        load_model(AsrConfig(model=str(sv_model), device="cpu", hotwords=("阿里巴巴",)))
 
 
-def test_a_paraformer_folder_is_refused(tiny_model: Path) -> None:
-    with pytest.raises(ValueError, match="is a Paraformer, not a SenseVoice model"):
-        load_sensevoice(AsrConfig(model=str(tiny_model), device="cpu", threads=2))
+@pytest.mark.parametrize(("setting", "message"), [({"language": "en"}, "asr.language = 'en' applies to SenseVoice"),
+                                                  ({"use_itn": True}, "asr.use_itn = true applies to SenseVoice")])
+def test_sensevoice_settings_are_an_error_for_paraformer(tiny_model: Path, setting: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_model(AsrConfig(model=str(tiny_model), device="cpu", threads=2, **setting))
+
+
+def test_a_folder_without_its_sentencepiece_model_is_named(sv_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "sv"
+    folder.mkdir()
+    for path in sv_model.iterdir():
+        if path.name != BPE_MODEL:
+            (folder / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(FileNotFoundError, match=f"lacks {re.escape(BPE_MODEL)}.*SentencePiece"):
+        check_model_folder(folder)
+    assert check_model_folder(sv_model) == sv_model
 
 
 # ---- the tiny model folder ------------------------------------------------------------------------
