@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 from core import __version__
 from core.atomic import atomic_path, fsync_file, tmp_name
 
-SCHEMA_VERSION = "2"  # 2: words table, n_words in documents and segments; wpm counts words
+# 2: words table, n_words in documents and segments; wpm counts words.
+# 3: segments.language/emotion/event and documents.languages (SenseVoice; null/empty for Paraformer).
+SCHEMA_VERSION = "3"
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -79,6 +81,9 @@ TRANSCRIPTS = pa.schema([
     ("tokens", pa.list_(pa.string())),
     ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
     ("token_end_ms", pa.list_(pa.int32())),
+    ("language", pa.string()),  # what the model heard (SenseVoice); null for models that do not tell
+    ("emotion", pa.string()),
+    ("event", pa.string()),
     ("status", pa.string()),  # ok | failed
     ("error", pa.string()),
 ])
@@ -92,6 +97,9 @@ SEGMENT_RESULTS = pa.schema([
     ("tokens", pa.list_(pa.string())),
     ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
     ("token_end_ms", pa.list_(pa.int32())),
+    ("language", pa.string()),
+    ("emotion", pa.string()),
+    ("event", pa.string()),
     ("status", pa.string()),  # ok | failed
     ("error", pa.string()),
 ])
@@ -111,6 +119,9 @@ DOCUMENTS = pa.schema([
     ("model", pa.string()),
     ("status", pa.string()),  # ok | partial (some segments failed in asr)
     ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
+    # The languages its segments were heard in, most speech first ("nospeech" left out); empty when
+    # the model does not tell (Paraformer). DuckDB: languages[1], list_contains(languages, 'en').
+    ("languages", pa.list_(pa.string())),
 ])
 
 SEGMENTS = pa.schema([
@@ -122,6 +133,12 @@ SEGMENTS = pa.schema([
     ("batch_id", pa.int32()),
     ("n_tokens", pa.int32()),
     ("n_words", pa.int32()),
+    # SenseVoice: zh, en, yue, ja, ko or nospeech; neutral, happy, sad, angry, fearful, disgusted,
+    # surprised or unknown; speech, bgm, applause, laughter, cry, sneeze, breath, cough, ... or
+    # unknown. Null for Paraformer and for segments that failed in asr.
+    ("language", pa.string()),
+    ("emotion", pa.string()),
+    ("event", pa.string()),
 ])
 
 TOKENS = pa.schema([

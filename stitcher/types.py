@@ -31,12 +31,14 @@ class Sentence:
         start_s: start of the first token.
         end_s: end of the last token.
         tokens: the tokens it was made of, special tokens left out.
+        language: the language of its segment, when the model tells (SenseVoice), else None.
     """
 
     text: str
     start_s: float
     end_s: float
     tokens: tuple[TokenTime, ...] = ()
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,9 @@ class SegmentText:
         end_s: segment end.
         text: joined text; None when the segment failed in asr.
         tokens: the segment's tokens with absolute times (may be empty).
+        language: the language the model heard (SenseVoice), else None.
+        emotion: the emotion the model heard (SenseVoice), else None.
+        event: the audio event the model heard (SenseVoice), else None.
     """
 
     segment_index: int
@@ -56,6 +61,9 @@ class SegmentText:
     end_s: float
     text: str | None
     tokens: tuple[TokenTime, ...] = ()
+    language: str | None = None
+    emotion: str | None = None
+    event: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,8 @@ class DocumentText:
         duration_s: decoded duration of the recording.
         text: the whole document text (``stitcher.text.join_segments`` of the segments).
         segments: the segments in time order.
+        languages: the languages its segments were heard in, most speech first (empty when the
+            model does not tell).
     """
 
     recording_id: str
@@ -75,6 +85,7 @@ class DocumentText:
     duration_s: float
     text: str
     segments: tuple[SegmentText, ...] = ()
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
