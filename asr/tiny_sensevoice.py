@@ -19,10 +19,12 @@ like the trained model's, two things are set after the random initialisation: th
 of one role share a common part and the FSMN memory taps are damped (``_shape_queries``), and the
 CTC output layer is adjusted (``_shape_ctc_head``): on speech-like calibration features, a linear
 discriminant per query frame (class-balanced logistic regression) lifts the tags of that frame's
-kind there and suppresses them everywhere else, and the blank's bias is set so that blank wins
-about 60 % of the speech frames. Which tag of a kind wins, and every token, still depends on the
-audio. The tests check on real speech that the query frames answer with tags, as the trained
-model's do, so FunASR's own decoding of this model has the trained model's form.
+kind there and suppresses them everywhere else, a discriminant per language makes the language
+frame answer a language it is asked for (``asr.language: en`` gives ``en``, as the trained model
+does), and the blank's bias is set so that blank wins about 60 % of the speech frames. Which tag
+of a kind wins with ``auto``, and every token, still depends on the audio. The tests check on real
+speech that the query frames answer with tags, as the trained model's do, so FunASR's own decoding
+of this model has the trained model's form.
 
 The same seed writes the same bytes (the calibration runs in float64, so that rounding to the
 float32 weights does not depend on the platform's summation order).
@@ -57,6 +59,8 @@ CORPUS = Path(__file__).parent / "data" / "sensevoice_tiny_corpus.txt"
 TRAINED_VOCAB = 1000  # what BPE learns from the bundled text; large pads the rest
 BLANK_SHARE = 0.6  # of speech frames, as a trained CTC model is silent between tokens
 TAG_BOOST = 12.0  # logits added to a kind's tags in its query frame, and taken away elsewhere
+ECHO_GUARD = 4 * TAG_BOOST  # more lift of the language kind where languages are echoed (_echo_languages)
+ECHO_MIN_ITEMS = 3  # calibration items asked for a language before its tag echoes the question
 FSMN_SCALE = 0.3  # of the random FSMN memory taps (see _shape_queries)
 
 _ARCH: dict[str, dict[str, int]] = {
@@ -206,9 +210,9 @@ def _shape_ctc_head(model: torch.nn.Module, pieces: list[str], seed: int, n_item
 
     For each query frame a linear discriminant of the encoder outputs separates that frame from all
     others on calibration features; adding it to the output rows of that kind's tags lifts them by
-    at least ``TAG_BOOST`` there and lowers them as much elsewhere.
+    at least ``TAG_BOOST`` there and lowers them as much elsewhere. Then ``_echo_languages``.
     """
-    outputs, slot = _calibration_outputs(model, seed, n_items, longest)
+    outputs, slot, lid = _calibration_outputs(model, seed, n_items, longest)
     index = {p: i for i, p in enumerate(pieces)}
     weight = model.ctc.ctc_lo.weight.detach().double().clone()
     bias = model.ctc.ctc_lo.bias.detach().double().clone()
@@ -217,6 +221,7 @@ def _shape_ctc_head(model: torch.nn.Module, pieces: list[str], seed: int, n_item
         ids = [index[tag(n)] for n in names]
         weight[ids] += TAG_BOOST * direction
         bias[ids] -= TAG_BOOST * offset
+    _echo_languages(model, outputs, slot, lid, [index[tag(n)] for n in LANGUAGE_TAGS], weight, bias)
     bias[[1, 2]] -= 2 * TAG_BOOST  # <s> and </s> are no CTC outputs of a trained model
     bias[0] += _blank_shift(outputs[slot == N_QUERIES], weight, bias)
     with torch.no_grad():
@@ -224,25 +229,60 @@ def _shape_ctc_head(model: torch.nn.Module, pieces: list[str], seed: int, n_item
         model.ctc.ctc_lo.bias.copy_(bias.float())
 
 
+def _echo_languages(model: torch.nn.Module, outputs: torch.Tensor, slot: torch.Tensor, lid: torch.Tensor,
+                    tag_ids: list[int], weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Make the language frame answer the language it was asked for, as the trained model does.
+
+    Given ``asr.language: en`` the trained SenseVoice writes ``<|en|>`` in its language frame. Here a
+    discriminant per language separates the language frames of items asked for it from every other
+    frame, and lifts that language's tag there by ``TAG_BOOST`` (lowering it elsewhere), so a forced
+    language reaches ``segments.language`` in the tests and the demo. The language frames of ``auto``
+    items take no part in these fits, so no language is pushed down there: which one ``auto``
+    answers depends on the audio. A language needs ``ECHO_MIN_ITEMS`` calibration items (the large
+    model, calibrated on a few, gets no echo).
+    """
+    asked = [(tag_id, (slot == 0) & (lid == int(model.lid_dict[name])))
+             for name, tag_id in zip(LANGUAGE_TAGS, tag_ids)]
+    asked = [(tag_id, mine) for tag_id, mine in asked if int(mine.sum()) >= ECHO_MIN_ITEMS]
+    if not asked:
+        return
+    # The language frames, lifted (and the other frames suppressed) once more for every language tag:
+    # each per-language discriminant rests on a few frames, and on audio unlike the calibration's it
+    # must not lift a language tag into a speech frame.
+    kind, kind_offset = _discriminant(outputs, slot == 0)
+    weight[tag_ids] += ECHO_GUARD * kind
+    bias[tag_ids] -= ECHO_GUARD * kind_offset
+    fit = ~((slot == 0) & (lid == int(model.lid_dict["auto"])))
+    for tag_id, mine in asked:
+        try:
+            direction, offset = _discriminant(outputs[fit], mine[fit])
+        except RuntimeError:
+            continue  # that language is not echoed: its frame answers as with auto
+        weight[tag_id] += TAG_BOOST * direction
+        bias[tag_id] -= TAG_BOOST * offset
+
+
 def _calibration_outputs(model: torch.nn.Module, seed: int, n_items: int, longest: int
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Encoder outputs (frames, dim) in float64 of random speech-like features, each after the four
-    queries (over every language and text normalisation), and each frame's slot: 0-3 the queries,
-    4 speech."""
+    queries (over every language and text normalisation), each frame's slot (0-3 the queries,
+    4 speech), and the language query row of its item."""
     encoder = copy.deepcopy(model.encoder).double().eval()
     table = model.embed.weight.detach().double()
     languages = sorted(set(model.lid_dict.values()))
     norms = sorted(set(model.textnorm_dict.values()))
     gen = torch.Generator().manual_seed(seed + 2)
-    outputs, slots = [], []
+    outputs, slots, lids = [], [], []
     with torch.no_grad():
         for item in range(n_items):
             n = int(torch.randint(8, longest + 1, (1,), generator=gen))
-            queries = table[[languages[item % len(languages)], 1, 2, norms[item % len(norms)]]]
+            lid = languages[item % len(languages)]
+            queries = table[[lid, 1, 2, norms[item % len(norms)]]]
             x = torch.cat((queries, _speech_like_features(n, gen)))[None]
             outputs.append(encoder(x, torch.tensor([n + N_QUERIES]))[0][0])
             slots.append(torch.tensor([0, 1, 2, 3] + [N_QUERIES] * n))
-    return torch.cat(outputs), torch.cat(slots)
+            lids.append(torch.full((n + N_QUERIES,), lid))
+    return torch.cat(outputs), torch.cat(slots), torch.cat(lids)
 
 
 def _speech_like_features(n: int, gen: torch.Generator) -> torch.Tensor:

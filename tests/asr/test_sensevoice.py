@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -26,9 +27,11 @@ from asr.features import pad_features, segment_features
 from asr.model import check_model_folder, load_model
 from asr.paraformer import ParaformerFamily
 from asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, piece_tokens, tag
+from asr.stage import run_asr
 from asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
 from asr.types import LoadedModel, SegmentResult
 from core.cache import pcm_path, read_segment
+from core.tables import TRANSCRIPTS, read_table
 from core.text import join_tokens
 from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
@@ -43,8 +46,8 @@ LAYOUTS = [(12, None), (60, None), (400, None), (30, 1), (120, 2)]
 # ---- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def sv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_sensevoice(tmp_path_factory.mktemp("sensevoice") / "tiny", size="tiny", seed=0)
+def sv_model(tiny_sensevoice: Path) -> Path:
+    return tiny_sensevoice
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +252,36 @@ def test_packed_batches_decode_like_single_segments(which: int, lm: LoadedModel,
         packed.update(zip(keys, results))
     # Invariant: a segment decodes to the same tokens, times and tags alone as in any batch.
     assert packed == alone
+
+
+# ---- through the asr stage: same packing, prefetch, OOM halving and store as Paraformer -------------
+
+def _stage_rows(store: Path) -> dict[tuple, dict]:
+    rows = read_table(store, TRANSCRIPTS).to_pylist()
+    return {(r["content_id"], r["start_sample"], r["end_sample"]): {k: v for k, v in r.items() if k != "batch_id"}
+            for r in rows}
+
+
+def test_stage_rows_do_not_depend_on_the_packing(sv_model: Path, archive: Archive, alone: dict,
+                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = AsrConfig(model=str(sv_model), device="cpu", threads=2, feature_workers=0, batches_per_part=2,
+                    warmup=False)
+    spans = archive.spans()
+    run_asr(pack(spans, 400), archive.cache_dir, tmp_path / "big", cfg, progress=False)
+    monkeypatch.setenv("VADPACK_FAULTS", "cuda_oom=2")  # and every batch of more than 2 is halved
+    summary = run_asr(pack(spans, 30, rng=np.random.default_rng(3)), archive.cache_dir, tmp_path / "small", cfg,
+                      progress=False)
+    assert summary["oom_splits"] > 0 and summary["failed_segments"] == 0
+    big, small = _stage_rows(tmp_path / "big"), _stage_rows(tmp_path / "small")
+    # Invariant: a span's row (tokens, times, text, language, emotion, event) is the same in any batch.
+    assert big == small and len(big) == len(spans)
+    for key, span in spans.items():
+        row, r = big[(span.content_id, span.start_sample, span.end_sample)], alone[key]
+        assert row["tokens"] == list(r.tokens) and row["token_start_ms"] == list(r.token_start_ms)
+        assert (row["language"], row["emotion"], row["event"]) == (r.language, r.emotion, r.event)
+        assert row["text"] == join_tokens(r.tokens) and not TAG_RE.search(row["text"])
+    meta = pq.read_schema(next((tmp_path / "big").glob("*.parquet"))).metadata
+    assert meta[b"family"] == b"sensevoice" and meta[b"model_class"] == b"SenseVoiceSmall"
 
 
 # ---- agreement with FunASR's own SenseVoice decoding ----------------------------------------------
