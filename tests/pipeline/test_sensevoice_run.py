@@ -155,3 +155,15 @@ def test_a_forced_language_reaches_every_table_and_export(english_run):
     for vtt in (out / "vtt").glob("*.vtt"):
         cues = vtt.read_text(encoding="utf-8").split("\n\n")[1:-1]
         assert all(cue.split("\n", 1)[1].startswith("<lang en>") for cue in cues)
+
+
+def test_readme_language_queries_run(finished_run):
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Which model for which archive", 1)[1].split("\n## ", 1)[0]
+    queries = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+    assert len(queries) == 2
+    out = str(finished_run[1].output_path)
+    by_language, by_document = (q(query.replace("runs/demo-sensevoice/output", out)) for query in queries)
+    assert by_language and sum(row[2] for row in by_language) == q(
+        "select count(*) from read_parquet(?) where language is not null", _path(finished_run, "segments"))[0][0]
+    assert len(by_document) == 4 and all(isinstance(row[2], bool) or row[2] is None for row in by_document)
