@@ -130,7 +130,7 @@ def check_model_folder(folder: str | Path) -> Path:
                                 "model folder (write a test one with `vadpack tiny-model DIR`)")
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     config = _read_model_config(path) if (path / "config.yaml").is_file() else None
-    family = family_class(str(config["model"])) if config is not None else None
+    family = _folder_family(path, config) if config is not None else None
     if family is not None:
         missing += family.missing_files(path, config)
     if missing:
@@ -139,6 +139,13 @@ def check_model_folder(folder: str | Path) -> Path:
         raise FileNotFoundError(f"model folder {path} lacks {', '.join(missing)}{why}; a model folder "
                                 f"holds {holds}")
     return path
+
+
+def _folder_family(path: Path, config: dict[str, Any]) -> type[ModelFamily]:
+    try:
+        return family_class(str(config["model"]))
+    except ValueError as e:
+        raise ValueError(f"model folder {path}: config.yaml names model {config['model']!r}, and {e}") from None
 
 
 def _read_model_config(path: Path) -> dict[str, Any]:

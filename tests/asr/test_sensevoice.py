@@ -510,6 +510,10 @@ def test_a_folder_without_its_sentencepiece_model_is_named(sv_model: Path, tmp_p
     with pytest.raises(FileNotFoundError, match=f"lacks {re.escape(BPE_MODEL)}.*SentencePiece"):
         check_model_folder(folder)
     assert check_model_folder(sv_model) == sv_model
+    config = yaml.safe_load((sv_model / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "model": "Whisper"}))
+    with pytest.raises(ValueError, match="names model 'Whisper', and vadpack has no model family"):
+        check_model_folder(folder)
 
 
 # ---- the tiny model folder ------------------------------------------------------------------------
