@@ -1,10 +1,18 @@
-"""Speech recognition: packed batches -> segment transcripts with FunASR Paraformer.
+"""Speech recognition: packed batches -> segment transcripts with FunASR Paraformer or SenseVoice.
 
 Modules:
     config: ``AsrConfig``, the stage's options.
     types: the stage's data types (``SegmentResult``, ``FeatureBatch``, ``LoadedModel``, ...).
     tiny: ``write_tiny_model``, randomly initialised Paraformer folders for tests, demo and benchmarks.
-    model: ``load_model`` (once per process) and ``PadInvariantModel``, the padding-invariance wrapper.
+    tiny_sensevoice: ``write_tiny_sensevoice``, the same for SenseVoice-Small.
+    model: ``load_model`` (once per process), which picks the model family from the loaded class.
+    family: the seam: ``ModelFamily`` (``decode`` a padded batch into one result per item) and the
+        registry of families by FunASR class.
+    paraformer: ``ParaformerFamily`` (CIF): ``PadInvariantModel``, the padding-invariance wrapper,
+        CIF timestamps, half precision, hotwords.
+    sensevoice: ``SenseVoiceFamily`` (CTC): the four query embeddings, language/emotion/event per
+        item, greedy CTC with forced-alignment times, tags kept out of the text.
+    ctc: greedy CTC runs and exact Viterbi forced alignment of one item.
     features: fbank + LFR + CMVN in worker processes, delivered in order through a bounded prefetch.
     infer: ``decode_features`` (one result per item, always) and ``decode_batch`` (halving on OOM).
     stage: ``run_asr``, batches + PCM cache -> transcript part files, resumable.

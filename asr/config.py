@@ -10,9 +10,11 @@ from typing import ClassVar, Literal
 from core.configtools import check_choice, check_fields, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
+LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")  # SenseVoice's language queries
 # Part of the store key: a result computed by older decoding code is never reused after a fix.
 # 2: Paraformer token times from the CIF alphas and peaks in the right order (FunASR issue #3723).
-RESULTS_VERSION = 2
+# 3: store rows carry language, emotion and event (null for Paraformer); older parts lack them.
+RESULTS_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,15 @@ class AsrConfig:
             uses every core, and a worker takes seconds to start) and min(8, cores / 2) on CUDA.
         prefetch: batches prepared ahead of the model.
         batches_per_part: batches per transcript part file (the unit of resume after a crash).
-        pad_invariant: zero encoder frames past each item's length so padding never changes a result.
+        pad_invariant: Paraformer: zero encoder frames past each item's length so padding never changes a
+            result (SenseVoice's encoder masks padding itself; the setting does not change it).
         hotwords: hotwords for SeACo-Paraformer models.
+        language: SenseVoice only: ``auto`` lets the model tell the language of each segment (it is
+            written to ``segments.language``); a code (zh, en, yue, ja, ko, nospeech) makes it decode
+            every segment as that language. Anything but ``auto`` is an error for Paraformer models,
+            which decode the language they were trained on.
+        use_itn: SenseVoice only: the model writes punctuation, digits and casing itself (inverse
+            text normalisation). ``true`` is an error for Paraformer models (use ``stitch.punc_model``).
         warmup: run one small batch first so the first timed batch is not paying for start-up.
         replicas: model replicas, each a process with its own ``threads``, decoding disjoint batches
             from one queue. ``auto``: on the CPU one per core (measured: 2 x 1 thread beat 1 x 2 threads
@@ -84,6 +93,8 @@ class AsrConfig:
     batches_per_part: int = 16
     pad_invariant: bool = True
     hotwords: tuple[str, ...] = ()
+    language: str = "auto"
+    use_itn: bool = False
     warmup: bool = True
     replicas: int | str = "auto"
     compile: bool = False
@@ -105,6 +116,9 @@ class AsrConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"asr.compile must be true or false, got {self.compile!r}")
         _check_hotwords(self.hotwords)
+        check_choice("asr.language", self.language, LANGUAGES)
+        if not isinstance(self.use_itn, bool):
+            raise ValueError(f"asr.use_itn must be true or false, got {self.use_itn!r}")
 
     @property
     def n_threads(self) -> int:

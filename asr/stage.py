@@ -298,18 +298,22 @@ def transcript_row(item: Span, batch_id: int, result: SegmentResult) -> dict:
 
     The text is joined script-aware here (``@@`` pieces merged, no spaces between CJK characters),
     once per segment while the model runs, so stitching a large archive needs no per-token Python.
+    It is the same rule for every family, so the text holds no tags: SenseVoice's language, emotion
+    and event are in their own columns (null for Paraformer, which does not tell them).
     """
     return {
         "content_id": item.content_id, "start_sample": item.start_sample, "end_sample": item.end_sample,
         "batch_id": batch_id,
         "text": join_tokens(result.tokens) if result.ok else "", "tokens": list(result.tokens),
         "token_start_ms": list(result.token_start_ms), "token_end_ms": list(result.token_end_ms),
+        "language": result.language, "emotion": result.emotion, "event": result.event,
         "status": "ok" if result.ok else "failed", "error": result.error,
     }
 
 
 def _write_part(path: Path, rows: list[dict], lm: LoadedModel) -> None:
-    write_table(to_table(rows, TRANSCRIPTS), path, metadata={"model": lm.name, "model_class": lm.model_class})
+    write_table(to_table(rows, TRANSCRIPTS), path,
+                metadata={"model": lm.name, "model_class": lm.model_class, "family": lm.family.name})
 
 
 def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[Span, SegmentResult], wall_ms: float,

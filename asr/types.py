@@ -97,12 +97,19 @@ class SegmentResult:
         token_start_ms: start of each token, relative to the segment, in [0, segment length].
         token_end_ms: end of each token, relative to the segment, in [start, segment length].
         error: why the segment failed; None when it decoded.
+        language: the language the model heard (SenseVoice: zh, en, yue, ja, ko, nospeech); None for
+            models that do not tell.
+        emotion: the speaker's emotion (SenseVoice: neutral, happy, sad, angry, ..., unknown), or None.
+        event: the audio event (SenseVoice: speech, bgm, applause, laughter, ..., unknown), or None.
     """
 
     tokens: tuple[str, ...] = ()
     token_start_ms: tuple[int, ...] = ()
     token_end_ms: tuple[int, ...] = ()
     error: str | None = None
+    language: str | None = None
+    emotion: str | None = None
+    event: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -224,20 +231,23 @@ class MemoryProbe:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedModel:
-    """A FunASR Paraformer-family model loaded for decoding.
+    """A FunASR model loaded for decoding, with the family that decodes it.
 
     Attributes:
-        net: what decoding calls: the FunASR model, or the padding-invariance wrapper around it.
+        net: what decoding calls (``family.wrap``): the FunASR model, or Paraformer's
+            padding-invariance wrapper around it.
         funasr_model: the FunASR model itself (a torch module in eval mode).
-        tokenizer: FunASR's tokenizer (``ids2tokens``, ``tokens2text``).
+        tokenizer: FunASR's tokenizer (``ids2tokens``, ``tokens2text``; SentencePiece for SenseVoice).
         frontend: FunASR's feature frontend, for computing features inline.
         frontend_info: the frontend's settings, to rebuild it in worker processes.
         name: the model as configured (hub id or folder), recorded in output metadata.
-        model_class: FunASR's class name (``Paraformer``, ``BiCifParaformer``, ``SeacoParaformer``).
+        model_class: FunASR's class name (``Paraformer``, ``BiCifParaformer``, ``SeacoParaformer``,
+            ``SenseVoiceSmall``).
         device: where the model runs.
         dtype: the model's precision.
-        pad_invariant: whether ``net`` zeroes encoder frames past each item's length.
-        hotword_ids: token ids of the configured hotwords (SeACo-Paraformer only), else None.
+        pad_invariant: ``asr.pad_invariant`` as configured (Paraformer wraps ``net`` for it).
+        family: the model family that decodes it (``asr.family.ModelFamily``), chosen from
+            ``model_class``; it holds what was read at load time (hotword ids, SenseVoice's queries).
     """
 
     net: Any
@@ -250,4 +260,4 @@ class LoadedModel:
     device: Any
     dtype: Any
     pad_invariant: bool
-    hotword_ids: tuple[tuple[int, ...], ...] | None = None
+    family: Any

@@ -4,7 +4,9 @@
   it was built with, so ``AutoModel(model=DIR, vad_model=VAD_NAME).generate(...)`` runs FunASR's own
   loading, batching and decoding code on exactly vadpack's segments.
 - ``TokenTap`` records, per segment FunASR decodes, an audio fingerprint, the tokens and the batch
-  shapes, because FunASR's own output merges a recording's text and drops empty recordings.
+  shapes, because FunASR's own output merges a recording's text and drops empty recordings. For
+  SenseVoice it taps the ids FunASR's inference decodes and writes them as vadpack's tokens
+  (``sensevoice_tokens``: tags and specials out, SentencePiece pieces in the project's convention).
 - ``speech_audio`` (continuous speech) and ``meeting_audio`` (turns between pauses) are speech-like
   audio built from ``tests.support.synthetic.speech_burst``; ``write_pcm``
   stores audio as the vad stage stores it.
@@ -166,6 +168,11 @@ def build_automodel(model_dir: str | Path, device: str, threads: int, segments: 
                          disable_pbar=True, log_level="ERROR", **extra)
 
 
+def generate_options(family: str) -> dict:
+    """``generate`` keywords that match vadpack's asr defaults: SenseVoice's language and ITN."""
+    return {"language": "auto", "use_itn": False} if family == "sensevoice" else {}
+
+
 @dataclass(slots=True)
 class TapRecord:
     """What the tap saw: per decoded segment its fingerprint and tokens; per model call its item lengths."""
@@ -188,16 +195,23 @@ class TokenTap:
     """Records what FunASR's ASR model decodes, call by call, in ``self.record``.
 
     FunASR's model ``inference`` turns each item's ids into tokens with the tokenizer it is given;
-    the tap hands it a recording proxy of that tokenizer, which costs nothing measurable. A batch
-    whose items all decode to nothing returns before the tokenizer: its items get empty tokens.
+    the tap hands it a recording proxy of that tokenizer, which costs nothing measurable. Paraformer's
+    inference calls ``ids2tokens`` per item, and a batch whose items all decode to nothing returns
+    before the tokenizer: its items get empty tokens. SenseVoice's calls ``decode`` per item, with the
+    ids of its four query frames (language, emotion, event, text normalisation) first.
+
+    Args:
+        am: FunASR's ``AutoModel``.
+        family: ``paraformer`` or ``sensevoice`` (``asr.family``): which tokenizer call to record.
     """
 
-    def __init__(self, am) -> None:
+    def __init__(self, am, family: str = "paraformer") -> None:
         self.record = TapRecord()
         inference = am.model.inference
+        vocab = sensevoice_vocab(am.kwargs["tokenizer"]) if family == "sensevoice" else None
 
         def tapped_inference(data_in, *args, **kwargs):
-            proxy = _RecordingTokenizer(kwargs["tokenizer"])
+            proxy = _RecordingTokenizer(kwargs["tokenizer"], vocab)
             out = inference(data_in, *args, **{**kwargs, "tokenizer": proxy})
             items = data_in if isinstance(data_in, (list, tuple)) else [data_in]
             toks = proxy.calls + [()] * (len(items) - len(proxy.calls))
@@ -213,10 +227,11 @@ class TokenTap:
 
 
 class _RecordingTokenizer:
-    """A tokenizer that remembers what ``ids2tokens`` returned; everything else is the wrapped one's."""
+    """A tokenizer that remembers the tokens of each item it turns into text; everything else is the
+    wrapped one's. With ``vocab`` (SenseVoice) it records ``decode`` calls, else ``ids2tokens``."""
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
+    def __init__(self, inner, vocab=None) -> None:
+        self.inner, self.vocab = inner, vocab
         self.calls: list[tuple[str, ...]] = []
 
     def __getattr__(self, name: str):
@@ -224,8 +239,34 @@ class _RecordingTokenizer:
 
     def ids2tokens(self, ids):
         out = self.inner.ids2tokens(ids)
-        self.calls.append(tuple(out))
+        if self.vocab is None:
+            self.calls.append(tuple(out))
         return out
+
+    def decode(self, ids, *args, **kwargs):
+        if self.vocab is not None:
+            self.calls.append(sensevoice_tokens([int(i) for i in ids], self.vocab))
+        return self.inner.decode(ids, *args, **kwargs)
+
+
+def sensevoice_vocab(tokenizer):
+    """SenseVoice's vocabulary (``asr.sensevoice.SenseVoiceVocab``) of FunASR's tokenizer, read once."""
+    from asr.sensevoice import SenseVoiceVocab
+
+    pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.sp.get_piece_size())]
+    return SenseVoiceVocab.from_pieces(pieces, blank_id=0, sos=1, eos=2)
+
+
+def sensevoice_tokens(ids: list[int], vocab) -> tuple[str, ...]:
+    """FunASR SenseVoice's decoded ids as vadpack writes its tokens: every tag (the four query answers
+    and any in the speech), ``<s>`` and ``</s>`` left out, pieces in the project's convention.
+
+    vadpack reads the query frames as language, emotion and event only, so a text token there
+    (never seen from the trained model) would count as a mismatch, as it should.
+    """
+    from asr.sensevoice import piece_tokens
+
+    return tuple(token for _, token in piece_tokens([vocab.pieces[i] for i in ids if i not in vocab.drop_ids]))
 
 
 def fingerprint(audio) -> str:

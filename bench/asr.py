@@ -1,7 +1,8 @@
 """Benchmark of the asr stage against FunASR's own pipeline, on the same segments and model.
 
 Both sides decode the same speech segments of the same recordings with the same randomly
-initialised Paraformer (large by default: it costs what the trained model costs):
+initialised model (large by default: it costs what the trained model costs), Paraformer or, with
+``--family sensevoice``, SenseVoice-Small (``write_tiny_sensevoice(size="large")``):
 
 - vadpack: ``asr.stage.run_asr`` on batches packed across all recordings, audio from the PCM cache.
 - FunASR: ``AutoModel(model=DIR, vad_model=<precomputed>).generate(input=files, batch_size_s=300)``,
@@ -18,7 +19,11 @@ fresh process, with the default asr config, and reports its peak RSS, its RSS on
 loaded, the difference (``asr_rss_beyond_model_mb``; the target is under 3 GB), and the peak summed
 RSS of its process tree (feature workers included). ``--audio-s 0 --rss-3h`` measures only that.
 
-Usage: ``.venv/bin/python bench/asr.py [--audio-s 90] [--size large] [--device auto] [--rss-3h]``.
+For SenseVoice, FunASR's tokens are the ids its inference decodes, written as vadpack writes
+them (tags out, SentencePiece pieces in the project's convention: ``sensevoice_tokens``).
+
+Usage: ``.venv/bin/python bench/asr.py [--audio-s 90] [--size large] [--family sensevoice] [--device auto]
+[--rss-3h]``.
 The last line of output is one JSON object.
 """
 
@@ -48,6 +53,7 @@ from _funasr_baseline import (  # noqa: E402
     current_rss_mb,
     device_name,
     fingerprint,
+    generate_options,
     peak_rss_mb,
     segments_ms,
     speech_audio,
@@ -56,6 +62,7 @@ from _funasr_baseline import (  # noqa: E402
 
 from asr.config import AsrConfig  # noqa: E402
 from asr.tiny import write_tiny_model  # noqa: E402
+from asr.tiny_sensevoice import write_tiny_sensevoice  # noqa: E402
 from core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
 from core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
 
@@ -84,6 +91,8 @@ def parse_args() -> argparse.Namespace:
                    help="seconds of speech in all (default 90; 0 skips the comparison)")
     p.add_argument("--recordings", type=int, default=4, help="recordings the speech is spread over")
     p.add_argument("--size", choices=("tiny", "large"), default="large", help="random model size")
+    p.add_argument("--family", choices=("paraformer", "sensevoice"), default="paraformer",
+                   help="model family: Paraformer (CIF) or SenseVoice-Small (CTC)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: one per core)")
     p.add_argument("--feature-workers", type=int, default=min(4, (os.cpu_count() or 1) // 4),
@@ -110,10 +119,10 @@ def resolved_device(device: str) -> str:
 
 
 def compare(args: argparse.Namespace, work: Path, threads: int) -> tuple[dict, str]:
-    model_dir = model_folder(work, args.size)
+    model_dir = model_folder(work, args.size, args.family)
     archive = make_archive(work / "compare", args.audio_s, args.recordings, seed=args.seed)
     ours, our_tokens = run_vadpack(archive, model_dir, work, args, threads)
-    funasr_s, their_tokens, blanked = run_funasr(archive, model_dir, args.device, threads)
+    funasr_s, their_tokens, blanked = run_funasr(archive, model_dir, args.device, threads, args.family)
     audio_s = archive["audio_s"]
     identical = sum(their_tokens.get(k) == our_tokens.get(k) for k in our_tokens)
     return {
@@ -124,15 +133,16 @@ def compare(args: argparse.Namespace, work: Path, threads: int) -> tuple[dict, s
         "identical_to_funasr": round(identical / max(len(our_tokens), 1), 4),
         "segments": len(our_tokens), "audio_s": round(audio_s, 1), "batches": ours["batches"],
         "vadpack_wall_s": round(ours["wall_s"], 2), "funasr_wall_s": round(funasr_s, 2),
-        "funasr_recordings_blanked": blanked, "model": f"random paraformer-{args.size}",
+        "funasr_recordings_blanked": blanked, "model": f"random {args.family}-{args.size}",
         "threads": threads, "feature_workers": args.feature_workers, "budget_s": args.budget_s,
     }, ours["device"]
 
 
-def model_folder(work: Path, size: str) -> Path:
-    model_dir = work / f"model-{size}"
+def model_folder(work: Path, size: str, family: str = "paraformer") -> Path:
+    model_dir = work / (f"model-{size}" if family == "paraformer" else f"model-{family}-{size}")
     if not (model_dir / "model.pt").exists():
-        write_tiny_model(model_dir, size=size, seed=0)
+        write = write_tiny_sensevoice if family == "sensevoice" else write_tiny_model
+        write(model_dir, size=size, seed=0)
     return model_dir
 
 
@@ -198,7 +208,7 @@ def run_vadpack(archive: dict, model_dir: Path, work: Path, args: argparse.Names
     return summary, tokens
 
 
-def run_funasr(archive: dict, model_dir: Path, device: str, threads: int
+def run_funasr(archive: dict, model_dir: Path, device: str, threads: int, family: str = "paraformer"
                ) -> tuple[float, dict[Key, tuple[str, ...]], int]:
     """FunASR's own VAD + ASR path with our segments; (wall seconds, tokens per segment, blanked)."""
     wav_of = dict(zip((f"rec{r:02d}" for r in range(len(archive["wavs"]))), archive["wavs"]))
@@ -207,11 +217,12 @@ def run_funasr(archive: dict, model_dir: Path, device: str, threads: int
     segs = segments_ms(spans + [(archive["warmup_wav"], 0, 3 * SAMPLE_RATE)])
     fingerprints = _fingerprints(archive)
     am = build_automodel(model_dir, device, threads, segs)
-    tap = TokenTap(am)
-    am.generate(input=[archive["warmup_wav"]], batch_size_s=300)  # warm-up, untimed
+    tap = TokenTap(am, family)
+    options = generate_options(family)
+    am.generate(input=[archive["warmup_wav"]], batch_size_s=300, **options)  # warm-up, untimed
     tap.record.clear()
     t0 = time.perf_counter()
-    results = am.generate(input=archive["wavs"], batch_size_s=300)
+    results = am.generate(input=archive["wavs"], batch_size_s=300, **options)
     wall_s = time.perf_counter() - t0
     tokens = {fingerprints[fp]: toks for fp, toks in tap.seen if fp in fingerprints}
     blanked = sum(not r.get("text") for r in results) + len(archive["wavs"]) - len(results)
@@ -229,7 +240,7 @@ def _fingerprints(archive: dict) -> dict[str, Key]:
 
 def measure_rss(args: argparse.Namespace, work: Path, threads: int) -> dict:
     """Run the asr stage on a generated ``args.rss_hours``-hour recording in a fresh process."""
-    model_dir = model_folder(work, args.rss_size)
+    model_dir = model_folder(work, args.rss_size, args.family)
     t0 = time.perf_counter()
     # Segments of ~5.6 s between gaps of ~1.15 s: speech is about 85 % of the recording.
     archive = make_archive(work / "rss", args.rss_hours * 3600 * 0.85, 1, seed=args.seed + 1, wavs=False)
@@ -250,7 +261,7 @@ def measure_rss(args: argparse.Namespace, work: Path, threads: int) -> dict:
     child = json.loads(Path(job["out"]).read_text())
     return {
         "rss_audio_h": round(audio_h, 2), "rss_segments": archive["segments"].num_rows,
-        "rss_model": f"random paraformer-{args.rss_size}",
+        "rss_model": f"random {args.family}-{args.rss_size}",
         "asr_peak_rss_mb": round(child["peak_rss_mb"], 1),
         "asr_rss_after_load_mb": round(child["rss_after_load_mb"], 1),
         "asr_rss_beyond_model_mb": round(child["peak_rss_mb"] - child["rss_after_load_mb"], 1),

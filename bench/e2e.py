@@ -4,8 +4,9 @@ The script generates a meeting archive (speech-like turns between pauses: ``meet
 ``bench/_funasr_baseline.py``, built from ``tests.support.synthetic.speech_burst``; wav, flac, ogg/vorbis and
 mp3 at 16, 44.1 and 48 kHz, mono and stereo; files of 1 to 20 minutes, at most a quarter of the
 archive each), builds the Paraformer-large architecture with random weights (``vadpack tiny-model
---size large``: it costs what the trained model costs), then runs three systems, each in its own
-subprocess, one after the other:
+--size large``: it costs what the trained model costs), or with ``--family sensevoice`` the
+SenseVoice-Small architecture (``vadpack tiny-model --size large --family sensevoice``), then runs
+three systems, each in its own subprocess, one after the other:
 
 1. **vadpack**: what ``vadpack run CONFIG`` does (``Runner(cfg).run()``: scan, vad, pack, asr, stitch)
    on a config made from ``configs/default.yaml`` with the device's defaults (``device_defaults``;
@@ -23,7 +24,8 @@ subprocess, one after the other:
    written as a 16 kHz wav, since identical tokens need identical samples (``funasr_input``). On the
    CPU, FunASR's ``inference_with_vad`` decodes one segment at a time whatever ``batch_size_s`` says:
    that is what its users get, and it is measured as is (``funasr_cpu_batching: false``).
-3. **ceiling**: the model alone (encoder, CIF predictor, decoder, argmax) on vadpack's length-sorted
+3. **ceiling**: the model alone (Paraformer: encoder, CIF predictor, decoder, argmax; SenseVoice:
+   the four queries, encoder, CTC layer, argmax) on vadpack's length-sorted
    batches of the same segments, features precomputed and already on the device: no I/O, no VAD, no
    feature extraction; the physical limit for this model on this device.
 
@@ -35,7 +37,10 @@ All x-realtime figures are total archive audio (pauses included) over seconds. S
 noisy: ``--repeat N`` runs the three systems N rounds and keeps each one's fastest round.
 
 ``transcripts_identical`` compares tokens segment by segment; they must match on the CPU (FunASR
-decodes each segment alone, vadpack's padding-invariance wrapper makes batching invisible). On CUDA,
+decodes each segment alone, vadpack's padding-invariance wrapper makes batching invisible). For
+SenseVoice, FunASR's tokens are the ids its inference decodes with the tags taken out, written as
+vadpack writes them (``sensevoice_tokens`` in ``bench/_funasr_baseline.py``); both sides decode
+with ``language: auto`` and ``use_itn: false``. On CUDA,
 FunASR batches without that wrapper and, for ``--dtype bfloat16``, runs float32 (its ``bf16`` flag
 does not work), so mismatches there are listed, not hidden.
 
@@ -46,6 +51,7 @@ Usage:
     .venv/bin/python bench/e2e.py                     # CPU defaults
     .venv/bin/python bench/e2e.py --device cuda --dtype bfloat16 --hours 10
     .venv/bin/python bench/e2e.py --size tiny --hours 0.01 --file-minutes 0.1 0.25   # smoke test
+    .venv/bin/python bench/e2e.py --family sensevoice   # SenseVoice-Small against FunASR's SenseVoice
 The last line of output is one JSON object (keys: ../shared/BENCH.md).
 """
 
@@ -92,8 +98,9 @@ def main() -> None:
     t_start = time.perf_counter()
     args = parse_args()
     plan = resolve_plan(args)
-    say(f"e2e: {plan['device_name']}, {plan['hours']:g} h, random paraformer-{args.size}, dtype {plan['dtype']}")
-    model_dir = ensure_model(Path(args.model_dir or ROOT / "runs" / "models" / args.size), args.size)
+    say(f"e2e: {plan['device_name']}, {plan['hours']:g} h, {model_name(args)}, dtype {plan['dtype']}")
+    default_dir = ROOT / "runs" / "models" / (args.size if args.family == "paraformer" else f"sensevoice-{args.size}")
+    model_dir = ensure_model(Path(args.model_dir or default_dir), args.size, args.family)
     work = Path(args.work).resolve()
     archive = make_archive(work, plan["hours"], args.seed, args.file_minutes)
     rounds = []
@@ -102,7 +109,8 @@ def main() -> None:
         vadpack = run_system("vadpack", {"config": str(config)}, work)
         funasr = run_system("funasr", {"work_dir": vadpack["work_dir"], "model": str(model_dir),
                                        "device": plan["device"], "threads": plan["threads"],
-                                       "dtype": plan["funasr_dtype"], "input_dir": str(work / "funasr-input")}, work)
+                                       "dtype": plan["funasr_dtype"], "input_dir": str(work / "funasr-input"),
+                                       "family": args.family}, work)
         ceiling = run_system("ceiling", {"config": str(config)}, work)
         rounds.append((vadpack, funasr, ceiling))
     result = report(args, plan, archive, *best_of(rounds))
@@ -130,7 +138,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--funasr-dtype", choices=("float32", "float16"),
                    help="FunASR's precision (default: float16 when --dtype is float16, else float32)")
     p.add_argument("--size", choices=("tiny", "large"), default="large", help="random model size")
-    p.add_argument("--model-dir", help="model folder, written if missing (default runs/models/SIZE)")
+    p.add_argument("--family", choices=("paraformer", "sensevoice"), default="paraformer",
+                   help="model family: Paraformer (CIF) or SenseVoice-Small (CTC)")
+    p.add_argument("--model-dir", help="model folder, written if missing (default runs/models/SIZE, "
+                   "runs/models/sensevoice-SIZE for SenseVoice)")
     p.add_argument("--threads", type=int, default=0, help="torch threads of each system (default: cores)")
     p.add_argument("--file-minutes", type=float, nargs=2, default=(1.0, 20.0), metavar=("MIN", "MAX"),
                    help="file lengths, log-uniform between MIN and MAX minutes (default 1 20)")
@@ -210,12 +221,16 @@ def write_config(work: Path, archive: dict, model_dir: Path, plan: dict, overrid
     return path
 
 
-def ensure_model(model_dir: Path, size: str) -> Path:
+def ensure_model(model_dir: Path, size: str, family: str = "paraformer") -> Path:
     if not (model_dir / "model.pt").exists():
-        say(f"e2e: writing a random {size} Paraformer to {model_dir}")
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "tiny-model", str(model_dir), "--size", size],
-                       check=True, cwd=ROOT, stdout=sys.stderr)
+        say(f"e2e: writing a random {size} {family} model to {model_dir}")
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "tiny-model", str(model_dir), "--size", size,
+                        "--family", family], check=True, cwd=ROOT, stdout=sys.stderr)
     return model_dir.resolve()
+
+
+def model_name(args: argparse.Namespace) -> str:
+    return f"random {args.family}-{args.size}"
 
 
 # ---- the archive ------------------------------------------------------------------------------------
@@ -361,7 +376,14 @@ class _CallTimer:
 def child_funasr(job: dict) -> dict:
     """FunASR's AutoModel + generate on vadpack's segments, timed from the AutoModel call."""
     import torch
-    from _funasr_baseline import TokenTap, build_automodel, peak_rss_mb, register_precomputed_vad, segments_ms
+    from _funasr_baseline import (
+        TokenTap,
+        build_automodel,
+        generate_options,
+        peak_rss_mb,
+        register_precomputed_vad,
+        segments_ms,
+    )
 
     work = Path(job["work_dir"])
     inputs, input_kinds = funasr_inputs(work, Path(job["input_dir"]))
@@ -373,8 +395,8 @@ def child_funasr(job: dict) -> dict:
     t0 = time.perf_counter()
     am = build_automodel(job["model"], job["device"], job["threads"], segments_ms(spans), job["dtype"])
     load_s = time.perf_counter() - t0
-    tap = TokenTap(am)
-    results = am.generate(input=list(inputs.values()), batch_size_s=300)
+    tap = TokenTap(am, job["family"])
+    results = am.generate(input=list(inputs.values()), batch_size_s=300, **generate_options(job["family"]))
     if on_cuda:
         torch.cuda.synchronize()
     wall_s = time.perf_counter() - t0
@@ -477,13 +499,19 @@ def child_ceiling(job: dict) -> dict:
 
 
 def model_forward(lm, x, n) -> None:
-    """Encoder, CIF predictor, decoder and argmax of one padded batch: what decoding cannot do without."""
+    """What decoding one padded batch cannot do without: Paraformer's encoder, CIF predictor, decoder
+    and argmax; SenseVoice's four queries, encoder, CTC layer and argmax."""
     import torch
 
-    from asr.infer import exact_float32, predictor_dtype
+    from asr.infer import exact_float32
+    from asr.paraformer import predictor_dtype
 
     # As asr.infer decodes: no TF32 in float32 on CUDA, and the CIF predictor in float32 in half precision.
     with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
+        if lm.family.name == "sensevoice":
+            q, q_lens = lm.family.with_queries(lm.net, x, n)
+            lm.net.ctc.log_softmax(lm.net.encoder(q, q_lens)[0]).argmax(dim=-1)
+            return
         out = lm.net.encode(x, n)
         enc, enc_lens = (out[0][0] if isinstance(out[0], tuple) else out[0]), out[1]
         embeds, token_num = lm.net.calc_predictor(enc.to(predictor_dtype(lm)), enc_lens)[:2]
@@ -550,7 +578,7 @@ def report(args: argparse.Namespace, plan: dict, archive: dict, vp: dict, fa: di
         "files": len(archive["files"]), "formats": dict(Counter(f["format"] for f in archive["files"])),
         "segments": n_segments, "speech_hours": round(s.get("asr", {}).get("audio_s", 0.0) / 3600, 4),
         "failed_inputs": s.get("failed_inputs"), "failed_segments": s.get("failed_segments"),
-        "model": f"random paraformer-{args.size}", "dtype": plan["dtype"], "funasr_dtype": plan["funasr_dtype"],
+        "model": model_name(args), "dtype": plan["dtype"], "funasr_dtype": plan["funasr_dtype"],
         "threads": plan["threads"], "budget_s": s.get("budget_s"),
         "vadpack_layout": {"replicas": s.get("asr", {}).get("replicas", 1),
                            "threads_per_replica": s.get("asr", {}).get("threads_per_replica"),

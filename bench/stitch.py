@@ -96,6 +96,7 @@ def write_transcripts(parts: Path, content_ids: np.ndarray, start: np.ndarray, e
         texts = [join_tokens(t) for t in lists["tokens"].to_pylist()]
         write_table(pa.table({"content_id": content_ids[lo:hi].tolist(), "start_sample": start[lo:hi],
                               "end_sample": end[lo:hi], "batch_id": np.zeros(n, np.int32), "text": texts, **lists,
+                              **{name: pa.nulls(n, pa.string()) for name in ("language", "emotion", "event")},
                               "status": ["ok"] * n, "error": [None] * n}).cast(TRANSCRIPTS),
                     parts / f"part-{k:08d}.parquet")
     return int(offsets[-1])

@@ -20,7 +20,10 @@ import pyarrow.parquet as pq
 from core import __version__
 from core.atomic import atomic_path, fsync_file, tmp_name
 
-SCHEMA_VERSION = "3"  # 2: words table, n_words in documents and segments; 3: speaker columns, turns, speakers
+# 2: words table, n_words in documents and segments; wpm counts words.
+# 3: speaker columns (documents.n_speakers, segments/tokens/words.speaker), turns, speakers.
+# 4: segments.language/emotion/event and documents.languages (SenseVoice; null/empty for Paraformer).
+SCHEMA_VERSION = "4"
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -80,6 +83,9 @@ TRANSCRIPTS = pa.schema([
     ("tokens", pa.list_(pa.string())),
     ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
     ("token_end_ms", pa.list_(pa.int32())),
+    ("language", pa.string()),  # what the model heard (SenseVoice); null for models that do not tell
+    ("emotion", pa.string()),
+    ("event", pa.string()),
     ("status", pa.string()),  # ok | failed
     ("error", pa.string()),
 ])
@@ -93,6 +99,9 @@ SEGMENT_RESULTS = pa.schema([
     ("tokens", pa.list_(pa.string())),
     ("token_start_ms", pa.list_(pa.int32())),  # relative to the segment start
     ("token_end_ms", pa.list_(pa.int32())),
+    ("language", pa.string()),
+    ("emotion", pa.string()),
+    ("event", pa.string()),
     ("status", pa.string()),  # ok | failed
     ("error", pa.string()),
 ])
@@ -132,6 +141,9 @@ DOCUMENTS = pa.schema([
     ("status", pa.string()),  # ok | partial (some segments failed in asr)
     ("warning", pa.string()),  # e.g. a truncated file: decoded what was readable
     ("n_speakers", pa.int32()),  # null without the speakers stage, or when it failed on the recording
+    # The languages its segments were heard in, most speech first ("nospeech" left out); empty when
+    # the model does not tell (Paraformer). DuckDB: languages[1], list_contains(languages, 'en').
+    ("languages", pa.list_(pa.string())),
 ])
 
 SEGMENTS = pa.schema([
@@ -144,6 +156,12 @@ SEGMENTS = pa.schema([
     ("n_tokens", pa.int32()),
     ("n_words", pa.int32()),
     ("speaker", pa.string()),  # who covers most of the segment; null without speakers
+    # SenseVoice: zh, en, yue, ja, ko or nospeech; neutral, happy, sad, angry, fearful, disgusted,
+    # surprised or unknown; speech, bgm, applause, laughter, cry, sneeze, breath, cough, ... or
+    # unknown. Null for Paraformer and for segments that failed in asr.
+    ("language", pa.string()),
+    ("emotion", pa.string()),
+    ("event", pa.string()),
 ])
 
 TOKENS = pa.schema([

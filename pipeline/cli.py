@@ -55,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("config")
     pr.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    tiny = sub.add_parser("tiny-model", help="write a randomly initialised Paraformer model folder")
+    tiny = sub.add_parser("tiny-model", help="write a randomly initialised model folder (Paraformer or SenseVoice)")
     tiny.add_argument("dir", help="output folder")
     tiny.add_argument("--size", choices=("tiny", "large"), default="tiny",
-                      help="tiny: small and fast (tests, demo); large: the Paraformer-large architecture")
+                      help="tiny: small and fast (tests, demo); large: the Paraformer-large or SenseVoice-Small "
+                      "architecture")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    tiny.add_argument("--family", choices=("paraformer", "sensevoice"), default="paraformer",
+                      help="paraformer (CIF, zh) or sensevoice (SenseVoice-Small, CTC, zh/en/yue/ja/ko)")
     return p
 
 
@@ -141,15 +144,18 @@ def _report_error(e: Exception, verbose: bool) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from asr.tiny import write_tiny_model
-
     target = Path(args.dir)
     if target.is_file() or (target.is_dir() and any(target.iterdir()) and not args.force):
         what = "is a file" if target.is_file() else "is not empty"
         raise UsageError(f"{target} {what}; give a new or empty folder, or --force to write into this one")
 
-    path = write_tiny_model(args.dir, size=args.size, seed=args.seed)
-    print(f"wrote a random {args.size} Paraformer model to {path}")
+    if args.family == "sensevoice":
+        from asr.tiny_sensevoice import write_tiny_sensevoice as write
+    else:
+        from asr.tiny import write_tiny_model as write
+    path = write(args.dir, size=args.size, seed=args.seed)
+    print(f"wrote a random {args.size} {'SenseVoice' if args.family == 'sensevoice' else 'Paraformer'} model "
+          f"to {path}")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asr.config import is_local_model
+from asr.config import AsrConfig, is_local_model
 from core.configtools import ConfigError
 from pipeline.config import Config
 from pipeline.stages import STAGES
@@ -93,8 +93,10 @@ def preflight(cfg: Config, stages: tuple[str, ...] = STAGES) -> list[str]:
         problems += filter(None, [check_writable("output_dir", cfg.output_path)])
     problems += check_extras(cfg)
     if {"pack", "asr", "stitch"} & set(stages):
-        problems += filter(None, [check_asr_model(cfg.asr.model, cfg.base_dir),
-                                  check_device(cfg.asr.device, cfg.asr.dtype)])
+        model_problem = check_asr_model(cfg.asr.model, cfg.base_dir)
+        problems += filter(None, [model_problem, check_device(cfg.asr.device, cfg.asr.dtype)])
+        if model_problem is None:
+            problems += filter(None, [check_family_settings(cfg.asr)])
     if "vad" in stages and cfg.vad.backend == "fsmn":
         problems += filter(None, [check_fsmn_model(cfg.vad.fsmn_model)])
     if "stitch" in stages and cfg.stitch.punc_model:
@@ -172,6 +174,30 @@ def check_asr_model(spec: str, base_dir: str = ".") -> str | None:
     except Exception as e:  # noqa: BLE001 - any reason the folder cannot load is the person's to fix
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         return text if text.startswith("asr.model") else f"asr.model: {text}"
+    return None
+
+
+def check_family_settings(asr_cfg: AsrConfig) -> str | None:
+    """The asr settings suit the model's family (``asr.language`` only for SenseVoice, hotwords only for
+    SeACo-Paraformer). A folder's class is read from its config.yaml; a hub id's family is told by its
+    name (``paraformer`` or ``sensevoice`` in it), else it is checked when the model loads."""
+    from asr.family import FAMILIES, FAMILY_CLASSES
+    from asr.model import model_class_of_folder
+
+    spec = asr_cfg.model
+    if is_local_model(spec):
+        model_class: str | None = model_class_of_folder(spec)
+        family = FAMILIES[model_class]
+    else:
+        name = spec.lower()
+        model_class = None
+        family = next((f for f in FAMILY_CLASSES if f.name in name), None)
+        if family is None:
+            return None
+    try:
+        family.check_settings(asr_cfg, model_class)
+    except ConfigError as e:
+        return str(e)
     return None
 
 

@@ -156,7 +156,7 @@ def segment_results(segments: pa.Table, store: Path) -> pa.Table:
     missing = pc.is_null(pos)
     n = keyed.num_rows
     columns = {"recording_id": keyed["recording_id"], "segment_index": keyed["segment_index"]}
-    for name in ("batch_id", "text", "tokens", "token_start_ms", "token_end_ms"):
+    for name in ("batch_id", "text", "tokens", "token_start_ms", "token_end_ms", "language", "emotion", "event"):
         field = SEGMENT_RESULTS.field(name)
         columns[name] = (pc.if_else(missing, pa.scalar(None, field.type), found[name]) if found is not None
                          else pa.nulls(n, field.type))

@@ -6,6 +6,13 @@ tokens is one cue. Failed segments (text None) and empty ones make no cue, since
 invalid SRT. With speakers, a cue (and a TXT line) starts with its speaker: ``S1: text``; JSON gives
 each segment and token a ``speaker`` (null without speakers).
 
+When the model tells the language of a segment (SenseVoice), the exports carry it: SRT, which has
+no place for metadata, starts a cue with ``[zh]`` wherever the language changes (the first cue
+too); WebVTT wraps each cue's text in a language span (``<lang zh>...</lang>``, part of the format,
+not shown by players); JSON has ``language``, ``emotion`` and ``event`` per segment and
+``languages`` per document. ``nospeech`` is no language and gets no marker. Paraformer's exports
+are unchanged.
+
 Files go to ``<output_dir>/<format>/<safe_export_name>.<format>``, written to a temporary name and
 renamed, so a reader never sees half a file.
 """
@@ -18,6 +25,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,14 +65,19 @@ def vtt_time(t_s: float) -> str:
 
 # ---- cues and renderers ------------------------------------------------------------------------
 
+NO_LANGUAGE = "nospeech"  # SenseVoice's answer when it hears no speech: not a language to mark
+
+
 def document_cues(doc: DocumentText, gap_s: float) -> list[Sentence]:
-    """The subtitle cues of ``doc``: its segments' sentences, in time order."""
+    """The subtitle cues of ``doc``: its segments' sentences, in time order, with their segment's language."""
     cues: list[Sentence] = []
     for seg in doc.segments:
+        language = seg.language if seg.language != NO_LANGUAGE else None
         if seg.tokens:
-            cues.extend(split_sentences(seg.tokens, gap_s))
+            cues.extend(replace(c, language=language) for c in split_sentences(seg.tokens, gap_s))
         elif seg.text and seg.text.strip():
-            cues.append(Sentence(text=seg.text, start_s=seg.start_s, end_s=seg.end_s, speaker=seg.speaker))
+            cues.append(Sentence(text=seg.text, start_s=seg.start_s, end_s=seg.end_s, speaker=seg.speaker,
+                                 language=language))
     return cues
 
 
@@ -80,8 +93,16 @@ def _one_line(text: str) -> str:
 
 
 def to_srt(cues: Sequence[Sentence]) -> str:
-    """SRT: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` each followed by a blank line."""
-    return "".join(f"{k}\n{_span(c, srt_time)}\n{cue_text(c)}\n\n" for k, c in enumerate(cues, start=1))
+    """SRT: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` each followed by a blank line.
+
+    A cue whose language differs from the cue before it starts with ``[<language>] ``.
+    """
+    out, previous = [], None
+    for k, c in enumerate(cues, start=1):
+        marker = f"[{c.language}] " if c.language and c.language != previous else ""
+        previous = c.language or previous
+        out.append(f"{k}\n{_span(c, srt_time)}\n{marker}{cue_text(c)}\n\n")
+    return "".join(out)
 
 
 def _span(cue: Sentence, fmt: Callable[[float], str]) -> str:
@@ -90,9 +111,18 @@ def _span(cue: Sentence, fmt: Callable[[float], str]) -> str:
 
 
 def to_vtt(cues: Sequence[Sentence]) -> str:
-    """WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``; text is HTML-escaped."""
-    body = "".join(f"{_span(c, vtt_time)}\n{_vtt_escape(cue_text(c))}\n\n" for c in cues)
+    """WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``; text is HTML-escaped,
+    and in a ``<lang xx>`` span when its language is known."""
+    body = "".join(f"{_span(c, vtt_time)}\n{_vtt_cue_text(c)}\n\n" for c in cues)
     return "WEBVTT\n\n" + body
+
+
+def _vtt_cue_text(cue: Sentence) -> str:
+    text = _vtt_escape(cue_text(cue))
+    # A language tag is letters, digits and hyphens (BCP 47); anything else would break the markup.
+    if cue.language and re.fullmatch(r"[A-Za-z0-9-]+", cue.language):
+        return f"<lang {cue.language}>{text}</lang>"
+    return text
 
 
 def _vtt_escape(text: str) -> str:
@@ -106,12 +136,14 @@ def to_txt(cues: Sequence[Sentence]) -> str:
 
 
 def to_json(doc: DocumentText) -> str:
-    """JSON of the document: ids, duration, text, and its segments with their tokens. Times in s, to 1 ms."""
+    """JSON of the document: ids, duration, text, languages, and its segments (with language, emotion,
+    event: null when the model does not tell) with their tokens. Times in s, to 1 ms."""
     data = {
         "recording_id": doc.recording_id, "path": doc.path, "duration_s": _ms(doc.duration_s),
-        "text": doc.text,
+        "text": doc.text, "languages": list(doc.languages),
         "segments": [{"segment_index": s.segment_index, "start_s": _ms(s.start_s), "end_s": _ms(s.end_s),
-                      "text": s.text, "speaker": s.speaker,
+                      "text": s.text, "speaker": s.speaker, "language": s.language, "emotion": s.emotion,
+                      "event": s.event,
                       "tokens": [{"token": t.token, "start_s": _ms(t.start_s), "end_s": _ms(t.end_s),
                                   "speaker": t.speaker} for t in s.tokens]}
                      for s in doc.segments],
@@ -225,10 +257,12 @@ def document_from_rows(doc: dict, segments: Sequence[dict], tokens: Sequence[dic
             TokenTime(token=row["token"], start_s=row["start_s"], end_s=row["end_s"], speaker=row.get("speaker")))
     segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
                              text=s["text"], tokens=tuple(by_segment.get(s["segment_index"], ())),
-                             speaker=s.get("speaker"))
+                             speaker=s.get("speaker"), language=s.get("language"), emotion=s.get("emotion"),
+                             event=s.get("event"))
                  for s in sorted(segments, key=lambda r: r["segment_index"]))
     return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
-                        duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs)
+                        duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs,
+                        languages=tuple(doc.get("languages") or ()))
 
 
 def write_document_exports(output_dir: str | Path, formats: Iterable[str], doc: dict,

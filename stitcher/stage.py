@@ -160,6 +160,8 @@ class Joined:
             "batch_id": _scatter(self.results["batch_id"], self.has_result, pa.int32()), "n_tokens": n_tokens,
             "n_words": np.zeros(self.segs.num_rows, dtype=np.int32),  # counted as the words are made
             "speaker": pa.nulls(self.segs.num_rows, pa.string()),
+            **{name: _scatter(self.results[name], self.has_result, pa.string())
+               for name in ("language", "emotion", "event")},
         }, SEGMENTS)
 
     def tokens_table(self, lo: int, hi: int) -> pa.Table:
@@ -259,6 +261,7 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
     from core.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
+    languages = recording_languages(seg_table)
     seg_groups = group_offsets(seg_table["recording_id"])
     seg_texts = seg_table["text"].to_pylist()
     seg_tokens = np.concatenate([[0], np.cumsum(seg_table["n_tokens"].to_numpy(zero_copy_only=False))])
@@ -276,11 +279,34 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
                      "speech_s": speech_s, "n_segments": v["n_segments"], "n_tokens": n_tok, "n_words": 0,
                      "text": join_segments([t or "" for t in seg_texts[lo:hi]]), "words_per_minute": 0.0,
                      "model": model, "status": "partial" if rid in partial else "ok", "warning": v["warning"],
-                     "n_speakers": None})
+                     "n_speakers": None, "languages": languages.get(rid, [])})
     if labels is not None:
         for row, n in zip(rows, labels.n_speakers([r["recording_id"] for r in rows])):
             row["n_speakers"] = n
     return to_table(rows, DOCUMENTS)
+
+
+def recording_languages(seg_table: pa.Table) -> dict[str, list[str]]:
+    """Per recording, the languages its segments were heard in, most speech seconds first.
+
+    Ties go to the language heard first. ``nospeech`` (SenseVoice heard no speech) and null (the
+    model does not tell, or the segment failed) are left out.
+    """
+    from stitcher.export import NO_LANGUAGE
+
+    heard = seg_table.filter(pc.and_(pc.is_valid(seg_table["language"]),
+                                     pc.not_equal(seg_table["language"], NO_LANGUAGE)))
+    if heard.num_rows == 0:
+        return {}
+    heard = heard.append_column("speech_s", pc.subtract(heard["end_s"], heard["start_s"]))
+    totals = heard.group_by(["recording_id", "language"]).aggregate([("speech_s", "sum"),
+                                                                     ("segment_index", "min")])
+    totals = totals.sort_by([("recording_id", "ascending"), ("speech_s_sum", "descending"),
+                             ("segment_index_min", "ascending")])
+    out: dict[str, list[str]] = {}
+    for rid, language in zip(totals["recording_id"].to_pylist(), totals["language"].to_pylist()):
+        out.setdefault(rid, []).append(language)
+    return out
 
 
 def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:

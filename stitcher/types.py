@@ -34,6 +34,7 @@ class Sentence:
         end_s: end of the last token.
         tokens: the tokens it was made of, special tokens left out.
         speaker: who says it; None without speakers (a cue never holds two speakers).
+        language: the language of its segment, when the model tells (SenseVoice), else None.
     """
 
     text: str
@@ -41,6 +42,7 @@ class Sentence:
     end_s: float
     tokens: tuple[TokenTime, ...] = ()
     speaker: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,9 @@ class SegmentText:
         text: joined text; None when the segment failed in asr.
         tokens: the segment's tokens with absolute times (may be empty).
         speaker: who covers most of the segment; None without speakers.
+        language: the language the model heard (SenseVoice), else None.
+        emotion: the emotion the model heard (SenseVoice), else None.
+        event: the audio event the model heard (SenseVoice), else None.
     """
 
     segment_index: int
@@ -62,6 +67,9 @@ class SegmentText:
     text: str | None
     tokens: tuple[TokenTime, ...] = ()
     speaker: str | None = None
+    language: str | None = None
+    emotion: str | None = None
+    event: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,8 @@ class DocumentText:
         duration_s: decoded duration of the recording.
         text: the whole document text (``stitcher.text.join_segments`` of the segments).
         segments: the segments in time order.
+        languages: the languages its segments were heard in, most speech first (empty when the
+            model does not tell).
     """
 
     recording_id: str
@@ -81,6 +91,7 @@ class DocumentText:
     duration_s: float
     text: str
     segments: tuple[SegmentText, ...] = ()
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

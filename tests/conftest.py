@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny model, the real-data folder, and a small archive built per test."""
+"""Shared fixtures: the tiny models, the real-data folder, and a small archive built per test."""
 
 from __future__ import annotations
 
@@ -29,6 +29,14 @@ def tiny_model(tmp_path_factory) -> Path:
     from asr.tiny import write_tiny_model
 
     return Path(write_tiny_model(tmp_path_factory.mktemp("models") / "tiny", size="tiny", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_sensevoice(tmp_path_factory) -> Path:
+    """A tiny random SenseVoice-Small folder, built once per test session."""
+    from asr.tiny_sensevoice import write_tiny_sensevoice
+
+    return Path(write_tiny_sensevoice(tmp_path_factory.mktemp("models") / "tiny-sensevoice", size="tiny", seed=0))
 
 
 @pytest.fixture()

@@ -64,6 +64,21 @@ def test_asr_bench_matches_funasr_and_measures_rss(tmp_path: Path) -> None:
     assert out["asr_peak_rss_mb"] >= out["asr_rss_after_load_mb"] > 0
 
 
+@pytest.mark.slow
+def test_sensevoice_benches_match_funasr(tmp_path: Path, tiny_sensevoice: Path) -> None:
+    # --family sensevoice: the same JSON keys, and FunASR's own SenseVoice decoding (tags taken out)
+    # gives every segment the tokens vadpack gives it.
+    out = run_bench("asr.py", "--family", "sensevoice", "--size", "tiny", "--device", "cpu", "--audio-s", "20",
+                    "--recordings", "2", "--work", str(tmp_path / "asr"))
+    assert ASR_KEYS <= out.keys() and out["identical_to_funasr"] == 1.0
+    assert out["model"] == "random sensevoice-tiny" and out["segments"] > 0
+    out = run_bench("e2e.py", "--family", "sensevoice", "--size", "tiny", "--model-dir", str(tiny_sensevoice),
+                    "--device", "cpu", "--hours", "0.01", "--file-minutes", "0.1", "0.25", "--work", str(tmp_path))
+    assert E2E_KEYS <= out.keys(), f"missing keys: {E2E_KEYS - out.keys()}"
+    assert out["transcripts_identical"] is True and out["mismatched_segments"] == 0 and out["segments"] > 0
+    assert out["model"] == "random sensevoice-tiny" and min(out["vadpack_xrt"], out["ceiling_xrt"]) > 0
+
+
 INCREMENTAL_KEYS = {
     "new_2pct_decoded_fraction", "new_2pct_wall_fraction", "modified_decoded_fraction", "renamed_decoded_fraction",
     "budget_change_decoded_fraction", "deleted_tables_equal", "all_tables_equal_from_scratch", "device", "date",

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from asr.config import AsrConfig
-from asr.model import PadInvariantModel, check_model_folder, load_model, resolve_device, zero_past_lengths
+from asr.model import check_model_folder, load_model, resolve_device
+from asr.paraformer import PadInvariantModel, zero_past_lengths
 
 
 def _copy(tiny_model: Path, tmp_path: Path, drop: str | None = None) -> Path:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from asr.config import AsrConfig
@@ -51,6 +52,13 @@ def test_one_row_per_segment_in_part_files(baseline: Path, archive: Archive, bat
     assert [span_of(r) for r in got] == sorted(archive.spans().values())
     assert all(r["status"] == "ok" and r["error"] is None for r in got)
     assert sum(len(r["tokens"]) for r in got) > 5 * len(got)
+
+
+def test_paraformer_rows_tell_no_language(baseline: Path) -> None:
+    # Paraformer does not tell language, emotion or event: null, not a guess; the part says its family.
+    assert {(r["language"], r["emotion"], r["event"]) for r in rows(baseline)} == {(None, None, None)}
+    meta = pq.read_schema(next(baseline.glob("*.parquet"))).metadata
+    assert meta[b"family"] == b"paraformer" and meta[b"model_class"] == b"Paraformer"
 
 
 def test_rerun_decodes_only_what_the_store_lacks(baseline: Path, cpu_cfg: AsrConfig, archive: Archive,

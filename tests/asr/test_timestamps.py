@@ -23,8 +23,9 @@ from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
 
 from asr.config import AsrConfig
 from asr.features import pad_features, segment_features
-from asr.infer import _decode, _timestamp_inputs, cif_stamps, to_device, token_times
+from asr.infer import to_device
 from asr.model import load_model
+from asr.paraformer import _decode, _timestamp_inputs, cif_stamps, token_times
 from asr.tiny import write_tiny_model
 from tests.asr.synth import speech_like
 

@@ -47,6 +47,7 @@ def test_seaco_takes_hotwords(tmp_path: Path) -> None:
     folder = write_tiny_model(tmp_path / "seaco", variant="SeacoParaformer", seed=3)
     cfg = AsrConfig(model=str(folder), device="cpu", threads=2, hotwords=("一丁", "the"))
     lm = load_model(cfg)
-    assert lm.hotword_ids is not None and len(lm.hotword_ids) == 3  # the words, then FunASR's <s>
+    hotword_ids = lm.family.hotword_ids
+    assert hotword_ids is not None and len(hotword_ids) == 3  # the words, then FunASR's <s>
     results = _decode_all(cfg, [list(range(len(DURATIONS_S)))])
     assert len(results) == len(DURATIONS_S) and all(r.ok for r in results.values())

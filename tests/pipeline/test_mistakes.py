@@ -114,6 +114,13 @@ MISTAKES = [
     Mistake("unknown hub model name", r"asr\.model = 'paraformer-zhh' is not a folder and not a FunASR model name",
             overrides=("asr.model=paraformer-zhh",)),
     Mistake("fsmn backend without its model", r"vad\.fsmn_model", overrides=("vad.backend=fsmn",)),
+    Mistake("a SenseVoice setting for a Paraformer folder", r"asr\.language = 'en' applies to SenseVoice models only.*"
+            r"set asr\.language: auto", overrides=("asr.language=en",)),
+    Mistake("ITN for a Paraformer hub model", r"asr\.use_itn = true applies to SenseVoice models only",
+            overrides=("asr.model=paraformer-en", "asr.use_itn=true")),
+    Mistake("hotwords for a plain Paraformer folder", r"asr\.hotwords needs a SeACo-Paraformer model.*remove asr\.hotwords",
+            overrides=("asr.hotwords=[vadpack]",)),
+    Mistake("an unknown SenseVoice language", r"asr\.language = 'fr' is not allowed", overrides=("asr.language=fr",)),
     Mistake("silero extra not installed", r"vad\.backend = 'silero' needs the 'silero' extra.*vadpack\[silero\]",
             overrides=("vad.backend=silero",), hide_module="silero_vad"),
     Mistake("ray extra not installed", r"engine = 'ray' needs the 'ray' extra.*vadpack\[ray\]",

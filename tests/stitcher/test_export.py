@@ -199,3 +199,60 @@ def test_write_document_exports_from_rows(tmp_path):
     assert (tmp_path / "srt" / "passwd__r1.srt").read_text(encoding="utf-8") == (
         "1\n00:00:00,500 --> 00:00:01,500\nhello world\n\n")
     assert (tmp_path / "txt" / "passwd__r1.txt").read_text(encoding="utf-8") == "hello world\n"
+
+
+# ---- the language, when the model tells it (SenseVoice) ------------------------------------------
+
+def make_sensevoice_doc() -> DocumentText:
+    seg0 = SegmentText(0, 0.5, 2.0, "你好", (TokenTime("你", 0.5, 0.8), TokenTime("好", 0.8, 1.0)),
+                       language="zh", emotion="neutral", event="speech")
+    seg1 = SegmentText(1, 3.0, 4.0, "so it is", language="en", emotion="happy", event="laughter")
+    seg2 = SegmentText(2, 5.0, 6.0, "and then", language="en", emotion="neutral", event="speech")
+    seg3 = SegmentText(3, 7.0, 7.5, "嗯", language="nospeech", emotion="unknown", event="bgm")
+    return DocumentText("sv-1", "/data/sv.wav", 8.0, "你好so it is and then嗯", (seg0, seg1, seg2, seg3),
+                        languages=("en", "zh"))
+
+
+def test_srt_marks_the_language_where_it_changes():
+    # SRT has no metadata: "[zh]" opens the first cue and each cue whose language differs from the last.
+    assert render(make_sensevoice_doc(), "srt", 0.8) == (
+        "1\n00:00:00,500 --> 00:00:01,000\n[zh] 你好\n\n"
+        "2\n00:00:03,000 --> 00:00:04,000\n[en] so it is\n\n"
+        "3\n00:00:05,000 --> 00:00:06,000\nand then\n\n"
+        "4\n00:00:07,000 --> 00:00:07,500\n嗯\n\n")  # nospeech is no language: no marker
+
+
+def test_vtt_puts_each_cue_in_a_language_span():
+    assert render(make_sensevoice_doc(), "vtt", 0.8) == (
+        "WEBVTT\n\n"
+        "00:00:00.500 --> 00:00:01.000\n<lang zh>你好</lang>\n\n"
+        "00:00:03.000 --> 00:00:04.000\n<lang en>so it is</lang>\n\n"
+        "00:00:05.000 --> 00:00:06.000\n<lang en>and then</lang>\n\n"
+        "00:00:07.000 --> 00:00:07.500\n嗯\n\n")
+
+
+def test_json_carries_language_emotion_and_event():
+    data = json.loads(render(make_sensevoice_doc(), "json", 0.8))
+    assert data["languages"] == ["en", "zh"]
+    assert [(s["language"], s["emotion"], s["event"]) for s in data["segments"]] == [
+        ("zh", "neutral", "speech"), ("en", "happy", "laughter"), ("en", "neutral", "speech"),
+        ("nospeech", "unknown", "bgm")]
+    paraformer = json.loads(render(make_doc(), "json", 0.8))  # the model does not tell: null, and no languages
+    assert paraformer["languages"] == [] and {s["language"] for s in paraformer["segments"]} == {None}
+
+
+def test_txt_has_no_language_marks():
+    assert render(make_sensevoice_doc(), "txt", 0.8) == "你好\nso it is\nand then\n嗯\n"
+
+
+def test_document_rows_bring_the_language_along(tmp_path):
+    doc = {"recording_id": "r1", "path": "talk.wav", "duration_s": 5.0, "text": "hello", "languages": ["en"]}
+    segments = [{"recording_id": "r1", "segment_index": 0, "start_s": 0.5, "end_s": 2.0, "text": "hello",
+                 "language": "en", "emotion": "neutral", "event": "speech"}]
+    tokens = [{"recording_id": "r1", "segment_index": 0, "token_index": 0, "token": "hello", "start_s": 0.5,
+               "end_s": 0.9}]
+    assert write_document_exports(tmp_path, ("srt", "json"), doc, segments, tokens, 0.8) == 2
+    assert (tmp_path / "srt" / "talk__r1.srt").read_text(encoding="utf-8") == (
+        "1\n00:00:00,500 --> 00:00:00,900\n[en] hello\n\n")
+    data = json.loads((tmp_path / "json" / "talk__r1.json").read_text(encoding="utf-8"))
+    assert data["languages"] == ["en"] and data["segments"][0]["emotion"] == "neutral"

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -116,3 +117,20 @@ def test_punc_model_that_is_not_a_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "punc").mkdir()
     with pytest.raises(ValueError, match=r"stitch\.punc_model = .* is not a punctuation model folder"):
         load_punctuator(str(tmp_path / "punc"))
+
+
+def test_documents_list_languages_by_speech_time():
+    from stitcher.stage import recording_languages
+
+    seg_table = pa.table({
+        "recording_id": ["a", "a", "a", "a", "b", "b", "c"],
+        "segment_index": [0, 1, 2, 3, 0, 1, 0],
+        "start_s": [0.0, 5.0, 6.0, 20.0, 0.0, 4.0, 0.0],
+        "end_s": [4.0, 6.0, 9.0, 29.0, 2.0, 6.0, 3.0],
+        "language": ["en", "zh", "zh", "nospeech", "ja", "ko", None],
+    })
+    # a: en 4 s, zh 1 + 3 s (a tie: en was heard first), nospeech is no language; b: a tie, in order;
+    # c: the model does not tell.
+    assert recording_languages(seg_table) == {"a": ["en", "zh"], "b": ["ja", "ko"]}
+    seg_table = seg_table.set_column(4, "language", pa.array(["en", "zh", "zh", "zh", None, None, None]))
+    assert recording_languages(seg_table) == {"a": ["zh", "en"]}

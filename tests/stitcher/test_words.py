@@ -91,6 +91,10 @@ def test_no_tokens() -> None:
     ["你", "好", "hel@@", "lo", "world", "</s>"], ["i", "b", "m", "公", "司"], ["the", "a", "i", "model"],
     ["in", "2", "0", "2", "4"], ["hello", ",", "world", "."], ["it", "'s"], ["ok", "，", "好"],
     ["我", "用", "py@@", "thon", "写", "code"], ["i", "b", ",", "x"], ["a@@", "b", "c", "d"], ["wor@@"],
+    # SenseVoice's SentencePiece pieces as asr.sensevoice.piece_tokens writes them: multi-character
+    # CJK and kana pieces, Hangul with "@@" inside a word, digits and punctuation glued without "▁".
+    ["今天", "的", "hello", "wor@@", "ld"], ["안녕@@", "하세요", "여러분"], ["it@@", "'s", "3", ":", "30"],
+    ["こんにちは", "世界", "。"], ["我们", "used", "gp@@", "u", "s", "，", "ok"],
 ])
 def test_words_write_back_to_the_segment_text(tokens: list[str]) -> None:
     table = tokens_table({("r", 0): [(t, i * 0.1, i * 0.1 + 0.1) for i, t in enumerate(tokens)]})
