@@ -21,7 +21,7 @@ $(TINY)/model.pt: $(STAMP)
 
 demo: $(STAMP) $(TINY)/model.pt
 	$(VENV)/bin/vadpack run configs/demo.yaml --no-progress
-	@echo "tables: runs/demo/output/{documents,segments,tokens,turns,speakers,failures}.parquet"
+	@echo "tables: runs/demo/output/{documents,segments,tokens,words,turns,speakers,failures}.parquet"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
