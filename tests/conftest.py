@@ -42,7 +42,11 @@ def tiny_sensevoice(tmp_path_factory) -> Path:
 @pytest.fixture()
 def small_archive(tmp_path) -> Path:
     """Three bundled example recordings, one all-silence wav and one text file named .mp3."""
-    root = tmp_path / "archive"
+    return write_small_archive(tmp_path / "archive")
+
+
+def write_small_archive(root: Path) -> Path:
+    """``small_archive``'s files, written into ``root``."""
     (root / "sub").mkdir(parents=True)
     for name in ("en_pyannote_sample.wav", "jfk.flac", "funasr_asr_example_zh.mp3"):
         shutil.copy(REPO / "examples" / name, root / name)

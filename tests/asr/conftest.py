@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 
 from asr.config import AsrConfig
+from asr.features import segment_features
 from asr.tiny import write_tiny_model
-from core.cache import SAMPLE_RATE
+from core.cache import SAMPLE_RATE, pcm_path, read_segment
 from core.tables import BATCHES, VAD_SEGMENTS, to_table
 from core.types import Span
 from tests.asr.synth import speech_like, write_pcm
@@ -51,6 +52,20 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     return make_archive(tmp_path_factory.mktemp("pcm"), SEGMENT_S, n_recordings=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def audio(archive: Archive) -> dict[tuple[str, int], np.ndarray]:
+    """Each archive segment's samples, read back from the PCM cache."""
+    starts, ends = archive.segments["start_sample"].to_pylist(), archive.segments["end_sample"].to_pylist()
+    return {k: read_segment(pcm_path(archive.cache_dir, k[0]), s, e)
+            for k, s, e in zip(archive.keys, starts, ends)}
+
+
+@pytest.fixture(scope="module")
+def features(lm, audio: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
+    """Each segment's features by the frontend of the module's own ``lm`` fixture (its model)."""
+    return {k: segment_features(lm.frontend, a) for k, a in audio.items()}
 
 
 def make_archive(cache_dir: Path, segment_s: tuple[float, ...], n_recordings: int, seed: int) -> Archive:

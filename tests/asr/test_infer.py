@@ -13,7 +13,6 @@ from asr.features import pad_features, segment_features
 from asr.infer import decode_batch, decode_features
 from asr.model import load_model
 from asr.types import FeatureBatch, LoadedModel, SegmentResult
-from core.cache import pcm_path, read_segment
 from core.types import Span
 from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
@@ -31,18 +30,6 @@ def lm(tiny_model: Path) -> LoadedModel:
 @pytest.fixture(scope="module")
 def lm_stock(tiny_model: Path) -> LoadedModel:
     return load_model(AsrConfig(model=str(tiny_model), device="cpu", threads=2, pad_invariant=False))
-
-
-@pytest.fixture(scope="module")
-def audio(archive: Archive) -> dict[Key, np.ndarray]:
-    starts, ends = archive.segments["start_sample"].to_pylist(), archive.segments["end_sample"].to_pylist()
-    return {k: read_segment(pcm_path(archive.cache_dir, k[0]), s, e)
-            for k, s, e in zip(archive.keys, starts, ends)}
-
-
-@pytest.fixture(scope="module")
-def features(lm: LoadedModel, audio: dict[Key, np.ndarray]) -> dict[Key, np.ndarray]:
-    return {k: segment_features(lm.frontend, a) for k, a in audio.items()}
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, pie
 from asr.stage import run_asr
 from asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
 from asr.types import LoadedModel, SegmentResult
-from core.cache import pcm_path, read_segment
 from core.tables import TRANSCRIPTS, read_table
 from core.text import join_tokens
 from tests.asr.conftest import Archive, batch_keys, pack
@@ -61,18 +60,6 @@ def funasr(sv_model: Path):
 
     return AutoModel(model=str(sv_model), disable_update=True, device="cpu", ncpu=2, disable_pbar=True,
                      disable_log=True)
-
-
-@pytest.fixture(scope="module")
-def audio(archive: Archive) -> dict[Key, np.ndarray]:
-    starts, ends = archive.segments["start_sample"].to_pylist(), archive.segments["end_sample"].to_pylist()
-    return {k: read_segment(pcm_path(archive.cache_dir, k[0]), s, e)
-            for k, s, e in zip(archive.keys, starts, ends)}
-
-
-@pytest.fixture(scope="module")
-def features(lm: LoadedModel, audio: dict[Key, np.ndarray]) -> dict[Key, np.ndarray]:
-    return {k: segment_features(lm.frontend, a) for k, a in audio.items()}
 
 
 @pytest.fixture(scope="module")

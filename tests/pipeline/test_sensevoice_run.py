@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 
 from asr.sensevoice import EMOTION_TAGS, EVENT_TAGS, LANGUAGE_TAGS
 from core.tables import SCHEMA_VERSION
@@ -26,7 +23,7 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.runner import Runner
 from pipeline.store import asr_store
-from tests.conftest import REPO, write_config
+from tests.conftest import REPO, write_config, write_small_archive
 from tests.pipeline.test_run import (  # noqa: F401  (collected here, run on this module's finished_run)
     test_non_audio_input_is_a_failure_row_with_a_reason,
     test_run_writes_every_table_readable_by_duckdb,
@@ -43,12 +40,7 @@ EVENTS = {"unknown" if t == "Event_UNK" else t.lower() for t in EVENT_TAGS}
 def finished_run(tmp_path_factory, tiny_sensevoice):
     """The demo-like run of ``test_run.py`` (same archive, same config) with the tiny SenseVoice."""
     tmp_path = tmp_path_factory.mktemp("sensevoice-run")
-    root = tmp_path / "archive"
-    (root / "sub").mkdir(parents=True)
-    for name in ("en_pyannote_sample.wav", "jfk.flac", "funasr_asr_example_zh.mp3"):
-        shutil.copy(REPO / "examples" / name, root / name)
-    sf.write(root / "sub" / "silence.wav", np.zeros(16000 * 3, dtype=np.int16), 16000, subtype="PCM_16")
-    (root / "sub" / "notes.mp3").write_text("this is a text file, not audio\n")
+    root = write_small_archive(tmp_path / "archive")
     cfg_path = write_config(tmp_path, [str(root)], tiny_sensevoice, stitch={"formats": ["srt", "vtt", "json"]})
     code = main(["run", str(cfg_path), "--no-progress"])
     return cfg_path, load_config(cfg_path), code
