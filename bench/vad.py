@@ -23,6 +23,7 @@ The last line of output is one JSON object (see ../shared/BENCH.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -39,6 +40,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.fingerprint import file_content_id  # noqa: E402
 from core.types import RecordingRef  # noqa: E402
 from tests.support.audio import decode_int16  # noqa: E402
 from tests.support.scoring import grid_10ms, naive_regions  # noqa: E402
@@ -106,7 +108,7 @@ def _ratio(a: float, b: float) -> float:
 
 def synthetic_cuts(n_meetings: int, cfg: VadConfig) -> dict:
     """Fraction of length-cap cuts inside true pauses, and whether every segment fits the cap."""
-    uncapped = VadConfig(**{**_fields(cfg), "max_segment_s": 600.0, "merge_up_to_s": 0.0})
+    uncapped = dataclasses.replace(cfg, max_segment_s=600.0, merge_up_to_s=0.0)
     cuts = in_pause = 0
     fits = True
     for seed in range(n_meetings):
@@ -118,10 +120,6 @@ def synthetic_cuts(n_meetings: int, cfg: VadConfig) -> dict:
         in_pause += sum(meeting.in_pause(c) for c in new_cuts)
     return {"synthetic_cuts_in_pauses": round(_ratio(in_pause, cuts), 4), "synthetic_cuts": cuts,
             "all_segments_within_max": bool(fits)}
-
-
-def _fields(cfg: VadConfig) -> dict:
-    return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
 
 
 # ---- speed ------------------------------------------------------------------------------------
@@ -152,7 +150,7 @@ def speed(tmp: Path, workers: int, hours: float, pieces: list[np.ndarray]) -> di
     for k in range(n_files):
         path = tmp / f"speed{k:03d}.wav"
         audio_s += write_long_wav(path, hours * 3600 / n_files, pieces, offset=k) / SR
-        refs.append(RecordingRef(f"speed{k:03d}", str(path)))
+        refs.append(RecordingRef(f"speed{k:03d}", str(path), file_content_id(path)))
     cpu_before, start = _cpu_s(), time.perf_counter()
     outcomes = list(run_vad(refs, tmp / "cache_speed", VadConfig(workers=workers), progress=False))
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu_before
@@ -175,11 +173,13 @@ def _cpu_s() -> float:
 _RSS_CHILD = """
 import json, re, sys, time
 sys.path.insert(0, sys.argv[1])
+from core.fingerprint import file_content_id
 from core.types import RecordingRef
 from vad.config import VadConfig
 from vad.stage import run_vad
 start = time.perf_counter()
-(outcome,) = run_vad([RecordingRef("long", sys.argv[2])], sys.argv[3], VadConfig(workers=1), progress=False)
+ref = RecordingRef("long", sys.argv[2], file_content_id(sys.argv[2]))
+(outcome,) = run_vad([ref], sys.argv[3], VadConfig(workers=1), progress=False)
 print(json.dumps({"n_samples": outcome.n_samples, "segments": len(outcome.segments), "error": outcome.error,
                   "wall_s": time.perf_counter() - start,
                   "peak_rss_mb": int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1]) / 1024}))

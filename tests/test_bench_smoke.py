@@ -121,3 +121,12 @@ def test_speakers_bench_prints_the_promised_keys() -> None:
     # The stage beats calling everyone one speaker, with the true speech regions.
     assert out["oracle_vad_mean_der"] < out["oracle_one_speaker_mean_der"]
     assert out["device"].startswith("cpu x") and out["embed_xrt"] > 0
+
+
+@pytest.mark.slow
+def test_vad_bench_prints_per_file_quality_and_its_keys(real_data: Path) -> None:
+    out = run_bench("vad.py", "--speed-hours", "0.05", "--rss-hours", "0.05", "--meetings", "1", "--workers", "1")
+    keys = {"xrt_per_core", "recall", "precision", "min_file_recall", "synthetic_cuts_in_pauses", "device", "date"}
+    assert keys <= out.keys(), f"missing keys: {keys - out.keys()}"
+    assert 0 < out["min_file_recall"] <= out["recall"] <= 1 and 0 < out["precision"] <= 1
+    assert out["xrt_per_core"] > 0
