@@ -251,8 +251,16 @@ def _drain(pool: ProcessPoolExecutor, todo: deque, args: tuple, n_workers: int, 
             if running and (crashes[todo[0].recording_id] or any(crashes[r.recording_id] for r in running.values())):
                 break
             ref = todo.popleft()
-            with workers_start_quiet():  # submit spawns the workers
-                running[pool.submit(process_recording, ref, *args)] = ref
+            try:
+                with workers_start_quiet():  # submit spawns the workers
+                    running[pool.submit(process_recording, ref, *args)] = ref
+            except BrokenProcessPool:
+                # A worker died after the last wait returned: this one never ran. The futures of the
+                # work in flight carry the crash; wait collects them below.
+                todo.appendleft(ref)
+                if not running:
+                    return
+                break
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             ref = running.pop(future)
