@@ -94,7 +94,7 @@ class ParaformerFamily:
         """
         cls.check_settings(cfg, type(model).__name__)
         return cls(pad_invariant=cfg.pad_invariant,
-                   hotword_ids=_hotword_ids(model, type(model).__name__, cfg, tokenizer, frontend))
+                   hotword_ids=_hotword_ids(model, cfg, tokenizer, frontend))
 
     def wrap(self, model: torch.nn.Module) -> Any:
         """What decoding calls: the padding-invariance wrapper, or the model itself."""
@@ -349,13 +349,11 @@ def token_times(stamps: _Stamps, tokens: tuple[str, ...], segment_ms: int) -> tu
     return tuple(starts), tuple(ends)
 
 
-def _hotword_ids(model: torch.nn.Module, model_class: str, cfg: AsrConfig, tokenizer: Any,
+def _hotword_ids(model: torch.nn.Module, cfg: AsrConfig, tokenizer: Any,
                  frontend: Any) -> tuple[tuple[int, ...], ...] | None:
-    """Token ids of ``cfg.hotwords``, tokenised the way SeACo-Paraformer's own inference does."""
+    """Token ids of ``cfg.hotwords``, tokenised the way SeACo-Paraformer's own inference does
+    (``check_settings`` has refused hotwords for any other class)."""
     if not cfg.hotwords:
         return None
-    if not hasattr(model, "generate_hotwords_list"):
-        raise ConfigError(f"asr.hotwords needs a SeACo-Paraformer model, but {cfg.model!r} is a "
-                         f"{model_class}; remove asr.hotwords or use a SeACo-Paraformer model")
     ids = model.generate_hotwords_list(" ".join(cfg.hotwords), tokenizer=tokenizer, frontend=frontend)
     return tuple(tuple(int(i) for i in word) for word in ids)
