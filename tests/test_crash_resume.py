@@ -83,7 +83,14 @@ def test_kill_and_resume_gives_identical_tables(tmp_path, tiny_model, archive_an
     ref_work = archive.parent / "reference" / "work"
     units = {"vad": len(list((ref_work / "pcm").glob("*.vad.json"))),
              "asr": len(list((ref_work / "store").glob("asr-*/part-*.parquet")))}
-    outcome = run_and_kill(cfg, work, phase, random.Random(seed), units[phase])
+    rng = random.Random(seed)
+    # A kill aimed late (the last unit, then up to 0.3 s more) can miss a fast run, which then is no
+    # test of resuming: start again from nothing with the next aim, a few times at most.
+    for _ in range(3):
+        shutil.rmtree(work, ignore_errors=True)
+        outcome = run_and_kill(cfg, work, phase, rng, units[phase])
+        if "finished first" not in outcome:
+            break
     assert main(["run", str(cfg), "--no-progress"]) == 3
     got = snapshot(work / "output")
     for name in TABLES:
