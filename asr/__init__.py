@@ -19,5 +19,11 @@ Modules:
     budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
         rule, applied by the orchestrator, decides the budget).
 
-FunASR is imported lazily (it takes seconds), so importing this package is cheap.
+FunASR is imported lazily (it takes seconds), so importing this package is cheap. Importing it pins
+MKL's reproducible mode for the process (``core.reproducible``): it must come before the first matrix
+product, and without it a segment's float32 result on the CPU depends on its batch.
 """
+
+from core.reproducible import pin_cpu_reproducibility
+
+pin_cpu_reproducibility()

@@ -21,12 +21,14 @@ from typing import Any
 import torch
 import yaml
 
+from asr import attention
 from asr.config import AsrConfig, is_local_model
 from asr.family import ModelFamily, family_class
 from asr.funasr_compat import funasr_tables
 from asr.types import DeviceInfo, FrontendInfo, LoadedModel
 from core.configtools import ConfigError
 from core.device import resolve_device as core_resolve_device
+from core.reproducible import MKL_CBWR, cpu_rows_independent
 
 log = logging.getLogger("vadpack.asr")
 
@@ -64,6 +66,30 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
         name=cfg.model, model_class=model_class, device=device, dtype=dtype,
         pad_invariant=cfg.pad_invariant, family=family,
     )
+
+
+def bit_exact_batches(lm: LoadedModel) -> bool:
+    """Whether ``lm`` gives each segment bit-identical results in any batch (measured once per process).
+
+    On the CPU in float32 the attention runs per item (``asr.attention``) and, in MKL's reproducible
+    mode (``core.reproducible``), a matrix product's rows do not depend on the other rows. Where the
+    mode did not take effect (torch ran a matrix product before the asr package was imported, or the
+    environment set MKL_CBWR otherwise) this logs a warning and returns False: results then agree up to
+    rounding, which can flip a near tie.
+    """
+    if lm.device.type != "cpu" or lm.dtype != torch.float32 or not attention.installed(lm.funasr_model):
+        return False
+    if cpu_rows_independent(torch.get_num_threads()):
+        return True
+    _warn_rows_dependent(os.environ.get("MKL_CBWR", "unset"))
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_rows_dependent(mode: str) -> None:
+    log.warning("asr: this process's CPU matrix products depend on their row count (MKL_CBWR=%s), so a segment "
+                "can decode differently in another batch at a near tie; set MKL_CBWR=%s before torch's first "
+                "matrix product (importing vadpack first does)", mode, MKL_CBWR)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -196,6 +222,8 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
     model.eval()
     if compile_encoder:
         compile_module(model, "encoder")
+    elif device == "cpu":
+        attention.install(model)  # per-item attention: bit-identical in any batch, and less work
     info = _frontend_info(kwargs)
     return model, kwargs["tokenizer"], kwargs["frontend"], info, type(model).__name__
 
@@ -206,7 +234,9 @@ def compile_module(model: torch.nn.Module, name: str) -> None:
     Dynamic shapes, because every batch has another length and item count: one graph serves them all.
     Inductor's FX-graph cache lives in TORCHINDUCTOR_CACHE_DIR, by default here in
     ~/.cache/vadpack/torchinductor (not /tmp, which a reboot empties), so a later run skips the
-    minutes of compiling. float32 results are identical to eager (tests/asr/test_compile.py).
+    minutes of compiling. float32 results are identical to eager (tests/asr/test_compile.py). A compiled
+    model keeps FunASR's batched attention: the per-item loop of ``asr.attention`` has data-dependent
+    lengths, which dynamo would recompile for.
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "vadpack" / "torchinductor"))
     setattr(model, name, torch.compile(getattr(model, name), dynamic=True))

@@ -25,7 +25,7 @@ import torch
 from asr.config import AsrConfig
 from asr.features import FeatureFeeder, start_worker_server
 from asr.infer import decode_batch, decode_features
-from asr.model import load_model, resolve_device
+from asr.model import bit_exact_batches, load_model, resolve_device
 from asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
 from asr.types import (
     AsrSummary,
@@ -169,6 +169,7 @@ def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_
         device=", ".join(sorted(set(layout.devices))), model=parts[0].model if parts else "",
         replicas=layout.replicas, threads_per_replica=layout.threads,
         replica_peak_rss_mb=max(rss_mb, default=0.0),
+        batch_invariant=bool(parts) and all(p.batch_invariant for p in parts),
     )
 
 
@@ -290,6 +291,7 @@ class Decoder:
             already_stored=already_stored, oom_splits=sum(x.splits for x in m),
             feature_retries=self.feature_retries, peak_cuda_mb=max((x.peak_cuda_mb for x in m), default=0.0),
             device=str(self.lm.device), model=self.lm.name, threads_per_replica=torch.get_num_threads(),
+            batch_invariant=bit_exact_batches(self.lm),
         )
 
 

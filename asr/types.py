@@ -173,6 +173,9 @@ class AsrSummary:
         replicas: decoding processes (``asr.replicas``).
         threads_per_replica: intra-op threads in each.
         replica_peak_rss_mb: the largest peak resident memory of a replica process (0: one process).
+        batch_invariant: every segment's result is bit-identical in any batch, as alone (CPU, float32,
+            per-item attention, and matrix products whose rows were measured independent of the others,
+            ``asr.model.bit_exact_batches``); False on CUDA, where results agree up to rounding.
     """
 
     audio_s: float = 0.0
@@ -194,6 +197,7 @@ class AsrSummary:
     replicas: int = 1
     threads_per_replica: int = 0
     replica_peak_rss_mb: float = 0.0
+    batch_invariant: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

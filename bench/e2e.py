@@ -37,7 +37,13 @@ All x-realtime figures are total archive audio (pauses included) over seconds. S
 noisy: ``--repeat N`` runs the three systems N rounds and keeps each one's fastest round.
 
 ``transcripts_identical`` compares tokens segment by segment; they must match on the CPU (FunASR
-decodes each segment alone, vadpack's padding-invariance wrapper makes batching invisible). For
+decodes each segment alone; vadpack decodes it bit-identically in any batch: per-item attention and
+the padding-invariance wrapper). Every child runs with vadpack's MKL mode, ``MKL_CBWR=AUTO,STRICT``
+(``core/reproducible.py``; reported as ``mkl_cbwr``), FunASR's included: at MKL's default, FunASR's own
+transcripts depend on its thread count (1 of 362 segments of the 1 h archive differed between one and
+two threads, each segment decoded alone), so a comparison there would compare MKL's kernel choices,
+not decoding. The mode costs nothing measurable (decoding those 362 segments alone took 142 s with it
+and 147 s without). For
 SenseVoice, FunASR's tokens are the ids its inference decodes with the tags taken out, written as
 vadpack writes them (``sensevoice_tokens`` in ``bench/_funasr_baseline.py``); both sides decode
 with ``language: auto`` and ``use_itn: false``. On CUDA,
@@ -80,6 +86,7 @@ sys.path.insert(0, str(ROOT))
 from _funasr_baseline import TreeRssSampler, meeting_audio  # noqa: E402
 
 from core.cache import SAMPLE_RATE  # noqa: E402
+from core.reproducible import MKL_CBWR  # noqa: E402
 
 CPU_HOURS, CUDA_HOURS = 0.5, 10.0
 # (suffix, soundfile format, subtype, sample rate, channels): one of each in turn.
@@ -97,6 +104,7 @@ def main() -> None:
         return run_child(sys.argv[2], json.loads(sys.argv[3]))
     t_start = time.perf_counter()
     args = parse_args()
+    os.environ.setdefault("MKL_CBWR", MKL_CBWR)  # every child's, FunASR's too: see the docstring
     plan = resolve_plan(args)
     say(f"e2e: {plan['device_name']}, {plan['hours']:g} h, {model_name(args)}, dtype {plan['dtype']}")
     default_dir = ROOT / "runs" / "models" / (args.size if args.family == "paraformer" else f"sensevoice-{args.size}")
@@ -557,6 +565,8 @@ def report(args: argparse.Namespace, plan: dict, archive: dict, vp: dict, fa: di
         "funasr_padding_efficiency": round(fa["padding_efficiency"], 4),
         "ceiling_padding_efficiency": round(ce["padding_efficiency"], 4),
         "transcripts_identical": not mismatched and n_segments > 0,
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "vadpack_batch_invariant": s.get("asr", {}).get("batch_invariant"),
         "mismatched_segments": len(mismatched), "mismatch_examples": examples,
         "peak_rss_mb": round(vp["largest_process_rss_mb"], 1),
         "peak_gpu_mb": round(vp["peak_gpu_mb"], 1),

@@ -1,0 +1,104 @@
+"""Exact attention: on the CPU, each item of a batch attends over its own frames only.
+
+FunASR's SAN-M attention (the self-attention of Paraformer's and SenseVoice's encoders, and the
+cross-attention of Paraformer's decoder) runs on the padded batch: scores over all frames, padded
+keys set to -inf, a softmax, then the weighted sum over all frames. The padded keys add exact zeros,
+but the softmax and the weighted sum then reduce over the batch's longest length instead of the
+item's own, and float32 reductions of another length round differently. A segment's encoder output
+moved by up to 2e-5 between its batch and alone (random Paraformer-large, 1 h archive), and at a near
+tie that flips a token: 1 segment of 362 decoded otherwise in its batch than alone.
+
+Here attention runs per item on ``[:length]`` of the batch's projections, which are the very tensors,
+in the same layout, that the item has alone; the projections before and after stay batched (a
+matrix product's rows do not depend on the other rows once MKL runs in its reproducible mode,
+``core.device.pin_cpu_reproducibility``). With both, a segment's result on the CPU is bit-identical
+in any batch: ``tests/asr/test_attention.py``. It is also less work: the padded part of each score
+matrix is never computed (6.5 % off the model time of a 1 h archive's batches, Paraformer-large).
+
+On CUDA the loop would turn one kernel per layer into one per item, and cuBLAS picks kernels by
+shape anyway, so attention there stays FunASR's, batched (results equal up to rounding).
+
+The replacement is bound to the model's own module instances (``install``), never to FunASR's
+classes, so other models in the process are untouched.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+# FunASR class names: the SAN-M self-attention (sanm.attention and sense_voice.model both define one
+# with this name and signature) and the decoder's cross-attention.
+SELF_ATTENTION = "MultiHeadedAttentionSANM"
+CROSS_ATTENTION = "MultiHeadedAttentionCrossAtt"
+
+
+def install(model: torch.nn.Module) -> int:
+    """Make every SAN-M self- and cross-attention module of ``model`` attend per item; returns how many."""
+    count = 0
+    for module in model.modules():
+        name = type(module).__name__
+        if name == SELF_ATTENTION and hasattr(module, "forward_fsmn"):
+            module.forward = types.MethodType(_self_attention, module)
+            count += 1
+        elif name == CROSS_ATTENTION:
+            module.forward = types.MethodType(_cross_attention, module)
+            count += 1
+    return count
+
+
+def installed(model: torch.nn.Module) -> bool:
+    """Whether ``install`` made ``model``'s attention per item."""
+    ours = (_self_attention, _cross_attention)
+    return any(getattr(m.__dict__.get("forward"), "__func__", None) in ours for m in model.modules())
+
+
+def prefix_lengths(mask: torch.Tensor | None, batch: int) -> list[int] | None:
+    """Each item's length when ``mask`` (batch, 1, time) keeps a prefix of every row, else None."""
+    if mask is None or mask.dim() != 3 or mask.size(0) != batch or mask.size(1) != 1:
+        return None
+    keep = mask[:, 0, :] != 0
+    lengths = keep.sum(dim=-1)
+    steps = torch.arange(keep.size(1), device=keep.device)
+    if not torch.equal(keep, steps[None, :] < lengths[:, None]):
+        return None
+    return lengths.tolist()
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One item's attention, (1, heads, time1, d_k) -> (time1, heads * d_k), as FunASR computes it alone.
+
+    Alone, FunASR's mask keeps every key, so its masked fills change nothing and are left out.
+    """
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    x = torch.matmul(torch.softmax(scores, dim=-1), v)
+    return x.transpose(1, 2).contiguous().view(-1, x.size(1) * x.size(3))
+
+
+def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None, mask_shfit_chunk=None,
+                    mask_att_chunk_encoder=None) -> torch.Tensor:
+    lengths = prefix_lengths(mask, x.size(0))
+    if lengths is None or mask_att_chunk_encoder is not None:  # streaming chunks: FunASR's own path
+        return type(self).forward(self, x, mask, mask_shfit_chunk, mask_att_chunk_encoder)
+    q_h, k_h, v_h, v = self.forward_qkv(x)
+    fsmn_memory = self.forward_fsmn(v, mask, mask_shfit_chunk)
+    scale = self.d_k ** (-0.5)
+    out = x.new_zeros(x.size(0), x.size(1), self.h * self.d_k)  # padded frames: 0, masked downstream
+    for i, n in enumerate(lengths):
+        if n:
+            out[i, :n] = _attend(q_h[i: i + 1, :, :n] * scale, k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
+    return self.linear_out(out) + fsmn_memory
+
+
+def _cross_attention(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None,
+                     ret_attn: bool = False) -> torch.Tensor:
+    lengths = prefix_lengths(memory_mask, x.size(0))
+    if lengths is None or ret_attn or 0 in lengths:  # FunASR's own path when it must return the weights
+        return type(self).forward(self, x, memory, memory_mask, ret_attn)
+    q_h, k_h, v_h = self.forward_qkv(x, memory)
+    q_h = q_h * self.d_k ** (-0.5)
+    out = x.new_empty(x.size(0), x.size(1), self.h * self.d_k)
+    for i, n in enumerate(lengths):  # every token row of the item: a row does not see the others
+        out[i] = _attend(q_h[i: i + 1], k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
+    return self.linear_out(out)
