@@ -25,12 +25,19 @@ from tests.test_reliability import speechy
 INTERRUPTED = (130, -signal.SIGINT)
 
 
+def _as_from_a_terminal() -> None:
+    # A shell starts a foreground command with SIGINT at its default. A test suite run in the
+    # background (`cmd &` from a script) has SIGINT ignored, which its children would inherit and
+    # honour, as `nohup vadpack run ... &` rightly does: the Ctrl-C under test would never arrive.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_run(cfg: Path, ready: Path, delay_s: float, *args: str) -> tuple[int, str]:
     """Start ``vadpack run``, wait until ``ready`` exists, then Ctrl-C the whole process group."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 120
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
