@@ -80,9 +80,7 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
     audio_s = sum(item.n_samples for g in groups for plan in g.plans for item in plan.items) / SAMPLE_RATE
     layout = plan_layout(cfg, n_batches, torch.cuda.device_count(), weights_bytes(cfg.model), audio_s)
     if layout.replicas > 1:
-        # Smaller groups than one part per 16 batches keep every replica busy to the end.
-        per_part = min(cfg.batches_per_part, max(1, -(-n_batches // (4 * layout.replicas))))
-        groups, _ = plan_work(batches, store_dir, per_part)
+        groups, _ = plan_work(batches, store_dir, cfg.batches_per_part, replicas=layout.replicas)
         summary = decode_in_replicas(groups, Path(cache_dir), cfg, layout, progress, detail)
         summary = replace(summary, already_stored=already)
         say(f"asr: {layout.describe()}: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s "
@@ -173,12 +171,13 @@ def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_
     )
 
 
-def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
+def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int,
+              replicas: int = 1) -> tuple[list[PartGroup], int]:
     """Part groups of the spans still to decode, and how many spans the store already holds.
 
     A batch keeps its id and its order; spans with an ``ok`` row in ``store_dir`` leave it (padding
     invariance makes the rest decode as they would have in the full batch), and a batch left empty
-    is dropped.
+    is dropped. ``replicas`` > 1: groups shrink towards the end (``group_sizes``).
     """
     done = stored_spans(store_dir)
     plans, already = [], 0
@@ -187,7 +186,28 @@ def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tupl
         already += len(plan.items) - len(todo)
         if todo:
             plans.append(BatchPlan(plan.batch_id, todo))
-    return part_groups(plans, batches_per_part, Path(store_dir)), already
+    return part_groups(plans, group_sizes(len(plans), batches_per_part, replicas), Path(store_dir)), already
+
+
+def group_sizes(n_batches: int, batches_per_part: int, replicas: int = 1) -> list[int]:
+    """How many batches each part group takes, in queue order.
+
+    One process: ``batches_per_part`` each. Several replicas take groups from one queue, and the run
+    ends when the last one finishes its last group, so a big group at the end keeps the others idle:
+    with groups of 8, 57 batches on 2 replicas split 32 / 25 and the run waited 10 s for one replica
+    (1 h archive, 2 CPU replicas). Here each group takes a share of what is left (guided scheduling:
+    remaining / (2 x replicas), at most ``batches_per_part``), so groups shrink to one batch at the
+    end and the replicas finish within about a batch of each other.
+    """
+    if replicas <= 1:
+        full, rest = divmod(n_batches, batches_per_part)
+        return [batches_per_part] * full + ([rest] if rest else [])
+    sizes, left = [], n_batches
+    while left > 0:
+        size = max(1, min(batches_per_part, -(-left // (2 * replicas))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def stored_spans(store_dir: Path) -> set[tuple[str, int, int]]:
@@ -206,15 +226,18 @@ def batch_plans(batches: pa.Table) -> list[BatchPlan]:
             for bid, cids, starts, ends in sorted(zip(*(batches[c].to_pylist() for c in columns)))]
 
 
-def part_groups(plans: list[BatchPlan], batches_per_part: int, parts_dir: Path) -> list[PartGroup]:
-    """Consecutive runs of ``batches_per_part`` batches, each part named after its first batch id.
+def part_groups(plans: list[BatchPlan], sizes: list[int], parts_dir: Path) -> list[PartGroup]:
+    """Consecutive runs of ``sizes[i]`` batches, each part named after its first batch id.
 
     A name an earlier run already used (its part kept only failures of that batch) gets a suffix, so
     no part file is ever overwritten.
     """
-    groups = []
-    for start in range(0, len(plans), batches_per_part):
-        chunk = tuple(plans[start: start + batches_per_part])
+    groups, start = [], 0
+    for size in sizes:
+        chunk = tuple(plans[start: start + size])
+        start += size
+        if not chunk:
+            break
         path = parts_dir / f"part-{chunk[0].batch_id:08d}.parquet"
         k = 0
         while path.exists():

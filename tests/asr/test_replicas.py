@@ -119,3 +119,18 @@ def test_compiled_encoder_decodes_exactly_as_eager(tiny_model: Path) -> None:
     # Invariant: compiling changes speed, never a token or a time (float32).
     assert got == expected and sum(len(r.tokens) for r in expected) > 20
     assert np.all([r.ok for r in got])
+
+
+@pytest.mark.parametrize("n_batches,replicas", [(57, 2), (8, 2), (1000, 2), (333, 3), (5, 8)])
+def test_replicas_finish_within_a_batch_of_each_other(n_batches: int, replicas: int) -> None:
+    from asr.stage import group_sizes
+
+    sizes = group_sizes(n_batches, 16, replicas)
+    assert sum(sizes) == n_batches and all(1 <= s <= 16 for s in sizes)
+    # Batches of equal cost, groups taken from one queue by whichever replica is free first.
+    done = [0] * replicas
+    for size in sizes:
+        done[done.index(min(done))] += size
+    assert max(done) - min(done) <= 1 or max(done) == max(sizes)  # a lone group longer than the rest
+    # One process: batches_per_part each, the rest last.
+    assert group_sizes(n_batches, 16) == [16] * (n_batches // 16) + ([n_batches % 16] if n_batches % 16 else [])
