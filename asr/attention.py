@@ -48,6 +48,16 @@ def install(model: torch.nn.Module) -> int:
     return count
 
 
+def uninstall(model: torch.nn.Module) -> int:
+    """Give ``model``'s attention modules FunASR's own batched forward back (bench/batch_invariance.py)."""
+    count = 0
+    for module in model.modules():
+        if getattr(module.__dict__.get("forward"), "__func__", None) in (_self_attention, _cross_attention):
+            del module.forward
+            count += 1
+    return count
+
+
 def installed(model: torch.nn.Module) -> bool:
     """Whether ``install`` made ``model``'s attention per item."""
     ours = (_self_attention, _cross_attention)

@@ -53,6 +53,13 @@ def test_e2e_runs_all_three_systems_and_transcripts_match(tmp_path: Path, tiny_m
     assert min(out["vadpack_xrt"], out["funasr_xrt"], out["ceiling_xrt"]) > 0
     assert 0 < out["vadpack_padding_efficiency"] <= 1 and out["funasr_padding_efficiency"] == 1.0  # CPU: 1 per call
     assert out["funasr_cpu_batching"] is False and out["device"].startswith("cpu x")
+    assert out["mkl_cbwr"] == "AUTO,STRICT" and out["vadpack_batch_invariant"] is True
+    # The same archive's batches: every segment decodes bit-identically in its batch and alone.
+    inv = run_bench("batch_invariance.py", "--work-dir", str(tmp_path / "vadpack"), "--batches", "0")
+    assert {"segments", "bit_identical_in_any_batch", "per_item_attention_speedup", "device", "date"} <= inv.keys()
+    assert inv["segments"] == out["segments"] and inv["bit_identical_in_any_batch"] is True
+    assert inv["per_item_mkl_strict"]["differ"] == 0 and inv["per_item_mkl_strict"]["rows_independent"] is True
+    assert inv["per_item_mkl_default"]["mkl_cbwr"] == ""
 
 
 @pytest.mark.slow

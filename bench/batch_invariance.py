@@ -1,0 +1,125 @@
+"""Batch invariance on the CPU: does a segment decode to the same result in its batch as alone?
+
+Reads a vadpack work_dir that ``bench/e2e.py`` (or any run) left behind: its packed batches, its PCM
+cache and its model (``config.resolved.yaml``). For each way of computing below, a fresh process loads
+the model, decodes every batch (timed), then every segment of it alone (timed), and counts the
+segments whose tokens or token times differ between the two:
+
+- ``funasr_attention_mkl_default``: FunASR's batched attention, MKL in its default mode;
+- ``funasr_attention_mkl_strict``: FunASR's batched attention, ``MKL_CBWR=AUTO,STRICT``;
+- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``), MKL's default mode;
+- ``per_item_mkl_strict``: what vadpack runs on the CPU, per-item attention in MKL's strict mode.
+
+MKL reads its mode when a process makes its first matrix product, so each way runs in its own
+process. ``batched_s`` of the two strict ways, measured in the same run, compares the attentions'
+speed. Padding is the only difference between a segment alone and in its batch besides the batch's
+size, so ``differ`` counts exactly what batching changes.
+
+Usage:
+    .venv/bin/python bench/e2e.py --hours 1 --replicas 2          # leaves bench/out/e2e/vadpack
+    .venv/bin/python bench/batch_invariance.py                     # its first 20 batches
+    .venv/bin/python bench/batch_invariance.py --batches 0         # all of them
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WAYS = {  # name: (per-item attention, MKL_CBWR; "" is MKL's default mode)
+    "funasr_attention_mkl_default": (False, ""),
+    "funasr_attention_mkl_strict": (False, "AUTO,STRICT"),
+    "per_item_mkl_default": (True, ""),
+    "per_item_mkl_strict": (True, "AUTO,STRICT"),
+}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_child"]:
+        print(json.dumps(child(json.loads(sys.argv[2]))))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work-dir", default=str(ROOT / "bench" / "out" / "e2e" / "vadpack"),
+                   help="a vadpack work_dir with batches.parquet, pcm/ and config.resolved.yaml")
+    p.add_argument("--batches", type=int, default=20, help="batches to check, in batch order (0: all)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    args = p.parse_args()
+    work = Path(args.work_dir).resolve()
+    if not (work / "batches.parquet").is_file():
+        raise SystemExit(f"batch_invariance: {work} has no batches.parquet; run bench/e2e.py first or give --work-dir")
+    result: dict = {}
+    for name, (per_item, mode) in WAYS.items():
+        job = {"work_dir": str(work), "batches": args.batches, "threads": args.threads, "per_item": per_item}
+        env = {**os.environ, "MKL_CBWR": mode}
+        print(f"batch_invariance: {name}", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "_child", json.dumps(job)], env=env, cwd=ROOT,
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"batch_invariance: {name} failed:\n{out.stderr[-3000:]}")
+        result[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    strict, stock = result["per_item_mkl_strict"], result["funasr_attention_mkl_strict"]
+    result.update(
+        segments=strict["segments"], batches=strict["batches"], threads=args.threads,
+        bit_identical_in_any_batch=strict["differ"] == 0,
+        per_item_attention_speedup=round(stock["batched_s"] / strict["batched_s"], 3),
+        model=strict["model"], device=f"cpu x{os.cpu_count()}", date=datetime.date.today().isoformat(),
+    )
+    print(json.dumps(result))
+
+
+def child(job: dict) -> dict:
+    import pyarrow.parquet as pq
+    import torch
+    import yaml
+
+    from asr import attention
+    from asr.config import AsrConfig
+    from asr.features import pad_features, segment_features
+    from asr.infer import decode_features
+    from asr.model import load_model
+    from core.cache import pcm_path, read_segment
+    from core.reproducible import cpu_rows_independent
+
+    work = Path(job["work_dir"])
+    model = yaml.safe_load((work / "config.resolved.yaml").read_text())["asr"]["model"]
+    lm = load_model(AsrConfig(model=model, device="cpu", threads=job["threads"]))
+    if not job["per_item"]:
+        attention.uninstall(lm.funasr_model)
+    batches = sorted(pq.read_table(work / "batches.parquet").to_pylist(), key=lambda b: b["batch_id"])
+    if job["batches"]:
+        batches = batches[: job["batches"]]
+    differ = segments = 0
+    batched_s = alone_s = 0.0
+    with torch.no_grad():
+        for batch in batches:
+            items = list(zip(batch["content_ids"], batch["start_samples"], batch["end_samples"]))
+            feats = [segment_features(lm.frontend, read_segment(pcm_path(work / "pcm", c), s, e)) for c, s, e in items]
+            segment_ms = [(e - s) // 16 for _, s, e in items]
+            padded, lengths = pad_features(feats, feats[0].shape[1])
+            t0 = time.perf_counter()
+            together = decode_features(lm, padded, lengths, segment_ms)
+            batched_s += time.perf_counter() - t0
+            for i, f in enumerate(feats):
+                one, one_len = pad_features([f], f.shape[1])
+                t0 = time.perf_counter()
+                alone = decode_features(lm, one, one_len, segment_ms[i: i + 1])[0]
+                alone_s += time.perf_counter() - t0
+                segments += 1
+                differ += alone != together[i]
+    return {"differ": differ, "segments": segments, "batches": len(batches), "batched_s": round(batched_s, 2),
+            "alone_s": round(alone_s, 2), "rows_independent": cpu_rows_independent(job["threads"]),
+            "mkl_cbwr": os.environ.get("MKL_CBWR"), "model": Path(model).name}
+
+
+if __name__ == "__main__":
+    main()
