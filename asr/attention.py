@@ -4,16 +4,18 @@ FunASR's SAN-M attention (the self-attention of Paraformer's and SenseVoice's en
 cross-attention of Paraformer's decoder) runs on the padded batch: scores over all frames, padded
 keys set to -inf, a softmax, then the weighted sum over all frames. The padded keys add exact zeros,
 but the softmax and the weighted sum then reduce over the batch's longest length instead of the
-item's own, and float32 reductions of another length round differently. A segment's encoder output
-moved by up to 2e-5 between its batch and alone (random Paraformer-large, 1 h archive), and at a near
-tie that flips a token: 1 segment of 362 decoded otherwise in its batch than alone.
+item's own, and float32 reductions of another length round differently: with padding in its batch, a
+0.7 s item's encoder output moved by 6e-7 (tiny model, tests/asr/test_attention.py), and at a near tie
+such a difference flips a token (bench/batch_invariance.py: on a 1 h archive, random Paraformer-large,
+2 of 362 segments decoded otherwise in their batch than alone, 1 with per-item attention; in MKL's
+strict mode none either way there).
 
 Here attention runs per item on ``[:length]`` of the batch's projections, which are the very tensors,
 in the same layout, that the item has alone; the projections before and after stay batched (a
 matrix product's rows do not depend on the other rows once MKL runs in its reproducible mode,
-``core.device.pin_cpu_reproducibility``). With both, a segment's result on the CPU is bit-identical
+``core.reproducible.pin_cpu_reproducibility``). With both, a segment's result on the CPU is bit-identical
 in any batch: ``tests/asr/test_attention.py``. It is also less work: the padded part of each score
-matrix is never computed (6.5 % off the model time of a 1 h archive's batches, Paraformer-large).
+matrix is never computed (3-7 % off the model time of a 1 h archive's batches, Paraformer-large).
 
 On CUDA the loop would turn one kernel per layer into one per item, and cuBLAS picks kernels by
 shape anyway, so attention there stays FunASR's, batched (results equal up to rounding).
