@@ -150,7 +150,8 @@ def parse_args() -> argparse.Namespace:
                    help="model family: Paraformer (CIF) or SenseVoice-Small (CTC)")
     p.add_argument("--model-dir", help="model folder, written if missing (default runs/models/SIZE, "
                    "runs/models/sensevoice-SIZE for SenseVoice)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads of each system (default: cores)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of each system (default: one per core for "
+                   "FunASR and the ceiling; vadpack: asr.threads and asr.replicas auto)")
     p.add_argument("--file-minutes", type=float, nargs=2, default=(1.0, 20.0), metavar=("MIN", "MAX"),
                    help="file lengths, log-uniform between MIN and MAX minutes (default 1 20)")
     p.add_argument("--seed", type=int, default=0)
@@ -193,8 +194,8 @@ def resolve_plan(args: argparse.Namespace) -> dict:
     funasr_dtype = args.funasr_dtype or ("float16" if dtype == "float16" and on_cuda else "float32")
     return {"device": device, "device_name": name, "cores": cores, "on_cuda": on_cuda,
             "hours": args.hours or (CUDA_HOURS if on_cuda else CPU_HOURS), "dtype": dtype,
-            "funasr_dtype": funasr_dtype, "threads": args.threads or cores, "replicas": args.replicas,
-            "compile": args.compile}
+            "funasr_dtype": funasr_dtype, "threads": args.threads or cores, "pin_threads": bool(args.threads),
+            "replicas": args.replicas, "compile": args.compile}
 
 
 def device_defaults(plan: dict) -> dict[str, dict]:
@@ -202,8 +203,10 @@ def device_defaults(plan: dict) -> dict[str, dict]:
     if plan["on_cuda"]:
         return {"vad": {"workers": 0}, "asr": {"threads": 0, "prefetch": 8, "batches_per_part": 64}}
     # On the CPU, configs/default.yaml's own defaults apply: packer.budget_s auto (60 padded seconds
-    # there, see asr/budget.py for the measurement behind it) and features inline.
-    return {"vad": {"workers": 0}, "asr": {"threads": plan["threads"]}}
+    # there, see asr/budget.py for the measurement behind it), features inline, and asr.replicas and
+    # asr.threads auto (on 2 cores: one 2-thread process below half an hour of audio, two 1-thread
+    # replicas from there), unless --threads pins the threads of each process.
+    return {"vad": {"workers": 0}, "asr": {"threads": plan["threads"] if plan.get("pin_threads") else 0}}
 
 
 def write_config(work: Path, archive: dict, model_dir: Path, plan: dict, overrides: list[str]) -> Path:
