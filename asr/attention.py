@@ -52,18 +52,19 @@ def install(model: torch.nn.Module) -> int:
 
 def uninstall(model: torch.nn.Module) -> int:
     """Give ``model``'s attention modules FunASR's own batched forward back (bench/batch_invariance.py)."""
-    count = 0
-    for module in model.modules():
-        if getattr(module.__dict__.get("forward"), "__func__", None) in (_self_attention, _cross_attention):
-            del module.forward
-            count += 1
-    return count
+    ours = [module for module in model.modules() if _per_item(module)]
+    for module in ours:
+        del module.forward  # the instance attribute: the class's forward shows again
+    return len(ours)
 
 
 def installed(model: torch.nn.Module) -> bool:
     """Whether ``install`` made ``model``'s attention per item."""
-    ours = (_self_attention, _cross_attention)
-    return any(getattr(m.__dict__.get("forward"), "__func__", None) in ours for m in model.modules())
+    return any(_per_item(module) for module in model.modules())
+
+
+def _per_item(module: torch.nn.Module) -> bool:
+    return getattr(module.__dict__.get("forward"), "__func__", None) in (_self_attention, _cross_attention)
 
 
 def prefix_lengths(mask: torch.Tensor | None, batch: int) -> list[int] | None:

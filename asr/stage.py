@@ -80,7 +80,8 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
     audio_s = sum(item.n_samples for g in groups for plan in g.plans for item in plan.items) / SAMPLE_RATE
     layout = plan_layout(cfg, n_batches, torch.cuda.device_count(), weights_bytes(cfg.model), audio_s)
     if layout.replicas > 1:
-        groups, _ = plan_work(batches, store_dir, cfg.batches_per_part, replicas=layout.replicas)
+        plans = [plan for g in groups for plan in g.plans]  # the same plans, regrouped for the queue
+        groups = part_groups(plans, group_sizes(len(plans), cfg.batches_per_part, layout.replicas), Path(store_dir))
         summary = decode_in_replicas(groups, Path(cache_dir), cfg, layout, progress, detail)
         summary = replace(summary, already_stored=already)
         say(f"asr: {layout.describe()}: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s "
@@ -171,13 +172,12 @@ def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_
     )
 
 
-def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int,
-              replicas: int = 1) -> tuple[list[PartGroup], int]:
+def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
     """Part groups of the spans still to decode, and how many spans the store already holds.
 
     A batch keeps its id and its order; spans with an ``ok`` row in ``store_dir`` leave it (padding
     invariance makes the rest decode as they would have in the full batch), and a batch left empty
-    is dropped. ``replicas`` > 1: groups shrink towards the end (``group_sizes``).
+    is dropped.
     """
     done = stored_spans(store_dir)
     plans, already = [], 0
@@ -186,7 +186,7 @@ def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int,
         already += len(plan.items) - len(todo)
         if todo:
             plans.append(BatchPlan(plan.batch_id, todo))
-    return part_groups(plans, group_sizes(len(plans), batches_per_part, replicas), Path(store_dir)), already
+    return part_groups(plans, group_sizes(len(plans), batches_per_part), Path(store_dir)), already
 
 
 def group_sizes(n_batches: int, batches_per_part: int, replicas: int = 1) -> list[int]:
@@ -227,7 +227,7 @@ def batch_plans(batches: pa.Table) -> list[BatchPlan]:
 
 
 def part_groups(plans: list[BatchPlan], sizes: list[int], parts_dir: Path) -> list[PartGroup]:
-    """Consecutive runs of ``sizes[i]`` batches, each part named after its first batch id.
+    """Consecutive runs of ``sizes[i]`` batches (``group_sizes``), each part named after its first batch id.
 
     A name an earlier run already used (its part kept only failures of that batch) gets a suffix, so
     no part file is ever overwritten.
@@ -236,8 +236,6 @@ def part_groups(plans: list[BatchPlan], sizes: list[int], parts_dir: Path) -> li
     for size in sizes:
         chunk = tuple(plans[start: start + size])
         start += size
-        if not chunk:
-            break
         path = parts_dir / f"part-{chunk[0].batch_id:08d}.parquet"
         k = 0
         while path.exists():

@@ -42,8 +42,8 @@ the padding-invariance wrapper). Every child runs with vadpack's MKL mode, ``MKL
 (``core/reproducible.py``; reported as ``mkl_cbwr``), FunASR's included: at MKL's default, FunASR's own
 transcripts depend on its thread count (1 of 362 segments of the 1 h archive differed between one and
 two threads, each segment decoded alone), so a comparison there would compare MKL's kernel choices,
-not decoding. The mode costs nothing measurable (decoding those 362 segments alone took 142 s with it
-and 147 s without). For
+not decoding. The mode costs nothing measurable (``bench/batch_invariance.py`` on that archive: the 362
+segments alone took 130 s with it and 141 s without, their batches 99 s and 105 s). For
 SenseVoice, FunASR's tokens are the ids its inference decodes with the tags taken out, written as
 vadpack writes them (``sensevoice_tokens`` in ``bench/_funasr_baseline.py``); both sides decode
 with ``language: auto`` and ``use_itn: false``. On CUDA,
