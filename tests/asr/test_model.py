@@ -76,3 +76,36 @@ def test_zero_past_lengths() -> None:
     out = zero_past_lengths(x, torch.tensor([4, 1]))
     assert out[0].eq(1).all() and out[1, :1].eq(1).all() and out[1, 1:].eq(0).all()
     assert x.eq(1).all()  # the input is left alone
+
+
+@pytest.mark.parametrize("family", ["paraformer", "sensevoice"])
+def test_built_without_random_init_is_the_model_built_with_it(family: str, tiny_model: Path,
+                                                               tiny_sensevoice: Path) -> None:
+    """Skipping the random initial weights (no_random_init) leaves every weight and buffer as FunASR's
+    own build followed by the same model.pt gives, and draws nothing from torch's random generator."""
+    from funasr import AutoModel
+    from funasr.download.download_model_from_hub import download_model
+
+    from asr.model import _folder_stamp, _load_cached, _load_weights, no_random_init
+
+    folder = str(tiny_model if family == "paraformer" else tiny_sensevoice)
+    conf = download_model(model=folder, device="cpu", ncpu=1, disable_update=True, disable_log=True,
+                          frontend_conf={"dither": 0.0})
+    weights = conf.pop("init_param")
+    conf.setdefault("model_conf", {})
+    reference, _ = AutoModel.build_model(**conf)  # random initial weights drawn, as FunASR builds
+    _load_weights(folder, reference, weights)
+    init_before = torch.nn.init.kaiming_uniform_
+    torch.manual_seed(0)  # FunASR's build_model seeds torch with 0 before it builds anything
+    seeded = torch.random.get_rng_state()
+    torch.manual_seed(1234)
+    with no_random_init():
+        AutoModel.build_model(**conf)
+    assert torch.equal(torch.random.get_rng_state(), seeded)  # seeded, then not one random number drawn
+    assert torch.nn.init.kaiming_uniform_ is init_before  # restored on exit
+    ours = _load_cached.__wrapped__(folder, _folder_stamp(folder), "cpu", "float32", 1)[0]
+    for kind in ("named_parameters", "named_buffers"):
+        theirs, mine = dict(getattr(reference, kind)()), dict(getattr(ours, kind)())
+        assert mine.keys() == theirs.keys()
+        for name, tensor in theirs.items():
+            assert torch.equal(mine[name], tensor), name
