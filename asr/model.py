@@ -29,6 +29,7 @@ from asr.types import DeviceInfo, FrontendInfo, LoadedModel
 from core.configtools import ConfigError
 from core.device import resolve_device as core_resolve_device
 from core.reproducible import MKL_CBWR, cpu_rows_independent
+from core.usercache import user_cache_dir
 
 log = logging.getLogger("vadpack.asr")
 
@@ -264,12 +265,12 @@ def compile_module(model: torch.nn.Module, name: str) -> None:
 
     Dynamic shapes, because every batch has another length and item count: one graph serves them all.
     Inductor's FX-graph cache lives in TORCHINDUCTOR_CACHE_DIR, by default here in
-    ~/.cache/vadpack/torchinductor (not /tmp, which a reboot empties), so a later run skips the
-    minutes of compiling. float32 results are identical to eager (tests/asr/test_compile.py). A compiled
+    ~/.cache/vadpack/torchinductor (``core.usercache``; not /tmp, which a reboot empties), so a later run skips the
+    minutes of compiling. float32 results are identical to eager (tests/asr/test_replicas.py). A compiled
     model keeps FunASR's batched attention: the per-item loop of ``asr.attention`` has data-dependent
     lengths, which dynamo would recompile for.
     """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "vadpack" / "torchinductor"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "torchinductor"))
     setattr(model, name, torch.compile(getattr(model, name), dynamic=True))
 
 

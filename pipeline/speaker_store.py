@@ -31,7 +31,7 @@ _KEY = ["content_id", "segments_digest"]
 MISSING = "no speaker labels in the store for this recording; rerun with --stage speakers"
 
 
-def speakers_key(cfg: SpeakersConfig, work: WorkDir) -> ResultKey:
+def speakers_key(cfg: SpeakersConfig) -> ResultKey:
     """The result key of ``cfg``: its embedding model's identity and its label settings.
 
     Raises:
@@ -43,12 +43,12 @@ def speakers_key(cfg: SpeakersConfig, work: WorkDir) -> ResultKey:
         spec = weights_spec(cfg)
     except ImportError as e:
         raise ConfigError(f"speakers.enabled is true, but {e}") from e
-    return ResultKey(model_identity(spec, work.model_ids), settings_hash(cfg))
+    return ResultKey(model_identity(spec), settings_hash(cfg))
 
 
 def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> Path:
     """The store folder of ``cfg``'s labels (created, with its key written beside the parts)."""
-    key = speakers_key(cfg, work)
+    key = speakers_key(cfg)
     folder = work.store / f"speakers-{key.digest}"
     if not (folder / KEY_FILE).is_file():
         write_text_atomic(folder / KEY_FILE, json.dumps({"backend": cfg.backend, "model": cfg.model_name,

@@ -93,10 +93,10 @@ def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
     if stage == "speakers":
         if not cfg.speakers.enabled:
             return {"speakers": SPEAKERS_OFF}
-        key = speakers_key(cfg.speakers, WorkDir(cfg.work_path))
+        key = speakers_key(cfg.speakers)
         return {"speakers model": stable_hash(key.model_id), "speakers settings": key.settings}
     if stage in ("pack", "asr"):
-        key = asr_key(cfg.asr, WorkDir(cfg.work_path))
+        key = asr_key(cfg.asr)
         parts = {"model": stable_hash(key.model_id), "asr settings": key.settings}
         if stage == "asr":
             return parts

@@ -42,11 +42,6 @@ class WorkDir:
         return self.root / "store"
 
     @property
-    def model_ids(self) -> Path:
-        """Cached identities (content hashes) of local model folders."""
-        return self.root / "cache" / "model_ids.json"
-
-    @property
     def lock(self) -> Path:
         """Held by the one run working on this work_dir."""
         return self.root / ".vadpack.lock"

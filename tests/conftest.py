@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory) -> None:
+    """The user cache folder (core.usercache) of every test and of the CLIs they start: a temporary one."""
+    os.environ["VADPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("user-cache"))
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """../shared/data/real, or a skip that says why (it is not shipped with vadpack)."""

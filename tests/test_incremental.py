@@ -6,6 +6,7 @@ now stands (only ``segments.batch_id``, the batch a segment was decoded in, may 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import shutil
@@ -239,3 +240,30 @@ def test_a_copy_under_another_name_is_decoded_once(tmp_path, archive, tiny_model
     assert report.summary["decoded_segments"] == sum(per_file.values()) - per_file["call0-copy.wav"]
     assert np.isclose(report.summary["decoded_audio_s"], speech_s(tmp_path / "live" / "work" / "output",
                                                                     set(per_file) - {"call0-copy.wav"}))
+
+
+def test_a_model_is_hashed_once_not_once_per_work_dir(tmp_path, archive, tiny_model, monkeypatch) -> None:
+    import pipeline.store as store
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    hashed: list[str] = []
+    real_hash = store.file_content_id
+    monkeypatch.setattr(store, "file_content_id", lambda path: hashed.append(Path(path).name) or real_hash(path))
+    first = vadpack.run(make_config(tmp_path / "one", [str(archive)], model))
+    assert sorted(hashed) == sorted(p.name for p in model.iterdir())  # each file of the folder, once
+    hashed.clear()
+    second = vadpack.run(make_config(tmp_path / "two", [str(archive)], model))  # a new work_dir
+    assert hashed == [] and second.summary["decoded_segments"] == first.summary["decoded_segments"]
+    # A folder that is gone leaves the cache at its next write; a cache that cannot be written costs a hash.
+    cache = Path(os.environ["VADPACK_CACHE_DIR"]) / "model_ids.json"
+    gone = tmp_path / "gone"
+    shutil.copytree(model, gone)
+    store.model_identity(str(gone))
+    shutil.rmtree(gone)
+    (model / "model.pt").touch()  # a new stamp: hashed again, and the cache rewritten
+    assert store.model_identity(str(model)).startswith("local:")
+    assert str(gone) not in json.loads(cache.read_text()) and str(model) in json.loads(cache.read_text())
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    assert store.model_identity(str(model), blocked / "model_ids.json") == store.model_identity(str(model))
