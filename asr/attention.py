@@ -21,7 +21,8 @@ On CUDA the loop would turn one kernel per layer into one per item, and cuBLAS p
 shape anyway, so attention there stays FunASR's, batched (results equal up to rounding).
 
 The replacement is bound to the model's own module instances (``install``), never to FunASR's
-classes, so other models in the process are untouched.
+classes, so other models in the process are untouched. Paraformer's encoder goes further on the CPU:
+``asr.packed`` runs its layers on the real frames only and calls ``attend`` per item itself.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def prefix_lengths(mask: torch.Tensor | None, batch: int) -> list[int] | None:
     return lengths.tolist()
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """One item's attention, (1, heads, time1, d_k) -> (time1, heads * d_k), as FunASR computes it alone.
 
     Alone, FunASR's mask keeps every key, so its masked fills change nothing and are left out.
@@ -100,7 +101,7 @@ def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None, mask_shfit
     out = x.new_zeros(x.size(0), x.size(1), self.h * self.d_k)  # padded frames: 0, masked downstream
     for i, n in enumerate(lengths):
         if n:
-            out[i, :n] = _attend(q_h[i: i + 1, :, :n] * scale, k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
+            out[i, :n] = attend(q_h[i: i + 1, :, :n] * scale, k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
     return self.linear_out(out) + fsmn_memory
 
 
@@ -113,5 +114,5 @@ def _cross_attention(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: t
     q_h = q_h * self.d_k ** (-0.5)
     out = x.new_empty(x.size(0), x.size(1), self.h * self.d_k)
     for i, n in enumerate(lengths):  # every token row of the item: a row does not see the others
-        out[i] = _attend(q_h[i: i + 1], k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
+        out[i] = attend(q_h[i: i + 1], k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
     return self.linear_out(out)

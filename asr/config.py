@@ -61,8 +61,8 @@ class AsrConfig:
         batches_per_part: batches per transcript part file (the unit of resume after a crash).
         pad_invariant: Paraformer: zero encoder frames past each item's length so padding never changes a
             result (SenseVoice's encoder masks padding itself; the setting does not change it). On the CPU
-            attention also runs per item over its own frames whatever this says (``asr.attention``), so
-            a segment's result there is bit-identical in any batch.
+            the encoder also runs on each item's own frames whatever this says (``asr.attention``,
+            ``asr.packed``), so a segment's result there is bit-identical in any batch.
         hotwords: hotwords for SeACo-Paraformer models.
         language: SenseVoice only: ``auto`` lets the model tell the language of each segment (it is
             written to ``segments.language``); a code (zh, en, yue, ja, ko, nospeech) makes it decode

@@ -5,14 +5,15 @@ cache and its model (``config.resolved.yaml``). For each way of computing below,
 the model, decodes every batch (timed), then every segment of it alone (timed), and counts the
 segments whose tokens or token times differ between the two:
 
-- ``funasr_attention_mkl_default``: FunASR's batched attention, MKL in its default mode;
-- ``funasr_attention_mkl_strict``: FunASR's batched attention, ``MKL_CBWR=AUTO,STRICT``;
-- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``), MKL's default mode;
-- ``per_item_mkl_strict``: what vadpack runs on the CPU, per-item attention in MKL's strict mode.
+- ``funasr_attention_mkl_default``: FunASR's batched attention and encoder, MKL in its default mode;
+- ``funasr_attention_mkl_strict``: FunASR's batched attention and encoder, ``MKL_CBWR=AUTO,STRICT``;
+- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``) and, for Paraformer, its
+  encoder on the real frames only (``asr/packed.py``), MKL's default mode;
+- ``per_item_mkl_strict``: what vadpack runs on the CPU, the same in MKL's strict mode.
 
 MKL reads its mode when a process makes its first matrix product, so each way runs in its own
-process. ``batched_s`` of the two strict ways, measured in the same run, compares the attentions'
-speed. Padding is the only difference between a segment alone and in its batch besides the batch's
+process. ``batched_s`` of the two strict ways, measured in the same run, compares their speed
+(``per_item_speedup``). Padding is the only difference between a segment alone and in its batch besides the batch's
 size, so ``differ`` counts exactly what batching changes.
 
 Usage:
@@ -36,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WAYS = {  # name: (per-item attention, MKL_CBWR; "" is MKL's default mode)
+WAYS = {  # name: (vadpack's per-item attention and packed encoder, MKL_CBWR; "" is MKL's default mode)
     "funasr_attention_mkl_default": (False, ""),
     "funasr_attention_mkl_strict": (False, "AUTO,STRICT"),
     "per_item_mkl_default": (True, ""),
@@ -71,7 +72,7 @@ def main() -> None:
     result.update(
         segments=strict["segments"], batches=strict["batches"], threads=args.threads,
         bit_identical_in_any_batch=strict["differ"] == 0,
-        per_item_attention_speedup=round(stock["batched_s"] / strict["batched_s"], 3),
+        per_item_speedup=round(stock["batched_s"] / strict["batched_s"], 3),
         model=strict["model"], device=f"cpu x{os.cpu_count()}", date=datetime.date.today().isoformat(),
     )
     print(json.dumps(result))
@@ -82,7 +83,7 @@ def child(job: dict) -> dict:
     import torch
     import yaml
 
-    from asr import attention
+    from asr import attention, packed
     from asr.config import AsrConfig
     from asr.features import pad_features, segment_features
     from asr.infer import decode_features
@@ -95,6 +96,7 @@ def child(job: dict) -> dict:
     lm = load_model(AsrConfig(model=model, device="cpu", threads=job["threads"]))
     if not job["per_item"]:
         attention.uninstall(lm.funasr_model)
+        packed.uninstall(lm.funasr_model)
     batches = sorted(pq.read_table(work / "batches.parquet").to_pylist(), key=lambda b: b["batch_id"])
     if job["batches"]:
         batches = batches[: job["batches"]]
