@@ -17,7 +17,7 @@ from core.fingerprint import file_content_id
 from core.types import RecordingRef
 from tests.support.synthetic import synthetic_meeting
 from vad.config import VadConfig
-from vad.stage import ensure_pcm, run_vad, segment_recording, sidecar_path
+from vad.stage import ensure_pcm, largest_first, run_vad, segment_recording, sidecar_path
 
 SR = 16000
 
@@ -128,3 +128,13 @@ def test_worker_processes_give_the_same_outcomes_and_survive_a_crash(tmp_path, a
     assert "worker process crashed" in pooled["silence"].error
     for rid in set(inline) - {"silence"}:
         assert pooled[rid] == inline[rid]
+
+
+def test_workers_take_the_largest_files_first(tmp_path: Path) -> None:
+    sizes = {"a": 10, "b": 300, "c": 10, "d": 2000}
+    refs = []
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"\0" * size)
+        refs.append(RecordingRef(name, str(tmp_path / name), name))
+    refs.append(RecordingRef("gone", str(tmp_path / "gone"), "gone"))
+    assert [r.recording_id for r in largest_first(refs)] == ["d", "b", "a", "c", "gone"]  # ties keep their order
