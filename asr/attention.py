@@ -21,8 +21,8 @@ On CUDA the loop would turn one kernel per layer into one per item, and cuBLAS p
 shape anyway, so attention there stays FunASR's, batched (results equal up to rounding).
 
 The replacement is bound to the model's own module instances (``install``), never to FunASR's
-classes, so other models in the process are untouched. Paraformer's encoder goes further on the CPU:
-``asr.packed`` runs its layers on the real frames only and calls ``attend`` per item itself.
+classes, so other models in the process are untouched. Paraformer's and SenseVoice's encoders go further on
+the CPU: ``asr.packed`` runs their layers on the real frames only and calls ``attend`` per item itself.
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ def installed(model: torch.nn.Module) -> bool:
 
 
 def _per_item(module: torch.nn.Module) -> bool:
-    return getattr(module.__dict__.get("forward"), "__func__", None) in (_self_attention, _cross_attention)
+    return instance_forward(module) in (_self_attention, _cross_attention)
+
+
+def instance_forward(module: object):
+    """The function bound as ``forward`` on ``module`` itself (by an ``install``), or None."""
+    return getattr(getattr(module, "__dict__", {}).get("forward"), "__func__", None)
 
 
 def prefix_lengths(mask: torch.Tensor | None, batch: int) -> list[int] | None:

@@ -72,7 +72,7 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
 def bit_exact_batches(lm: LoadedModel) -> bool:
     """Whether ``lm`` gives each segment bit-identical results in any batch (measured once per process).
 
-    On the CPU in float32 the attention runs per item (``asr.attention``; Paraformer's encoder runs on
+    On the CPU in float32 the attention runs per item (``asr.attention``; the SAN-M encoders run on
     the real frames only, ``asr.packed``) and, in MKL's reproducible
     mode (``core.reproducible``), a matrix product's rows do not depend on the other rows. Where the
     mode did not take effect (torch ran a matrix product before the asr package was imported, or the
@@ -227,7 +227,7 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
         compile_module(model, "encoder")
     elif device == "cpu":
         attention.install(model)  # per-item attention: bit-identical in any batch, and less work
-        packed.install(model)  # Paraformer's encoder on the real frames only: the same bits, less work
+        packed.install(model)  # SAN-M encoders on the real frames only: the same bits, less work
     info = _frontend_info(kwargs)
     return model, kwargs["tokenizer"], kwargs["frontend"], info, type(model).__name__
 

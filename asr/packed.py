@@ -29,7 +29,7 @@ import types
 
 import torch
 
-from asr.attention import attend
+from asr.attention import attend, instance_forward
 
 PARAFORMER_ENCODER = "SANMEncoder"
 SENSEVOICE_ENCODER = "SenseVoiceEncoderSmall"
@@ -50,8 +50,7 @@ def install(model: torch.nn.Module) -> bool:
 
 def installed(model: torch.nn.Module) -> bool:
     """Whether ``install`` made ``model.encoder`` padding-free."""
-    encoder = getattr(model, "encoder", None)
-    return getattr(getattr(encoder, "__dict__", {}).get("forward"), "__func__", None) in (_forward, _forward_sensevoice)
+    return instance_forward(getattr(model, "encoder", None)) in (_forward, _forward_sensevoice)
 
 
 def uninstall(model: torch.nn.Module) -> bool:
