@@ -10,7 +10,11 @@ TINY   := runs/models/tiny
 setup: $(STAMP)
 
 # Rebuilt only when pyproject.toml changes, so a second `make setup` is instant.
+# The venv takes about 6.5 GB (torch's CUDA build runs on the CPU too); say so before pip fails half-way.
 $(STAMP): pyproject.toml
+	@free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free_gb" -lt 7 ] && ! [ -x $(PY) ]; then \
+	    echo "make: warning: $$free_gb GB free under $$(pwd); the install needs about 7 GB (free some space first)" >&2; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --progress-bar off --upgrade pip
 	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
