@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
-$(TINY)/model.pt: $(STAMP)
-	$(VENV)/bin/vadpack tiny-model $(TINY)
+# Order-only: a reinstall (pyproject.toml changed) keeps the model; --force mends a folder left half-written.
+$(TINY)/model.pt: | $(STAMP)
+	$(VENV)/bin/vadpack tiny-model --force $(TINY)
 
 demo: $(STAMP) $(TINY)/model.pt
 	$(VENV)/bin/vadpack run configs/demo.yaml --no-progress
