@@ -109,12 +109,10 @@ class AsrConfig:
             raise ValueError(f"asr.device = {self.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
         check_choice("asr.dtype", self.dtype, DTYPES)
         check_range("asr.threads", self.threads, 0, 1024)
-        if self.feature_workers != "auto":
-            check_range("asr.feature_workers", self.feature_workers, 0, 256)
+        check_range("asr.feature_workers", self.feature_workers, 0, 256, auto=True)
         check_range("asr.prefetch", self.prefetch, 1, 1024)
         check_range("asr.batches_per_part", self.batches_per_part, 1, 1_000_000)
-        if self.replicas != "auto":
-            check_range("asr.replicas", self.replicas, 1, 256)
+        check_range("asr.replicas", self.replicas, 1, 256, auto=True)
         if not isinstance(self.compile, bool):
             raise ValueError(f"asr.compile must be true or false, got {self.compile!r}")
         _check_hotwords(self.hotwords)

@@ -160,9 +160,14 @@ def check_choice(where: str, value: Any, allowed: typing.Iterable[Any]) -> None:
         raise ValueError(f"{where} = {value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
 
-def check_range(where: str, value: float, lo: float | None = None, hi: float | None = None) -> None:
-    """Raise ValueError naming ``where`` when ``value`` is outside [lo, hi]."""
+def check_range(where: str, value: float | str, lo: float | None = None, hi: float | None = None, *,
+                auto: bool = False) -> None:
+    """Raise ValueError naming ``where`` when ``value`` is outside [lo, hi]; ``auto=True`` also allows "auto"."""
+    if auto and value == "auto":
+        return
+    or_auto = " or auto" if auto else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {value!r}")
+        raise ValueError(f"{where} must be a number{or_auto}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"{where} = {value!r} is out of range [{lo}, {hi}]")
+        bounds = ", ".join("" if b is None else str(int(b)) if b == int(b) else str(b) for b in (lo, hi))
+        raise ValueError(f"{where} = {value!r} is out of range [{bounds}]; give a number in it{or_auto}")

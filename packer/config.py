@@ -37,8 +37,7 @@ class PackerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "packer")
-        if self.budget_s != "auto":
-            check_range("packer.budget_s", self.budget_s, 1, 1e6)
+        check_range("packer.budget_s", self.budget_s, 1, 1e6, auto=True)
         check_range("packer.max_items", self.max_items, 1, 1_000_000)
         if self.quadratic_q is not None:
             check_range("packer.quadratic_q", self.quadratic_q, 1e-9, None)
