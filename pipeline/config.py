@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,23 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return config_from_dict(data, base_dir=str(path.resolve().parent))
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e6`` and ``2.5E-3`` as numbers as YAML 1.2 does (YAML 1.1, which
+    PyYAML follows, needs a dot and a sign: ``1.0e+6``; ``budget_s: 1e6`` was the string '1e6')."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         what = f"{path} is a folder, not a file" if path.is_dir() else f"not found: {path}"
         raise FileNotFoundError(f"config file {what}; give the path of a YAML config "
                                 "(configs/default.yaml documents every key)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: {_yaml_problem(e)}; fix the file (indentation, colons, quotes)") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -173,7 +184,7 @@ def _override_value(item: str, raw: str) -> Any:
     if not raw.strip():
         return None
     try:
-        return yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as e:
         if raw.lstrip()[:1] not in ("[", "{", "'", '"'):
             return raw.strip()

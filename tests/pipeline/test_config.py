@@ -49,6 +49,27 @@ def test_overrides_parse_yaml_scalars_and_create_sections():
     assert cfg.stitch.formats == ("srt", "vtt")
 
 
+def test_scientific_notation_is_a_number_in_the_file_and_in_overrides(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e2 as the string '1e2'; a person writing it means a number.
+    (tmp_path / "c.yaml").write_text("inputs: [a.wav]\nwork_dir: w\npacker: {budget_s: 1e2}\n"
+                                     "vad: {min_speech_s: 2.5E-1}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.packer.budget_s == 100.0
+    assert cfg.vad.min_speech_s == 0.25
+    assert load_config(tmp_path / "c.yaml", overrides=("packer.budget_s=3e2",)).packer.budget_s == 300.0
+    # Text that only resembles a number stays text.
+    data = {}
+    apply_override(data, "inputs=[2024e1.wav]")
+    assert data["inputs"] == ["2024e1.wav"]
+
+
+@pytest.mark.parametrize("key,value", [("packer.budget_s", -1), ("asr.replicas", 0), ("asr.feature_workers", 999)])
+def test_out_of_range_says_auto_where_auto_is_allowed(key, value):
+    section, name = key.split(".")
+    with pytest.raises(ValueError, match=rf"{key} = {value} is out of range \[\d+, \d+\]; give a number in it or auto"):
+        config_from_dict({**BASE, section: {name: value}})
+
+
 def test_malformed_override_is_rejected():
     with pytest.raises(ValueError, match="not of the form key=value"):
         apply_override({}, "packer.budget_s")
