@@ -82,7 +82,8 @@ def print_summary(s: dict) -> None:
         f"files          {s['files']}  (failed: {s['failed_inputs']})",
         f"audio          {s.get('audio_h', 0.0):.3f} h",
         f"segments       {s.get('segments', 0)}  (failed in asr: {s['failed_segments']})",
-        f"batches        {s.get('batches', 0)}  padding efficiency {s.get('padding_efficiency', 1.0):.3f}",
+        f"batches        {s.get('batches', 0)}"
+        + (f"  padding efficiency {s.get('padding_efficiency', 1.0):.3f}" if s.get("batches") else ""),
         f"wall           {s['wall_s']:.1f} s  ({', '.join(s['stages_run']) or 'all stages up to date'})",
     ]
     if s["stages_run"]:

@@ -1,4 +1,5 @@
-"""The run summary says when half precision may have changed results, with the measured agreement."""
+"""The run summary: half precision says it may have changed results (with the measured agreement);
+figures with nothing behind them (padding efficiency of no batches) are left out."""
 
 from __future__ import annotations
 
@@ -25,3 +26,10 @@ def test_float32_says_nothing(capsys: pytest.CaptureFixture) -> None:
     print_summary({**BASE, "dtype": "float32"})
     print_summary(BASE)  # a summary from before the dtype was recorded
     assert "precision" not in capsys.readouterr().out
+
+
+def test_padding_efficiency_only_when_batches_were_decoded(capsys: pytest.CaptureFixture) -> None:
+    print_summary({**BASE, "batches": 0, "padding_efficiency": 1.0, "decoded_segments": 0, "reused_segments": 3})
+    print_summary({**BASE, "batches": 2, "padding_efficiency": 0.6921})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("batches")]
+    assert lines == ["batches        0", "batches        2  padding efficiency 0.692"]
