@@ -84,28 +84,29 @@ def _layer_supported(layer: torch.nn.Module) -> bool:
 
 def _forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states=None, ctc=None) -> tuple:
     """``SANMEncoder.forward`` on the real frames: (output, lengths, None) as FunASR returns them."""
-    keep, x = _packed_input(self, xs_pad, ilens)
-    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep))
-    return _unpacked(x, keep), keep.sum(dim=1), None
+    keep, lengths, x = _packed_input(self, xs_pad, ilens)
+    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep, lengths.tolist()))
+    return _unpacked(x, keep), lengths, None
 
 
 def _forward_sensevoice(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> tuple:
     """``SenseVoiceEncoderSmall.forward`` on the real frames: (output, int32 lengths) as FunASR returns them."""
-    keep, x = _packed_input(self, xs_pad, ilens)
-    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep))
-    x = self.tp_norm(_layers(self.tp_encoders, x, keep))
-    return _unpacked(x, keep), keep.sum(dim=1).int()
+    keep, lengths, x = _packed_input(self, xs_pad, ilens)
+    items = lengths.tolist()
+    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep, items))
+    x = self.tp_norm(_layers(self.tp_encoders, x, keep, items))
+    return _unpacked(x, keep), lengths.int()
 
 
-def _packed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The real-frame mask (batch, time) and the scaled, position-encoded frames packed (real frames, dim)."""
+def _packed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The real-frame mask (batch, time), its frame count per item, and the scaled, position-encoded
+    frames packed (real frames, dim)."""
     steps = torch.arange(xs_pad.size(1), device=xs_pad.device)
     keep = steps[None, :] < ilens.to(xs_pad.device)[:, None]
-    return keep, self.embed(xs_pad * self.output_size() ** 0.5)[keep]
+    return keep, keep.sum(dim=1), self.embed(xs_pad * self.output_size() ** 0.5)[keep]
 
 
-def _layers(layers, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    lengths = keep.sum(dim=1).tolist()
+def _layers(layers, x: torch.Tensor, keep: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     for layer in layers:
         x = _layer(layer, x, keep, lengths)
     return x

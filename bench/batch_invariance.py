@@ -7,8 +7,8 @@ segments whose tokens or token times differ between the two:
 
 - ``funasr_attention_mkl_default``: FunASR's batched attention and encoder, MKL in its default mode;
 - ``funasr_attention_mkl_strict``: FunASR's batched attention and encoder, ``MKL_CBWR=AUTO,STRICT``;
-- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``) and, for Paraformer, its
-  encoder on the real frames only (``asr/packed.py``), MKL's default mode;
+- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``) and its SAN-M
+  encoder on the real frames only (``asr/packed.py``, Paraformer's and SenseVoice's), MKL's default mode;
 - ``per_item_mkl_strict``: what vadpack runs on the CPU, the same in MKL's strict mode.
 
 MKL reads its mode when a process makes its first matrix product, so each way runs in its own
