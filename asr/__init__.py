@@ -24,6 +24,6 @@ MKL's reproducible mode for the process (``core.reproducible``): it must come be
 product, and without it a segment's float32 result on the CPU depends on its batch.
 """
 
-from core.reproducible import pin_cpu_reproducibility
+from vadpack.core.reproducible import pin_cpu_reproducibility
 
 pin_cpu_reproducibility()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from asr.config import AsrConfig
-from asr.infer import decode_features
-from asr.model import load_model
-from asr.types import LoadedModel, MemoryProbe
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.infer import decode_features
+from vadpack.asr.model import load_model
+from vadpack.asr.types import LoadedModel, MemoryProbe
 
 PROBE_ITEMS = 4
 PROBE_ITEM_S = 30.0  # the longest segment the vad stage cuts: the highest cost per padded second

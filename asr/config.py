@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from core.configtools import check_choice, check_fields, check_range
+from vadpack.core.configtools import check_choice, check_fields, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
 LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")  # SenseVoice's language queries

@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
-
-from asr.config import AsrConfig
-from asr.paraformer import ParaformerFamily
-from asr.sensevoice import SenseVoiceFamily
-from asr.types import SegmentResult
-from core.configtools import ConfigError
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.paraformer import ParaformerFamily
+from vadpack.asr.sensevoice import SenseVoiceFamily
+from vadpack.asr.types import SegmentResult
+from vadpack.core.configtools import ConfigError
 
 FAMILY_CLASSES: tuple[type, ...] = (ParaformerFamily, SenseVoiceFamily)
 FAMILIES: dict[str, type] = {name: cls for cls in FAMILY_CLASSES for name in cls.model_classes}

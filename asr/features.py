@@ -23,19 +23,18 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from asr.types import BatchPlan, FeatureBatch, FrontendInfo
-from core.cache import pcm_path, read_segment
-from core.faults import fault_arg
-from core.interrupt import quiet_worker, workers_start_quiet
-from core.types import Span
+from vadpack.asr.types import BatchPlan, FeatureBatch, FrontendInfo
+from vadpack.core.cache import pcm_path, read_segment
+from vadpack.core.faults import fault_arg
+from vadpack.core.interrupt import quiet_worker, workers_start_quiet
+from vadpack.core.types import Span
 
 _worker_state: dict[str, Any] = {}  # per worker process: the frontend and the cache folder
 
 
 def build_frontend(info: FrontendInfo) -> Any:
     """FunASR's frontend for ``info`` (always dither 0, so features repeat exactly)."""
-    from asr.funasr_compat import registered_class
+    from vadpack.asr.funasr_compat import registered_class
 
     return registered_class("frontend_classes", info.name)(**info.frontend_kwargs())
 
@@ -187,7 +186,7 @@ def start_worker_server() -> None:
 def _worker_context() -> mp.context.BaseContext:
     ctx = mp.get_context("forkserver")
     # Has an effect only if this process has not started its forkserver yet.
-    ctx.set_forkserver_preload(["asr.features", "asr.preload"])
+    ctx.set_forkserver_preload(["vadpack.asr.features", "vadpack.asr.preload"])
     return ctx
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.funasr import funasr_registry
+from vadpack.core.funasr import funasr_registry
 
 REQUIRED_MODELS = ("Paraformer",)
 

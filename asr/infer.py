@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from asr.types import FeatureBatch, LoadedModel, SegmentResult
-from core.faults import fault_arg
+from vadpack.asr.types import FeatureBatch, LoadedModel, SegmentResult
+from vadpack.core.faults import fault_arg
 
 
 @dataclass(frozen=True, slots=True)

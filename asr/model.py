@@ -20,16 +20,15 @@ from typing import Any
 
 import torch
 import yaml
-
-from asr import attention, packed
-from asr.config import AsrConfig, is_local_model
-from asr.family import ModelFamily, family_class
-from asr.funasr_compat import funasr_tables
-from asr.types import DeviceInfo, FrontendInfo, LoadedModel
-from core.configtools import ConfigError
-from core.device import resolve_device as core_resolve_device
-from core.reproducible import MKL_CBWR, cpu_rows_independent
-from core.usercache import user_cache_dir
+from vadpack.asr import attention, packed
+from vadpack.asr.config import AsrConfig, is_local_model
+from vadpack.asr.family import ModelFamily, family_class
+from vadpack.asr.funasr_compat import funasr_tables
+from vadpack.asr.types import DeviceInfo, FrontendInfo, LoadedModel
+from vadpack.core.configtools import ConfigError
+from vadpack.core.device import resolve_device as core_resolve_device
+from vadpack.core.reproducible import MKL_CBWR, cpu_rows_independent
+from vadpack.core.usercache import user_cache_dir
 
 log = logging.getLogger("vadpack.asr")
 

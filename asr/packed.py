@@ -28,8 +28,7 @@ from __future__ import annotations
 import types
 
 import torch
-
-from asr.attention import attend, instance_forward
+from vadpack.asr.attention import attend, instance_forward
 
 PARAFORMER_ENCODER = "SANMEncoder"
 SENSEVOICE_ENCODER = "SenseVoiceEncoderSmall"

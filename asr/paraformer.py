@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-
-from asr.config import AsrConfig
-from asr.types import LoadedModel, SegmentResult
-from core.configtools import ConfigError
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.types import LoadedModel, SegmentResult
+from vadpack.core.configtools import ConfigError
 
 UPSAMPLED_PREDICTORS = ("CifPredictorV3",)  # BiCif/SeACo: a second CIF made for timestamps
 TOKEN_FILES = ("tokens.json", "tokens.txt")

@@ -3,6 +3,6 @@
 Importing FunASR takes seconds; the server pays it once, quietly (see ``asr.funasr_compat``).
 """
 
-from asr.funasr_compat import funasr_tables
+from vadpack.asr.funasr_compat import funasr_tables
 
 funasr_tables()

@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from asr.config import AsrConfig
-from core.interrupt import workers_start_quiet
+from vadpack.asr.config import AsrConfig
+from vadpack.core.interrupt import workers_start_quiet
 
 # What one CPU replica needs beyond its weights: torch, FunASR and activations (measured ~0.5 GB for
 # Paraformer-large decoding 60 padded seconds).

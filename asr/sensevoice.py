@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-
-from asr.config import AsrConfig
-from asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
-from asr.types import SegmentResult
-from core.configtools import ConfigError
-from core.text import SUBWORD_MARK, needs_space
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
+from vadpack.asr.types import SegmentResult
+from vadpack.core.configtools import ConfigError
+from vadpack.core.text import SUBWORD_MARK, needs_space
 
 LANGUAGE_TAGS = ("zh", "en", "yue", "ja", "ko", "nospeech")
 EMOTION_TAGS = ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN")

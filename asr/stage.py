@@ -21,13 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-
-from asr.config import AsrConfig
-from asr.features import FeatureFeeder, start_worker_server
-from asr.infer import decode_batch, decode_features
-from asr.model import bit_exact_batches, load_model, resolve_device
-from asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
-from asr.types import (
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import FeatureFeeder, start_worker_server
+from vadpack.asr.infer import decode_batch, decode_features
+from vadpack.asr.model import bit_exact_batches, load_model, resolve_device
+from vadpack.asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
+from vadpack.asr.types import (
     AsrSummary,
     BatchMetrics,
     BatchPlan,
@@ -35,11 +34,11 @@ from asr.types import (
     LoadedModel,
     SegmentResult,
 )
-from core.cache import SAMPLE_RATE
-from core.faults import fault_arg
-from core.tables import TRANSCRIPTS, read_table, to_table, write_table
-from core.text import join_tokens
-from core.types import Span
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.faults import fault_arg
+from vadpack.core.tables import TRANSCRIPTS, read_table, to_table, write_table
+from vadpack.core.text import join_tokens
+from vadpack.core.types import Span
 
 _log = logging.getLogger("vadpack.asr")
 Log = Callable[[str], object] | logging.Logger | None

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-
-from asr.funasr_compat import registered_class
+from vadpack.asr.funasr_compat import registered_class
 
 SIZES = ("tiny", "large")
 VARIANTS = ("Paraformer", "BiCifParaformer", "SeacoParaformer")

@@ -41,8 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-
-from asr.sensevoice import (
+from vadpack.asr.sensevoice import (
     ALL_TAGS,
     BPE_MODEL,
     EMOTION_TAGS,
@@ -52,7 +51,7 @@ from asr.sensevoice import (
     N_QUERIES,
     tag,
 )
-from asr.tiny import FRONTEND_CONF, _build_model, am_mvn_text
+from vadpack.asr.tiny import FRONTEND_CONF, _build_model, am_mvn_text
 
 SIZES = ("tiny", "large")
 CORPUS = Path(__file__).parent / "data" / "sensevoice_tiny_corpus.txt"

@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
-from core.types import Span
+from vadpack.core.types import Span
 
 
 @dataclass(frozen=True, slots=True)

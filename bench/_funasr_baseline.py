@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from vadpack.core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
 
-from core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
 from tests.support.synthetic import speech_burst
 
 VAD_NAME = "VadpackPrecomputedVad"
@@ -120,8 +120,7 @@ def register_precomputed_vad() -> None:
     ``[[start_ms, end_ms], ...]``. An input it does not know gets no segments.
     """
     import torch
-
-    from asr.funasr_compat import funasr_tables
+    from vadpack.asr.funasr_compat import funasr_tables
 
     tables = funasr_tables()
     if VAD_NAME in tables.model_classes:
@@ -152,7 +151,7 @@ def build_automodel(model_dir: str | Path, device: str, threads: int, segments: 
         ValueError: ``bfloat16``: FunASR 1.4.16's ``bf16`` flag casts the model but not the features
             it computes, so ``generate`` fails with a dtype error.
     """
-    from asr.funasr_compat import funasr_tables
+    from vadpack.asr.funasr_compat import funasr_tables
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"FunASR dtype {dtype!r} is not usable: AutoModel(bf16=True) casts the model but not "
@@ -251,7 +250,7 @@ class _RecordingTokenizer:
 
 def sensevoice_vocab(tokenizer):
     """SenseVoice's vocabulary (``asr.sensevoice.SenseVoiceVocab``) of FunASR's tokenizer, read once."""
-    from asr.sensevoice import SenseVoiceVocab
+    from vadpack.asr.sensevoice import SenseVoiceVocab
 
     pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.sp.get_piece_size())]
     return SenseVoiceVocab.from_pieces(pieces, blank_id=0, sos=1, eos=2)
@@ -264,7 +263,7 @@ def sensevoice_tokens(ids: list[int], vocab) -> tuple[str, ...]:
     vadpack reads the query frames as language, emotion and event only, so a text token there
     (never seen from the trained model) would count as a mismatch, as it should.
     """
-    from asr.sensevoice import piece_tokens
+    from vadpack.asr.sensevoice import piece_tokens
 
     return tuple(token for _, token in piece_tokens([vocab.pieces[i] for i in ids if i not in vocab.drop_ids]))
 

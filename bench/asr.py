@@ -59,12 +59,11 @@ from _funasr_baseline import (  # noqa: E402
     speech_audio,
     write_pcm,
 )
-
-from asr.config import AsrConfig  # noqa: E402
-from asr.tiny import write_tiny_model  # noqa: E402
-from asr.tiny_sensevoice import write_tiny_sensevoice  # noqa: E402
-from core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
-from core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
+from vadpack.asr.config import AsrConfig  # noqa: E402
+from vadpack.asr.tiny import write_tiny_model  # noqa: E402
+from vadpack.asr.tiny_sensevoice import write_tiny_sensevoice  # noqa: E402
+from vadpack.core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
+from vadpack.core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
 
 Key = tuple[str, int]
 
@@ -184,15 +183,15 @@ def _wav_of(work: Path, cache: Path, rid: str) -> str:
 
 
 def pack(segments: pa.Table, budget_s: float) -> pa.Table:
-    from packer.config import PackerConfig
-    from packer.pack import pack_segments
+    from vadpack.packer.config import PackerConfig
+    from vadpack.packer.pack import pack_segments
 
     return pack_segments(segments, PackerConfig(budget_s=budget_s)).batches
 
 
 def run_vadpack(archive: dict, model_dir: Path, work: Path, args: argparse.Namespace,
                 threads: int) -> tuple[dict, dict[Key, tuple[str, ...]]]:
-    from asr.stage import run_asr
+    from vadpack.asr.stage import run_asr
 
     cfg = AsrConfig(model=str(model_dir), device=args.device, threads=threads,
                     feature_workers=args.feature_workers, prefetch=4, batches_per_part=16, warmup=True)
@@ -272,9 +271,9 @@ def measure_rss(args: argparse.Namespace, work: Path, threads: int) -> dict:
 
 def rss_child(job: dict) -> None:
     """In a fresh process: load the model, note the RSS, run the asr stage, note the peak RSS."""
-    from asr.model import load_model
-    from asr.stage import run_asr
-    from core.tables import BATCHES
+    from vadpack.asr.model import load_model
+    from vadpack.asr.stage import run_asr
+    from vadpack.core.tables import BATCHES
 
     work = Path(job["work"])
     cfg = AsrConfig(model=job["model"], device=job["device"], threads=job["threads"])  # defaults otherwise
@@ -290,7 +289,7 @@ def rss_child(job: dict) -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

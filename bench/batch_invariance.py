@@ -82,14 +82,13 @@ def child(job: dict) -> dict:
     import pyarrow.parquet as pq
     import torch
     import yaml
-
-    from asr import attention, packed
-    from asr.config import AsrConfig
-    from asr.features import pad_features, segment_features
-    from asr.infer import decode_features
-    from asr.model import load_model
-    from core.cache import pcm_path, read_segment
-    from core.reproducible import cpu_rows_independent
+    from vadpack.asr import attention, packed
+    from vadpack.asr.config import AsrConfig
+    from vadpack.asr.features import pad_features, segment_features
+    from vadpack.asr.infer import decode_features
+    from vadpack.asr.model import load_model
+    from vadpack.core.cache import pcm_path, read_segment
+    from vadpack.core.reproducible import cpu_rows_independent
 
     work = Path(job["work_dir"])
     model = yaml.safe_load((work / "config.resolved.yaml").read_text())["asr"]["model"]

@@ -87,9 +87,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _funasr_baseline import TreeRssSampler, meeting_audio  # noqa: E402
-
-from core.cache import SAMPLE_RATE  # noqa: E402
-from core.reproducible import MKL_CBWR  # noqa: E402
+from vadpack.core.cache import SAMPLE_RATE  # noqa: E402
+from vadpack.core.reproducible import MKL_CBWR  # noqa: E402
 
 CPU_HOURS, CUDA_HOURS = 0.5, 10.0
 # (suffix, soundfile format, subtype, sample rate, channels): one of each in turn.
@@ -214,7 +213,7 @@ def device_defaults(plan: dict) -> dict[str, dict]:
 
 def write_config(work: Path, archive: dict, model_dir: Path, plan: dict, overrides: list[str]) -> Path:
     """vadpack's config for this run: configs/default.yaml + the device's defaults + ``-o`` overrides."""
-    from pipeline.config import apply_override, load_config
+    from vadpack.pipeline.config import apply_override, load_config
 
     data = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     data.update(inputs=[str(archive["dir"])], work_dir=str(work / "vadpack"), output_dir=None)
@@ -238,7 +237,7 @@ def write_config(work: Path, archive: dict, model_dir: Path, plan: dict, overrid
 def ensure_model(model_dir: Path, size: str, family: str = "paraformer") -> Path:
     if not (model_dir / "model.pt").exists():
         say(f"e2e: writing a random {size} {family} model to {model_dir}")
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "tiny-model", str(model_dir), "--size", size,
+        subprocess.run([sys.executable, "-m", "vadpack", "tiny-model", str(model_dir), "--size", size,
                         "--family", family], check=True, cwd=ROOT, stdout=sys.stderr)
     return model_dir.resolve()
 
@@ -339,8 +338,7 @@ def run_system(kind: str, job: dict, work: Path) -> dict:
 def run_child(kind: str, job: dict) -> None:
     """In the child process: import torch and FunASR, run ``kind``, write its result to ``job['out']``."""
     import torch  # noqa: F401  (imported before any clock starts, on every side)
-
-    from asr.funasr_compat import funasr_tables
+    from vadpack.asr.funasr_compat import funasr_tables
 
     funasr_tables()
     result = {"vadpack": child_vadpack, "funasr": child_funasr, "ceiling": child_ceiling}[kind](job)
@@ -350,13 +348,12 @@ def run_child(kind: str, job: dict) -> None:
 def child_vadpack(job: dict) -> dict:
     """``vadpack run CONFIG`` (what ``pipeline.cli.cmd_run`` does), timed as a whole."""
     from _funasr_baseline import peak_rss_mb
+    from vadpack.asr import model as asr_model
+    from vadpack.pipeline.config import load_config
+    from vadpack.pipeline.runner import Runner
+    from vadpack.pipeline.summary import run_summary
 
-    import asr.model
-    from pipeline.config import load_config
-    from pipeline.runner import Runner
-    from pipeline.summary import run_summary
-
-    loading = _CallTimer(asr.model, "_load_cached")  # model construction, wherever a stage asks for it
+    loading = _CallTimer(asr_model, "_load_cached")  # model construction, wherever a stage asks for it
     cfg = load_config(job["config"])
     t0 = time.perf_counter()
     results = Runner(cfg, progress=False).run()
@@ -430,8 +427,7 @@ def funasr_inputs(work: Path, input_dir: Path) -> tuple[dict[str, str], dict[str
     """Per recording, what FunASR reads: the original file when FunASR's loader decodes it to exactly
     vadpack's samples, else vadpack's decoded PCM written as a 16 kHz 16-bit wav."""
     from funasr.utils.load_utils import load_audio_text_image_video
-
-    from core.cache import pcm_path
+    from vadpack.core.cache import pcm_path
 
     shutil.rmtree(input_dir, ignore_errors=True)
     input_dir.mkdir(parents=True)
@@ -466,8 +462,7 @@ def funasr_inputs(work: Path, input_dir: Path) -> tuple[dict[str, str], dict[str
 
 def segment_fingerprints(work: Path, segments: list[dict]) -> dict[str, tuple[str, int]]:
     from _funasr_baseline import fingerprint
-
-    from core.cache import pcm_path, read_segment
+    from vadpack.core.cache import pcm_path, read_segment
 
     return {fingerprint(read_segment(pcm_path(work / "pcm", s["content_id"]), s["start_sample"],
                                      s["end_sample"])): (s["recording_id"], s["segment_index"]) for s in segments}
@@ -477,13 +472,12 @@ def child_ceiling(job: dict) -> dict:
     """The model alone on vadpack's batches, features precomputed and on the device; only the model is timed."""
     import torch
     from _funasr_baseline import peak_rss_mb
-
-    from asr.features import FeatureFeeder
-    from asr.infer import to_device
-    from asr.model import load_model
-    from asr.stage import batch_plans
-    from pipeline.config import load_config
-    from pipeline.workdir import WorkDir
+    from vadpack.asr.features import FeatureFeeder
+    from vadpack.asr.infer import to_device
+    from vadpack.asr.model import load_model
+    from vadpack.asr.stage import batch_plans
+    from vadpack.pipeline.config import load_config
+    from vadpack.pipeline.workdir import WorkDir
 
     cfg = load_config(job["config"])
     work = WorkDir(cfg.work_path)
@@ -516,9 +510,8 @@ def model_forward(lm, x, n) -> None:
     """What decoding one padded batch cannot do without: Paraformer's encoder, CIF predictor, decoder
     and argmax; SenseVoice's four queries, encoder, CTC layer and argmax."""
     import torch
-
-    from asr.infer import exact_float32
-    from asr.paraformer import predictor_dtype
+    from vadpack.asr.infer import exact_float32
+    from vadpack.asr.paraformer import predictor_dtype
 
     # As asr.infer decodes: no TF32 in float32 on CUDA, and the CIF predictor in float32 in half precision.
     with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
@@ -542,7 +535,7 @@ def _sync(device) -> None:
 
 
 def _read(path: Path, schema_name: str):
-    from core import tables
+    from vadpack.core import tables
 
     return tables.read_table(path, getattr(tables, schema_name))
 
@@ -617,8 +610,8 @@ def config_changes(plan: dict, overrides: list[str]) -> dict:
 
 def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]:
     """Segments whose tokens differ (or that one side lacks), a few examples, and vadpack's segment count."""
-    from core.tables import VAD_SEGMENTS, read_table
-    from pipeline.store import segment_results
+    from vadpack.core.tables import VAD_SEGMENTS, read_table
+    from vadpack.pipeline.store import segment_results
 
     (store,) = sorted((vp_work / "store").glob("asr-*"))  # a run from nothing: one model, one store
     results = segment_results(read_table(vp_work / "segments.parquet", VAD_SEGMENTS), store)
@@ -631,7 +624,7 @@ def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

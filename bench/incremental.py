@@ -111,7 +111,7 @@ def write_clip(path: Path, seed: int) -> Path:
 def model_folder(work: Path, size: str) -> Path:
     folder = work / f"model-{size}"
     if not (folder / "model.pt").exists():
-        from asr.tiny import write_tiny_model
+        from vadpack.asr.tiny import write_tiny_model
 
         write_tiny_model(folder, size=size, seed=0)
     return folder
@@ -136,7 +136,7 @@ class Runs:
         cfg = self.config(name)
         manifest = self.work / name / "manifests" / "asr.json"
         before = manifest.stat().st_mtime_ns if manifest.exists() else None
-        cmd = [sys.executable, "-m", "pipeline.cli", "-q", "run", str(cfg), "--no-progress"]
+        cmd = [sys.executable, "-m", "vadpack", "-q", "run", str(cfg), "--no-progress"]
         cmd += [a for o in overrides for a in ("-o", o)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -192,7 +192,7 @@ def report(args: argparse.Namespace, results: dict, scratch: dict, live: Runs, n
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

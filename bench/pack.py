@@ -37,9 +37,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from packer.config import PackerConfig
-from packer.cost import feature_frames
-from packer.pack import pack_segments
+from vadpack.packer.config import PackerConfig
+from vadpack.packer.cost import feature_frames
+from vadpack.packer.pack import pack_segments
 
 SR = 16_000
 MAX_SEGMENT_S = 30.0
@@ -210,7 +210,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

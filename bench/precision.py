@@ -42,13 +42,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr.config import AsrConfig  # noqa: E402
-from asr.features import pad_features, segment_features  # noqa: E402
-from asr.infer import decode_features  # noqa: E402
-from asr.model import load_model  # noqa: E402
-from asr.tiny import write_tiny_model  # noqa: E402
-from asr.types import SegmentResult  # noqa: E402
-from core.cache import SAMPLE_RATE  # noqa: E402
+from vadpack.asr.config import AsrConfig  # noqa: E402
+from vadpack.asr.features import pad_features, segment_features  # noqa: E402
+from vadpack.asr.infer import decode_features  # noqa: E402
+from vadpack.asr.model import load_model  # noqa: E402
+from vadpack.asr.tiny import write_tiny_model  # noqa: E402
+from vadpack.asr.types import SegmentResult  # noqa: E402
+from vadpack.core.cache import SAMPLE_RATE  # noqa: E402
+
 from tests.support.audio import iter_decode_16k  # noqa: E402
 
 REAL = Path(os.environ.get("VADPACK_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))  # as the tests
@@ -257,7 +258,7 @@ def device_name(device: str) -> str:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -29,7 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.cache import SAMPLE_RATE  # noqa: E402
+from vadpack.core.cache import SAMPLE_RATE  # noqa: E402
+
 from tests.support.synthetic import synthetic_meeting  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def run(tmp: Path, archive: Path, model: Path, workers: int) -> dict:
            "stitch": {"formats": []}}
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(d / "config.yaml"), "--no-progress"],
+    subprocess.run([sys.executable, "-m", "vadpack", "run", str(d / "config.yaml"), "--no-progress"],
                    check=True, cwd=REPO, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     wall = time.perf_counter() - t0
     manifests = {s: json.loads((d / "work" / "manifests" / f"{s}.json").read_text()) for s in ("vad", "asr")}
@@ -82,7 +83,7 @@ def main() -> None:
         audio_s = make_archive(tmp / "archive", args.files, args.turns)
         model = args.model
         if model is None:
-            from asr.tiny import write_tiny_model
+            from vadpack.asr.tiny import write_tiny_model
 
             model = write_tiny_model(tmp / "tiny", size="tiny", seed=0)
         one, two = (run(tmp, tmp / "archive", model, w) for w in (1, 2))
@@ -105,7 +106,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

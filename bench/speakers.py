@@ -42,13 +42,14 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.cache import SAMPLE_RATE, pcm_path  # noqa: E402
-from speakers.config import SpeakersConfig  # noqa: E402
-from speakers.embed import load_embedder  # noqa: E402
-from speakers.stage import run_speakers  # noqa: E402
+from vadpack.core.cache import SAMPLE_RATE, pcm_path  # noqa: E402
+from vadpack.speakers.config import SpeakersConfig  # noqa: E402
+from vadpack.speakers.embed import load_embedder  # noqa: E402
+from vadpack.speakers.stage import run_speakers  # noqa: E402
+from vadpack.vad.config import VadConfig  # noqa: E402
+from vadpack.vad.stage import segment_recording  # noqa: E402
+
 from tests.support.audio import decode_int16  # noqa: E402
-from vad.config import VadConfig  # noqa: E402
-from vad.stage import segment_recording  # noqa: E402
 
 REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 AMI = "en_ami_excerpts_pyannote"
@@ -273,7 +274,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -27,12 +27,12 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.config import AsrConfig
-from core.cache import SAMPLE_RATE
-from core.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
-from core.text import join_tokens
-from pipeline.store import asr_store
-from pipeline.workdir import WorkDir
+from vadpack.asr.config import AsrConfig
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.tables import RECORDINGS, TRANSCRIPTS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
+from vadpack.core.text import join_tokens
+from vadpack.pipeline.store import asr_store
+from vadpack.pipeline.workdir import WorkDir
 
 VOCAB = np.array(list("我们今天开会讨论项目进度的问题") + ["the", "meet@@", "ing", "project", "is", "on", "track"])
 
@@ -105,9 +105,9 @@ def write_transcripts(parts: Path, content_ids: np.ndarray, start: np.ndarray, e
 STITCH_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from pipeline.config import config_from_dict
-from pipeline.stages import StageContext, run_stitch
-from pipeline.workdir import WorkDir
+from vadpack.pipeline.config import config_from_dict
+from vadpack.pipeline.stages import StageContext, run_stitch
+from vadpack.pipeline.workdir import WorkDir
 work = Path(sys.argv[1])
 cfg = config_from_dict({"inputs": ["/archive"], "work_dir": str(work),
                         "stitch": {"formats": json.loads(sys.argv[2])}})
@@ -145,7 +145,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

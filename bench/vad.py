@@ -40,13 +40,14 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.fingerprint import file_content_id  # noqa: E402
-from core.types import RecordingRef  # noqa: E402
+from vadpack.core.fingerprint import file_content_id  # noqa: E402
+from vadpack.core.types import RecordingRef  # noqa: E402
+from vadpack.vad.config import VadConfig  # noqa: E402
+from vadpack.vad.stage import run_vad, segment_recording  # noqa: E402
+
 from tests.support.audio import decode_int16  # noqa: E402
 from tests.support.scoring import grid_10ms, naive_regions  # noqa: E402
 from tests.support.synthetic import synthetic_meeting  # noqa: E402
-from vad.config import VadConfig  # noqa: E402
-from vad.stage import run_vad, segment_recording  # noqa: E402
 
 SR = 16_000
 REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
@@ -173,10 +174,10 @@ def _cpu_s() -> float:
 _RSS_CHILD = """
 import json, re, sys, time
 sys.path.insert(0, sys.argv[1])
-from core.fingerprint import file_content_id
-from core.types import RecordingRef
-from vad.config import VadConfig
-from vad.stage import run_vad
+from vadpack.core.fingerprint import file_content_id
+from vadpack.core.types import RecordingRef
+from vadpack.vad.config import VadConfig
+from vadpack.vad.stage import run_vad
 start = time.perf_counter()
 ref = RecordingRef("long", sys.argv[2], file_content_id(sys.argv[2]))
 (outcome,) = run_vad([ref], sys.argv[3], VadConfig(workers=1), progress=False)
@@ -224,7 +225,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import exit_process
+    from vadpack.pipeline.cli import exit_process
 
     main()
     exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from core.atomic import atomic_path
-from core.cache import PCM_DTYPE, SAMPLE_RATE
-from core.nativelog import native_stderr_into
-from core.resample import PolyphaseResampler
-from core.types import AudioInfo, DecodeResult
+from vadpack.core.atomic import atomic_path
+from vadpack.core.cache import PCM_DTYPE, SAMPLE_RATE
+from vadpack.core.nativelog import native_stderr_into
+from vadpack.core.resample import PolyphaseResampler
+from vadpack.core.types import AudioInfo, DecodeResult
 
 # soundfile subtypes -> the codec names ffprobe would print, so the recordings table reads the same
 # whichever library decoded a file.

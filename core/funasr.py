@@ -12,7 +12,7 @@ import functools
 import io
 from typing import Any
 
-from core.interrupt import interrupt_not_swallowed
+from vadpack.core.interrupt import interrupt_not_swallowed
 
 INSTALL = "pip install 'funasr==1.4.16'"
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import __version__
-from core.atomic import write_text_atomic
+from vadpack.core import __version__
+from vadpack.core.atomic import write_text_atomic
 
 
 @dataclass(frozen=True, slots=True)

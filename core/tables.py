@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core import __version__
-from core.atomic import atomic_path, fsync_file, tmp_name
+from vadpack.core import __version__
+from vadpack.core.atomic import atomic_path, fsync_file, tmp_name
 
 # 2: words table, n_words in documents and segments; wpm counts words.
 # 3: speaker columns (documents.n_speakers, segments/tokens/words.speaker), turns, speakers.
@@ -378,6 +377,6 @@ def read_table(path: str | Path, schema: pa.Schema | None = None, columns: list[
 
 
 def _fault_point(name: str, path: Path) -> None:
-    from core.faults import maybe_fail
+    from vadpack.core.faults import maybe_fail
 
     maybe_fail(name, str(path))

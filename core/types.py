@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.cache import SAMPLE_RATE
+from vadpack.core.cache import SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)

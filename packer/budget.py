@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from packer.config import PackerConfig
+from vadpack.packer.config import PackerConfig
 
 MIN_BUDGET_S = 1.0  # the smallest budget packer.budget_s accepts
 MAX_BUDGET_S = 1e6

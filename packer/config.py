@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-from core.configtools import check_fields, check_range
+from vadpack.core.configtools import check_fields, check_range
 
 
 @dataclass(frozen=True, slots=True)

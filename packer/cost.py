@@ -15,8 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
+from vadpack.core.cache import SAMPLE_RATE
 
 FBANK_WINDOW_SAMPLES = 400  # 25 ms
 FBANK_SHIFT_SAMPLES = 160  # 10 ms

@@ -13,12 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.cache import SAMPLE_RATE
-from core.tables import BATCHES
-from packer.config import PackerConfig
-from packer.cost import budget_frames_for, feature_frames, items_that_fit
-from packer.types import PackResult, PackStats
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.tables import BATCHES
+from vadpack.packer.config import PackerConfig
+from vadpack.packer.cost import budget_frames_for, feature_frames, items_that_fit
+from vadpack.packer.types import PackResult, PackStats
 
 REQUIRED_COLUMNS = {"content_id": pa.string(), "start_sample": pa.int64(), "end_sample": pa.int64()}
 MAX_LISTED_WARNINGS = 20  # beyond this, one summary line: the batches table itself lists every segment

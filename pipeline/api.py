@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.config import Config
-from pipeline.config import load_config as _load_config
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.config import Config
+from vadpack.pipeline.config import load_config as _load_config
 
 log = logging.getLogger("vadpack")
 
@@ -91,9 +91,9 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
             unwritable folder, an incomplete model folder, a missing device or extra. Checked before
             any stage runs; one line per problem.
     """
-    from pipeline.preflight import preflight, stages_to_run
-    from pipeline.runner import Runner
-    from pipeline.summary import run_summary
+    from vadpack.pipeline.preflight import preflight, stages_to_run
+    from vadpack.pipeline.runner import Runner
+    from vadpack.pipeline.summary import run_summary
 
     cfg = _as_config(config, overrides)
     for warning in preflight(cfg, stages_to_run(stage, from_stage)):
@@ -105,7 +105,7 @@ def run(config: Config | str | Path, stage: str | None = None, from_stage: str |
 
 def status(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     """Each stage's state (``done``, ``stale`` with the reason, or ``missing``) and its row count."""
-    from pipeline.runner import Runner
+    from vadpack.pipeline.runner import Runner
 
     return Runner(_as_config(config, overrides), progress=False).status()
 
@@ -116,14 +116,14 @@ def prune(config: Config | str | Path, dry_run: bool = False, overrides: list[st
     Returns:
         A ``PruneReport``: files and bytes removed (or that would be, with ``dry_run``) per kind.
     """
-    from pipeline.housekeeping import prune as prune_work_dir
-    from pipeline.lock import WorkDirLock
-    from pipeline.workdir import WorkDir
+    from vadpack.pipeline.housekeeping import prune as prune_work_dir
+    from vadpack.pipeline.lock import WorkDirLock
+    from vadpack.pipeline.workdir import WorkDir
 
     cfg = _as_config(config, overrides)
     work = WorkDir(cfg.work_path)
     if not work.root.is_dir():
-        from pipeline.housekeeping import PruneReport
+        from vadpack.pipeline.housekeeping import PruneReport
 
         return PruneReport()
     with WorkDirLock(work.lock):
@@ -140,7 +140,7 @@ def read_tables(output_dir: str | Path, as_arrow: bool = False) -> Tables:
     Raises:
         FileNotFoundError: a table is missing (the run has not finished its stitch stage).
     """
-    from core.tables import read_table
+    from vadpack.core.tables import read_table
 
     out = Path(output_dir)
     tables = {}

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from pipeline.stages import STAGES
+from vadpack.pipeline.stages import STAGES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -28,7 +28,7 @@ def _global_flags(default: object) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core import __version__
+    from vadpack.core import __version__
 
     p = argparse.ArgumentParser(prog="vadpack", parents=[_global_flags(False)],
                                 description="Long recordings -> VAD -> packed batches -> "
@@ -103,7 +103,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tiny-model":
         return cmd_tiny_model(args)
-    from pipeline.api import load_config
+    from vadpack.pipeline.api import load_config
 
     try:
         cfg = load_config(args.config, args.override)
@@ -122,8 +122,8 @@ class UsageError(Exception):
 
 def _report_error(e: Exception, verbose: bool) -> int:
     """One line (one per problem) on stderr and the exit code; the traceback only with -v."""
-    from core.configtools import ConfigError
-    from pipeline.runner import StageOrderError
+    from vadpack.core.configtools import ConfigError
+    from vadpack.pipeline.runner import StageOrderError
 
     if verbose:
         traceback.print_exception(e)
@@ -150,9 +150,9 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} {what}; give a new or empty folder, or --force to write into this one")
 
     if args.family == "sensevoice":
-        from asr.tiny_sensevoice import write_tiny_sensevoice as write
+        from vadpack.asr.tiny_sensevoice import write_tiny_sensevoice as write
     else:
-        from asr.tiny import write_tiny_model as write
+        from vadpack.asr.tiny import write_tiny_model as write
     path = write(args.dir, size=args.size, seed=args.seed)
     print(f"wrote a random {args.size} {'SenseVoice' if args.family == 'sensevoice' else 'Paraformer'} model "
           f"to {path}")
@@ -160,9 +160,9 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_status(cfg) -> int:
-    from pipeline.api import status
-    from pipeline.housekeeping import usage
-    from pipeline.preflight import PreflightError, preflight
+    from vadpack.pipeline.api import status
+    from vadpack.pipeline.housekeeping import usage
+    from vadpack.pipeline.preflight import PreflightError, preflight
 
     try:
         preflight(cfg)
@@ -179,7 +179,7 @@ def cmd_status(cfg) -> int:
 
 
 def cmd_prune(cfg, dry_run: bool) -> int:
-    from pipeline.api import prune
+    from vadpack.pipeline.api import prune
 
     report = prune(cfg, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -214,8 +214,8 @@ def _size(n_bytes: int) -> str:
 
 
 def cmd_run(cfg, args: argparse.Namespace) -> int:
-    from pipeline.api import run
-    from pipeline.summary import print_summary
+    from vadpack.pipeline.api import run
+    from vadpack.pipeline.summary import print_summary
 
     report = run(cfg, stage=args.stage, from_stage=args.start, force=_forced(args),
                  progress=not args.no_progress and sys.stderr.isatty())

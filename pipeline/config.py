@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from asr.config import AsrConfig
-from core.configtools import as_plain, check_choice, check_fields, check_range, from_mapping
-from packer.config import PackerConfig
-from speakers.config import SpeakersConfig
-from stitcher.config import StitchConfig
-from vad.config import VadConfig
+from vadpack.asr.config import AsrConfig
+from vadpack.core.configtools import as_plain, check_choice, check_fields, check_range, from_mapping
+from vadpack.packer.config import PackerConfig
+from vadpack.speakers.config import SpeakersConfig
+from vadpack.stitcher.config import StitchConfig
+from vadpack.vad.config import VadConfig
 
 ENGINES = ("local", "ray")
 SECTIONS: dict[str, type] = {"vad": VadConfig, "packer": PackerConfig, "asr": AsrConfig,

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.cache import pcm_path
-from core.tables import DOCUMENTS, RECORDINGS, SPEAKER_STORE, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
-from pipeline.config import Config
-from pipeline.speaker_store import current_rows, read_store, segments_digests, speakers_store, todo_segments
-from pipeline.store import asr_store, spans_of, todo_spans
-from pipeline.workdir import WorkDir
+from vadpack.core.cache import pcm_path
+from vadpack.core.tables import DOCUMENTS, RECORDINGS, SPEAKER_STORE, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
+from vadpack.pipeline.config import Config
+from vadpack.pipeline.speaker_store import current_rows, read_store, segments_digests, speakers_store, todo_segments
+from vadpack.pipeline.store import asr_store, spans_of, todo_spans
+from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
 
@@ -154,8 +153,8 @@ def _max_batch(rows: pa.Table) -> int:
 
 
 def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
-    from stitcher.config import FORMATS
-    from stitcher.export import stale_exports
+    from vadpack.stitcher.config import FORMATS
+    from vadpack.stitcher.export import stale_exports
 
     docs_path = cfg.output_path / "documents.parquet"
     if not docs_path.exists():

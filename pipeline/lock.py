@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from core.configtools import ConfigError
+from vadpack.core.configtools import ConfigError
 
 log = logging.getLogger("vadpack")
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asr.config import AsrConfig, is_local_model
-from core.configtools import ConfigError
-from pipeline.config import Config
-from pipeline.stages import STAGES
+from vadpack.asr.config import AsrConfig, is_local_model
+from vadpack.core.configtools import ConfigError
+from vadpack.pipeline.config import Config
+from vadpack.pipeline.stages import STAGES
 
 
 class PreflightError(ConfigError):
@@ -110,7 +110,7 @@ def preflight(cfg: Config, stages: tuple[str, ...] = STAGES) -> list[str]:
 
 def check_inputs(cfg: Config, warnings: list[str]) -> list[str]:
     """Every input entry names something, and together they name at least one audio file."""
-    from pipeline.scan import list_inputs
+    from vadpack.pipeline.scan import list_inputs
 
     try:
         listing = list_inputs(cfg)
@@ -167,7 +167,7 @@ def check_asr_model(spec: str, base_dir: str = ".") -> str | None:
     is one FunASR can fetch."""
     if not is_local_model(spec):
         return check_hub_or_folder("asr.model", spec, base_dir)
-    from asr.model import check_model_folder
+    from vadpack.asr.model import check_model_folder
 
     try:
         check_model_folder(spec)
@@ -181,8 +181,8 @@ def check_family_settings(asr_cfg: AsrConfig) -> str | None:
     """The asr settings suit the model's family (``asr.language`` only for SenseVoice, hotwords only for
     SeACo-Paraformer). A folder's class is read from its config.yaml; a hub id's family is told by its
     name (``paraformer`` or ``sensevoice`` in it), else it is checked when the model loads."""
-    from asr.family import FAMILIES, FAMILY_CLASSES
-    from asr.model import model_class_of_folder
+    from vadpack.asr.family import FAMILIES, FAMILY_CLASSES
+    from vadpack.asr.model import model_class_of_folder
 
     spec = asr_cfg.model
     if is_local_model(spec):
@@ -245,8 +245,8 @@ def check_device(device: str, dtype: str, key: str = "asr.device") -> str | None
     """``device`` names a device this machine has, and it supports ``dtype``."""
     if device in ("auto", "cpu"):
         return None
-    from asr.model import resolve_dtype
-    from core.device import resolve_device
+    from vadpack.asr.model import resolve_dtype
+    from vadpack.core.device import resolve_device
 
     try:
         resolve_dtype(dtype, resolve_device(device, key))

@@ -17,12 +17,12 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from core.atomic import write_text_atomic
-from core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
-from pipeline.config import Config, config_to_yaml
-from pipeline.lock import WorkDirLock
-from pipeline.speaker_store import speakers_store
-from pipeline.stages import (
+from vadpack.core.atomic import write_text_atomic
+from vadpack.core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
+from vadpack.pipeline.config import Config, config_to_yaml
+from vadpack.pipeline.lock import WorkDirLock
+from vadpack.pipeline.speaker_store import speakers_store
+from vadpack.pipeline.stages import (
     RUNNERS,
     SPEAKERS_OFF,
     STAGES,
@@ -31,8 +31,8 @@ from pipeline.stages import (
     output_fingerprint,
     stage_config_parts,
 )
-from pipeline.store import asr_store
-from pipeline.workdir import WorkDir
+from vadpack.pipeline.store import asr_store
+from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
 
@@ -65,7 +65,7 @@ class Runner:
     def input_fingerprint(self, stage: str) -> str | None:
         """The fingerprint of what ``stage`` reads now; None when an upstream stage has not run."""
         if stage == "scan":
-            from pipeline.scan import fingerprint_inputs, list_inputs
+            from vadpack.pipeline.scan import fingerprint_inputs, list_inputs
 
             paths = list_inputs(self.cfg).paths
             return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(list(paths))))
@@ -134,7 +134,7 @@ class Runner:
                     continue
                 results[stage] = self.run_stage(stage, force=stage in force)
             if results and not self.cfg.vad.keep_pcm:
-                from pipeline.housekeeping import drop_transcribed_pcm
+                from vadpack.pipeline.housekeeping import drop_transcribed_pcm
 
                 drop_transcribed_pcm(self.cfg)
         return results

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-
-from core.configtools import ConfigError
-from core.fingerprint import file_content_id
-from core.tables import RECORDINGS, to_table
-from pipeline.config import Config
+from vadpack.core.configtools import ConfigError
+from vadpack.core.fingerprint import file_content_id
+from vadpack.core.tables import RECORDINGS, to_table
+from vadpack.pipeline.config import Config
 
 log = logging.getLogger("vadpack")
 
@@ -201,7 +200,7 @@ def scan(paths: list[str], known: dict[tuple[str, int, int], str] | None = None)
         known: content ids from the previous scan by (path, size, mtime_ns); a file that matches is
             not read again. A renamed, copied or modified file is hashed.
     """
-    from core.audio import AudioError, probe
+    from vadpack.core.audio import AudioError, probe
 
     known = known or {}
     rows = []

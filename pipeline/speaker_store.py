@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.atomic import write_text_atomic
-from core.configtools import ConfigError, stable_hash
-from core.tables import SPEAKER_LABELS, SPEAKER_STORE, read_table, write_table
-from pipeline.store import KEY_FILE, ResultKey, model_identity, settings_hash
-from pipeline.workdir import WorkDir
-from speakers.config import SpeakersConfig
+from vadpack.core.atomic import write_text_atomic
+from vadpack.core.configtools import ConfigError, stable_hash
+from vadpack.core.tables import SPEAKER_LABELS, SPEAKER_STORE, read_table, write_table
+from vadpack.pipeline.store import KEY_FILE, ResultKey, model_identity, settings_hash
+from vadpack.pipeline.workdir import WorkDir
+from vadpack.speakers.config import SpeakersConfig
 
 _KEY = ["content_id", "segments_digest"]
 MISSING = "no speaker labels in the store for this recording; rerun with --stage speakers"
@@ -37,7 +36,7 @@ def speakers_key(cfg: SpeakersConfig) -> ResultKey:
     Raises:
         ConfigError: the backend's extra is not installed (the message names it).
     """
-    from speakers.embed import weights_spec
+    from vadpack.speakers.embed import weights_spec
 
     try:
         spec = weights_spec(cfg)

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.cache import SAMPLE_RATE, pcm_path
-from core.configtools import as_plain, result_hash, stable_hash
-from core.manifest import files_fingerprint
-from core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
-from core.types import RecordingRef
-from pipeline.config import Config
-from pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
-from pipeline.store import (
+from vadpack.core.cache import SAMPLE_RATE, pcm_path
+from vadpack.core.configtools import as_plain, result_hash, stable_hash
+from vadpack.core.manifest import files_fingerprint
+from vadpack.core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
+from vadpack.core.types import RecordingRef
+from vadpack.pipeline.config import Config
+from vadpack.pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
+from vadpack.pipeline.store import (
     asr_key,
     asr_store,
     next_batch_id,
@@ -32,11 +31,11 @@ from pipeline.store import (
     store_fingerprint,
     todo_spans,
 )
-from pipeline.workdir import WorkDir
-from vad.types import VadOutcome
+from vadpack.pipeline.workdir import WorkDir
+from vadpack.vad.types import VadOutcome
 
 if TYPE_CHECKING:
-    from asr.types import DeviceInfo
+    from vadpack.asr.types import DeviceInfo
 
 log = logging.getLogger("vadpack")
 
@@ -74,7 +73,7 @@ def output_fingerprint(cfg: Config, stage: str) -> str:
     if stage == "speakers":
         return store_fingerprint(speakers_store(cfg.speakers, work)) if cfg.speakers.enabled else stable_hash("off")
     if stage == "stitch":
-        from stitcher.stage import output_files
+        from vadpack.stitcher.stage import output_files
 
         return files_fingerprint(output_files(cfg.output_path))
     outputs = {"scan": [work.recordings], "vad": [work.segments, work.vad_recordings], "pack": [work.batches]}
@@ -112,7 +111,7 @@ def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
 # ---- scan -------------------------------------------------------------------------------------
 
 def run_scan(ctx: StageContext) -> StageResult:
-    from pipeline.scan import known_content_ids, list_inputs, scan, skipped_note
+    from vadpack.pipeline.scan import known_content_ids, list_inputs, scan, skipped_note
 
     listing = list_inputs(ctx.cfg)
     for note in (*listing.errors, *listing.notes):  # errors too: a caller may skip the preflight
@@ -149,10 +148,10 @@ def vad_outcomes(ctx: StageContext, refs: list[RecordingRef]) -> Iterator[VadOut
     cache = ctx.work.pcm
     cache.mkdir(parents=True, exist_ok=True)
     if ctx.cfg.engine == "ray":
-        from pipeline.engines.ray_engine import ray_vad
+        from vadpack.pipeline.engines.ray_engine import ray_vad
 
         return ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray, force=ctx.force)
-    from vad.stage import run_vad as vad_stage
+    from vadpack.vad.stage import run_vad as vad_stage
 
     return vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress, force=ctx.force)
 
@@ -184,7 +183,7 @@ def vad_rows(outcomes: Iterable[VadOutcome], backend: str,
 
 def run_pack(ctx: StageContext) -> StageResult:
     """Pack the spans that have no result in the store yet (all of them on a first run)."""
-    from packer.pack import pack_segments
+    from vadpack.packer.pack import pack_segments
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     store = asr_store(ctx.cfg.asr, ctx.work)
@@ -206,14 +205,14 @@ def run_pack(ctx: StageContext) -> StageResult:
 
 def _cheap_budget_s(cfg: Config) -> float:
     """With nothing to pack, no GPU probe: the number, or the CPU figure for auto."""
-    from packer.budget import resolve_budget_s as packer_rule
+    from vadpack.packer.budget import resolve_budget_s as packer_rule
 
     return packer_rule(cfg.packer, "cpu")
 
 
 def device_info(spec: str) -> DeviceInfo:
     """The asr device, described without loading a model (``asr.model.device_info``)."""
-    from asr.model import device_info as describe
+    from vadpack.asr.model import device_info as describe
 
     return describe(spec)
 
@@ -227,7 +226,7 @@ def budget_basis(cfg: Config, device: DeviceInfo) -> str:
     if cfg.packer.budget_s != "auto":
         return f"{float(cfg.packer.budget_s):g}"
     if device.kind != "cuda":
-        from packer.budget import CPU_BUDGET_S
+        from vadpack.packer.budget import CPU_BUDGET_S
 
         return f"{CPU_BUDGET_S:g}"
     return stable_hash({"device": device.name, "total_bytes": device.total_bytes, "model": cfg.asr.model,
@@ -236,13 +235,13 @@ def budget_basis(cfg: Config, device: DeviceInfo) -> str:
 
 def resolve_budget_s(cfg: Config) -> float:
     """The padded-seconds budget: asr measures on CUDA, the packer's rule decides."""
-    from packer.budget import resolve_budget_s as packer_rule
+    from vadpack.packer.budget import resolve_budget_s as packer_rule
 
     device = device_info(cfg.asr.device)
     if cfg.packer.budget_s != "auto" or device.kind != "cuda":
         budget = packer_rule(cfg.packer, device.kind)
     else:
-        from asr.budget import measure_memory
+        from vadpack.asr.budget import measure_memory
 
         probe = measure_memory(cfg.asr)
         budget = packer_rule(cfg.packer, device.kind, probe.bytes_per_padded_s, probe.free_bytes)
@@ -257,14 +256,14 @@ def resolve_budget_s(cfg: Config) -> float:
 
 def run_asr(ctx: StageContext) -> StageResult:
     """Decode the packed spans into the store; the summary says what was decoded and what reused."""
-    from asr.stage import plan_work
-    from asr.stage import run_asr as asr_stage
+    from vadpack.asr.stage import plan_work
+    from vadpack.asr.stage import run_asr as asr_stage
 
     batches = read_table(ctx.work.batches, BATCHES)
     store = asr_store(ctx.cfg.asr, ctx.work)
     ensure_audio(ctx, batches)
     if ctx.cfg.engine == "ray":
-        from pipeline.engines.ray_engine import ray_asr
+        from vadpack.pipeline.engines.ray_engine import ray_asr
 
         groups, already = plan_work(batches, store, ctx.cfg.asr.batches_per_part)
         summary = {**ray_asr(groups, ctx.work.pcm, ctx.cfg.asr, ctx.cfg.ray), "already_stored": already}
@@ -285,7 +284,7 @@ def ensure_audio(ctx: StageContext, batches: pa.Table) -> None:
 
 def ensure_contents_audio(ctx: StageContext, content_ids: set[str], stage: str) -> None:
     """Decode again the recordings of ``content_ids`` whose PCM cache file is gone."""
-    from vad.stage import ensure_pcm
+    from vadpack.vad.stage import ensure_pcm
 
     refs = {r.content_id: r for r in recording_refs(read_table(ctx.work.recordings, RECORDINGS))}
     for content_id in sorted(content_ids):
@@ -306,7 +305,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
     """
     if not ctx.cfg.speakers.enabled:
         return StageResult(0, {"enabled": False})
-    from pipeline.speaker_store import segments_digests, todo_segments, write_part
+    from vadpack.pipeline.speaker_store import segments_digests, todo_segments, write_part
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     store = speakers_store(ctx.cfg.speakers, ctx.work)
@@ -314,7 +313,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
     n_contents = len(pc.unique(segments["content_id"]))
     summary: dict = {"enabled": True, "labelled_recordings": 0, "reused_recordings": n_contents}
     if todo.num_rows:
-        from speakers.stage import SpeakerLabeller
+        from vadpack.speakers.stage import SpeakerLabeller
 
         todo_ids = set(pc.unique(todo["content_id"]).to_pylist())
         ensure_contents_audio(ctx, todo_ids, "speakers")
@@ -333,8 +332,8 @@ def run_speakers(ctx: StageContext) -> StageResult:
 # ---- stitch -----------------------------------------------------------------------------------
 
 def run_stitch(ctx: StageContext) -> StageResult:
-    from stitcher.stage import stitch_stage
-    from stitcher.types import StitchInputs
+    from vadpack.stitcher.stage import stitch_stage
+    from vadpack.stitcher.types import StitchInputs
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     inputs = StitchInputs(

@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from asr.config import RESULTS_VERSION, AsrConfig, is_local_model
-from core.atomic import write_text_atomic
-from core.configtools import as_plain, stable_hash
-from core.fingerprint import file_content_id
-from core.tables import SEGMENT_RESULTS, TRANSCRIPTS, read_table
-from core.usercache import user_cache_dir
-from pipeline.workdir import WorkDir
+from vadpack.asr.config import RESULTS_VERSION, AsrConfig, is_local_model
+from vadpack.core.atomic import write_text_atomic
+from vadpack.core.configtools import as_plain, stable_hash
+from vadpack.core.fingerprint import file_content_id
+from vadpack.core.tables import SEGMENT_RESULTS, TRANSCRIPTS, read_table
+from vadpack.core.usercache import user_cache_dir
+from vadpack.pipeline.workdir import WorkDir
 
 KEY_FILE = "key.json"
 MODEL_IDS_FILE = "model_ids.json"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
-
-from core.cache import SAMPLE_RATE
-from core.tables import BATCHES, FAILURES, RECORDINGS, VAD_RECORDINGS, read_table
-from pipeline.config import Config
-from pipeline.stages import StageResult
-from pipeline.workdir import WorkDir
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.tables import BATCHES, FAILURES, RECORDINGS, VAD_RECORDINGS, read_table
+from vadpack.pipeline.config import Config
+from vadpack.pipeline.stages import StageResult
+from vadpack.pipeline.workdir import WorkDir
 
 FAILURES_SHOWN = 10  # a run over thousands of bad files must not flood the terminal
 
@@ -109,7 +108,7 @@ def print_summary(s: dict) -> None:
 
 def precision_note(dtype: str) -> str:
     """One line on what a half precision costs in exactness, with its measured agreement."""
-    from asr.config import HALF_PRECISION_AGREEMENT
+    from vadpack.asr.config import HALF_PRECISION_AGREEMENT
 
     m = HALF_PRECISION_AGREEMENT[dtype]
     return (f"{dtype}: results may differ from float32 and between batchings (measured: "

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-
-from core.funasr import funasr_registry
+from vadpack.core.funasr import funasr_registry
 
 MODEL_CLASS = "CAMPPlus"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.cache import SAMPLE_RATE
-from core.configtools import check_choice, check_fields, check_range
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.configtools import check_choice, check_fields, check_range
 
 BACKENDS = ("resemblyzer", "campp")
 CAMPP_DEFAULT_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"

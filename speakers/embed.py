@@ -21,12 +21,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-
-from core.cache import pcm_path, read_segment
-from core.device import resolve_device
-from core.faults import fault_arg
-from speakers.config import SpeakersConfig
-from speakers.types import EmbedOutcome, FeatureBatch, Window, WindowFailure
+from vadpack.core.cache import pcm_path, read_segment
+from vadpack.core.device import resolve_device
+from vadpack.core.faults import fault_arg
+from vadpack.speakers.config import SpeakersConfig
+from vadpack.speakers.types import EmbedOutcome, FeatureBatch, Window, WindowFailure
 
 
 class Embedder(Protocol):
@@ -66,10 +65,10 @@ def load_embedder(cfg: SpeakersConfig) -> Embedder:
     device = resolve_device(cfg.device, "speakers.device")
     torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
     if cfg.backend == "campp":
-        from speakers.campp import CamppEmbedder
+        from vadpack.speakers.campp import CamppEmbedder
 
         return CamppEmbedder(cfg.model_name, device)
-    from speakers.resemblyzer_backend import ResemblyzerEmbedder
+    from vadpack.speakers.resemblyzer_backend import ResemblyzerEmbedder
 
     return ResemblyzerEmbedder(device, weights_path=cfg.model or None)
 
@@ -83,7 +82,7 @@ def weights_spec(cfg: SpeakersConfig) -> str:
     """
     if cfg.backend == "campp":
         return cfg.model_name
-    from speakers.resemblyzer_backend import package_dir
+    from vadpack.speakers.resemblyzer_backend import package_dir
 
     return cfg.model or str(package_dir() / "pretrained.pt")
 

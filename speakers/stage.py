@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.cache import SAMPLE_RATE, open_pcm, pcm_path
-from core.tables import SPEAKER_RESULTS, to_table
-from core.types import Span
-from speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
-from speakers.config import SpeakersConfig
-from speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
-from speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
-from speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
-from speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
+from vadpack.core.cache import SAMPLE_RATE, open_pcm, pcm_path
+from vadpack.core.tables import SPEAKER_RESULTS, to_table
+from vadpack.core.types import Span
+from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
+from vadpack.speakers.config import SpeakersConfig
+from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
+from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
+from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
+from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
 
 _log = logging.getLogger("vadpack.speakers")
 NO_WINDOWS = "no window of this recording could be embedded, so it has no speakers"

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from itertools import groupby
 
 import pyarrow as pa
-
-from core.types import Span
-from speakers.types import Window
+from vadpack.core.types import Span
+from vadpack.speakers.types import Window
 
 SPAN_COLUMNS = ("content_id", "start_sample", "end_sample")
 

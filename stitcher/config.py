@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.configtools import check_fields, check_range
+from vadpack.core.configtools import check_fields, check_range
 
 FORMATS = ("srt", "vtt", "json", "txt")
 

@@ -29,11 +29,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
-
-from core.atomic import write_text_atomic
-from stitcher.config import FORMATS
-from stitcher.text import split_sentences
-from stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
+from vadpack.core.atomic import write_text_atomic
+from vadpack.stitcher.config import FORMATS
+from vadpack.stitcher.text import split_sentences
+from vadpack.stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
 
 MAX_STEM_BYTES = 120  # with "__", a 100-char id and ".json" the name stays under 255 bytes (ext4, APFS)
 # An id used as it is: starts and ends with a letter or digit (so "<name>.srt" has no "..").

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.tables import SPEAKERS, TURNS
+from vadpack.core.tables import SPEAKERS, TURNS
 
 # Per-recording offset that turns (recording, sample) into one sortable int64: 2**40 samples is
 # two years at 16 kHz, and 2**22 recordings still fit.

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.cache import SAMPLE_RATE
-from core.tables import (
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.tables import (
     DOCUMENTS,
     FAILURES,
     OUTPUT_SCHEMAS,
@@ -28,9 +27,9 @@ from core.tables import (
     TableSink,
     to_table,
 )
-from core.text import join_tokens
-from stitcher.config import StitchConfig
-from stitcher.speakers import (
+from vadpack.core.text import join_tokens
+from vadpack.stitcher.config import StitchConfig
+from vadpack.stitcher.speakers import (
     SpeakerLabels,
     build_turns,
     segment_speakers,
@@ -38,8 +37,8 @@ from stitcher.speakers import (
     speakers_table,
     token_speakers,
 )
-from stitcher.tokens import absolute_token_times
-from stitcher.types import StitchInputs
+from vadpack.stitcher.tokens import absolute_token_times
+from vadpack.stitcher.types import StitchInputs
 
 log = logging.getLogger("vadpack")
 
@@ -78,7 +77,7 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
                                 speaker_failures(labels, joined.segs))
     documents = build_documents(inputs.recordings, inputs.vad_recordings, seg_table, failures, model, labels)
     if cfg.punc_model:
-        from stitcher.punc import punctuate
+        from vadpack.stitcher.punc import punctuate
 
         documents = _set(documents, "text", pa.array(punctuate(documents["text"].to_pylist(), cfg.punc_model)))
     meta = {"model": model, "config_hash": config_hash}
@@ -116,7 +115,7 @@ def with_word_counts(documents: pa.Table, seg_table: pa.Table) -> pa.Table:
 
 def remove_stale_exports(output_dir: Path, formats: tuple[str, ...], documents: pa.Table) -> int:
     """Delete the exports of recordings that left the archive (deleted, moved or modified files)."""
-    from stitcher.export import stale_exports
+    from vadpack.stitcher.export import stale_exports
 
     stale = stale_exports(output_dir, formats, documents)
     for path in stale:
@@ -258,7 +257,7 @@ def build_documents(recordings: pa.Table, vad_recs: pa.Table, seg_table: pa.Tabl
     ``n_speakers`` is null without speakers (``labels`` None) and for a recording the speakers stage
     failed on; 0 for one without speech.
     """
-    from core.text import join_segments
+    from vadpack.core.text import join_segments
 
     decoded = {r["recording_id"]: r for r in vad_recs.to_pylist() if r["status"] == "ok"}
     languages = recording_languages(seg_table)
@@ -292,7 +291,7 @@ def recording_languages(seg_table: pa.Table) -> dict[str, list[str]]:
     Ties go to the language heard first. ``nospeech`` (SenseVoice heard no speech) and null (the
     model does not tell, or the segment failed) are left out.
     """
-    from stitcher.export import NO_LANGUAGE
+    from vadpack.stitcher.export import NO_LANGUAGE
 
     heard = seg_table.filter(pc.and_(pc.is_valid(seg_table["language"]),
                                      pc.not_equal(seg_table["language"], NO_LANGUAGE)))
@@ -349,7 +348,7 @@ class ChunkedTables:
     def write(self, tokens: pa.Table, segments: pa.Table, rids: list[str]) -> tuple[pa.Table, pa.Table]:
         """Write one chunk (the tokens and segments of ``rids``, in order); return its tokens (with
         speakers) and its words."""
-        from stitcher.words import tokens_to_words
+        from vadpack.stitcher.words import tokens_to_words
 
         if self.labels is None:
             turns, speakers = segment_turns(segments), SPEAKERS.empty_table()
@@ -375,8 +374,8 @@ def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Tabl
                          chunk_segments: int = 50_000) -> Streamed:
     """Write the tokens, words, turns and speakers tables and the human exports, a chunk of whole
     recordings at a time."""
-    from stitcher.export import write_document_exports
-    from stitcher.words import words_per_segment
+    from vadpack.stitcher.export import write_document_exports
+    from vadpack.stitcher.words import words_per_segment
 
     tables = ChunkedTables(cfg, output_dir, meta, labels)
     seg_groups = group_offsets(seg_table["recording_id"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.text import SPECIAL_TOKENS, SUBWORD_MARK, join_tokens
-from stitcher.types import Sentence, TokenTime
+from vadpack.core.text import SPECIAL_TOKENS, SUBWORD_MARK, join_tokens
+from vadpack.stitcher.types import Sentence, TokenTime
 
 # Token times have millisecond resolution; compare pauses with a tolerance far below that, so that
 # a pause of 1.2 - 0.4 s counts as the 0.8 s it is (in floats it is 0.7999999999999999).

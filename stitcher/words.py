@@ -25,9 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from core.tables import WORDS
-from core.text import SPECIAL_TOKENS, SUBWORD_MARK, is_cjk, needs_space
+from vadpack.core.tables import WORDS
+from vadpack.core.text import SPECIAL_TOKENS, SUBWORD_MARK, is_cjk, needs_space
 
 WORDS_SCHEMA = WORDS  # the public table's schema (core.tables)
 _NO_CHAR = 0  # code point meaning "no such character" (never a character of a kept piece)

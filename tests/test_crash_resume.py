@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.cli import main
 
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support import outputs
 
@@ -40,7 +40,7 @@ def run_and_kill(cfg: Path, work: Path, phase: str, rng: random.Random, units: i
     """Start a run and kill -9 it once a random number of the phase's units are done (0 = at its start)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     target = rng.randrange(units)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "vadpack", "run", str(cfg), "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = work / ("pcm" if phase == "vad" else "store")
     deadline = time.monotonic() + 300

@@ -7,6 +7,11 @@
   ``vadpack``.
 - No two folders import each other, and no module takes part in an import cycle (imports inside
   functions count too: a lazy import is still a dependency).
+- One namespace: every folder is installed as ``vadpack.<folder>`` (pyproject's package-dir), and every
+  import of it says so, so nothing in a user's working directory named ``core`` or ``pipeline`` can
+  stand in for a vadpack module.
+
+Modules are named here by folder (``asr.model`` is ``vadpack.asr.model`` once installed).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def modules() -> dict[str, Path]:
 
 
 def imported(path: Path, name: str, known: set[str]) -> set[str]:
-    """The repository modules that module ``name`` imports, anywhere in its body."""
+    """The repository modules that module ``name`` imports, anywhere in its body (by folder name)."""
     found: set[str] = set()
     is_package = path.name == "__init__.py"
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -46,7 +51,26 @@ def imported(path: Path, name: str, known: set[str]) -> set[str]:
             base = _absolute(node, name, is_package)
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
+    found = {_folder_name(m) for m in found}
     return {_owning_module(m, known) for m in found if m.split(".")[0] in PACKAGES} - {None, name}
+
+
+def _folder_name(dotted: str) -> str:
+    """``vadpack.asr.model`` -> ``asr.model``: the installed name of a folder's module, by folder."""
+    parts = dotted.split(".")
+    if len(parts) > 1 and parts[0] == "vadpack" and parts[1] in PACKAGES[:-1]:
+        return ".".join(parts[1:])
+    return dotted
+
+
+def bare_imports(path: Path) -> list[str]:
+    """Absolute imports of a repository folder without the ``vadpack.`` prefix (``from core.x import``)."""
+    bare = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        bare += [n for n in names if n.split(".")[0] in PACKAGES[:-1]]
+    return bare
 
 
 def _absolute(node: ast.ImportFrom, name: str, is_package: bool) -> str:
@@ -110,6 +134,14 @@ def test_no_import_cycle(graph) -> None:
         if start not in state and visit(start, [start]):
             break
     assert not cycle, " -> ".join(cycle)
+
+
+def test_every_import_of_a_vadpack_module_names_the_vadpack_namespace() -> None:
+    # Invariant: the installed distribution has one top-level package; a bare ``import core`` would
+    # find a user's core/ folder, or another distribution's, before ours.
+    files = [*modules().values(), *REPO.joinpath("tests").rglob("*.py"), *REPO.joinpath("bench").rglob("*.py")]
+    wrong = [f"{path.relative_to(REPO)}: {name}" for path in files for name in bare_imports(path)]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_check_sees_the_imports_it_must_see(graph) -> None:

@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.cli import main
 
 import vadpack
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support.outputs import snapshot
 from tests.support.synthetic import synthetic_meeting
@@ -134,7 +134,7 @@ def test_new_weights_make_asr_stale_and_force_redoes_the_work(tmp_path, archive,
     cfg = make_config(tmp_path / "live", [str(archive)], model)
     first = vadpack.run(cfg)
     # Same folder, new weights: nothing about the path changed, yet asr is stale and says why.
-    from asr.tiny import write_tiny_model
+    from vadpack.asr.tiny import write_tiny_model
 
     write_tiny_model(tmp_path / "other", size="tiny", seed=1)
     shutil.copy(tmp_path / "other" / "model.pt", model / "model.pt")
@@ -210,7 +210,7 @@ def test_kill_during_an_incremental_run_then_rerun(tmp_path, archive, tiny_model
     store = tmp_path / "live" / "work" / "store"
     parts_before = len(list(store.glob("asr-*/part-*.parquet")))
     rng = random.Random(seed)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "vadpack", "run", str(cfg), "--no-progress"],
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     target = parts_before + rng.randrange(1, 3)
@@ -243,7 +243,7 @@ def test_a_copy_under_another_name_is_decoded_once(tmp_path, archive, tiny_model
 
 
 def test_a_model_is_hashed_once_not_once_per_work_dir(tmp_path, archive, tiny_model, monkeypatch) -> None:
-    import pipeline.store as store
+    import vadpack.pipeline.store as store
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.cli import main
 
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.cli import main
 from tests.conftest import write_config
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'vadpack[ray]'")

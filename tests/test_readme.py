@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from vadpack.pipeline.cli import main
 
-from pipeline.cli import main
 from tests.conftest import REPO, write_config
 
 

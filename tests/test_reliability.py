@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import soundfile as sf
+from vadpack.pipeline.cli import main
 
-from pipeline.cli import main
 from tests.conftest import write_config
 
 SR = 16000

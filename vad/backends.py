@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
-from vad.config import VadConfig
-from vad.frames import FramedClassifier, WebrtcFrames, frame_levels_db
-from vad.types import FrameTrack
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.vad.config import VadConfig
+from vadpack.vad.frames import FramedClassifier, WebrtcFrames, frame_levels_db
+from vadpack.vad.types import FrameTrack
 
 
 class FrameClassifier(Protocol):

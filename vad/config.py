@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.configtools import check_choice, check_fields, check_range
+from vadpack.core.configtools import check_choice, check_fields, check_range
 
 BACKENDS = ("webrtc", "silero", "fsmn")
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from vad.config import VadConfig
-from vad.segmenter import SpeechStateMachine, frames_for, speech_runs
-from vad.types import FrameTrack
+from vadpack.vad.config import VadConfig
+from vadpack.vad.segmenter import SpeechStateMachine, frames_for, speech_runs
+from vadpack.vad.types import FrameTrack
 
 # The background of a recording: the level that its quietest tenth of frames stays under.
 FLOOR_PERCENTILE = 10.0

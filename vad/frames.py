@@ -12,9 +12,8 @@ from __future__ import annotations
 import _webrtcvad
 import numpy as np
 import webrtcvad
-
-from core.cache import SAMPLE_RATE
-from vad.types import FrameTrack
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.vad.types import FrameTrack
 
 # Energy of digital silence: log10(0) would be -inf, which breaks percentiles and comparisons.
 SILENCE_DB = -100.0

@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
-from vad.config import VadConfig
-from vad.types import FrameTrack
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.vad.config import VadConfig
+from vadpack.vad.types import FrameTrack
 
 LOUD_PERCENTILE = 95.0
 

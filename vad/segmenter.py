@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
-from vad.config import VadConfig
-from vad.split import cap_length, merge_short
-from vad.types import FrameTrack
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.vad.config import VadConfig
+from vadpack.vad.split import cap_length, merge_short
+from vadpack.vad.types import FrameTrack
 
 
 class SpeechStateMachine:

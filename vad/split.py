@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
-from vad.types import FrameTrack
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.vad.types import FrameTrack
 
 QUIET_WINDOW_S = 0.1
 

@@ -29,20 +29,19 @@ from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-
-from core.atomic import write_text_atomic
-from core.audio import AudioError, decode_to_pcm
-from core.cache import SAMPLE_RATE, open_pcm, pcm_path
-from core.configtools import result_hash
-from core.faults import fault_arg
-from core.interrupt import quiet_worker, workers_start_quiet
-from core.types import RecordingRef, Segment
-from vad.backends import make_classifier
-from vad.config import VadConfig
-from vad.edges import grow_soft_edges
-from vad.gates import gate_mask
-from vad.segmenter import segments_from_track
-from vad.types import FrameTrack, VadOutcome
+from vadpack.core.atomic import write_text_atomic
+from vadpack.core.audio import AudioError, decode_to_pcm
+from vadpack.core.cache import SAMPLE_RATE, open_pcm, pcm_path
+from vadpack.core.configtools import result_hash
+from vadpack.core.faults import fault_arg
+from vadpack.core.interrupt import quiet_worker, workers_start_quiet
+from vadpack.core.types import RecordingRef, Segment
+from vadpack.vad.backends import make_classifier
+from vadpack.vad.config import VadConfig
+from vadpack.vad.edges import grow_soft_edges
+from vadpack.vad.gates import gate_mask
+from vadpack.vad.segmenter import segments_from_track
+from vadpack.vad.types import FrameTrack, VadOutcome
 
 SIDECAR_VERSION = 2  # 2: keyed by content id, not by path, size and mtime
 BLOCK_SAMPLES = 10 * SAMPLE_RATE

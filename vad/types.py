@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from core.types import Segment
+from vadpack.core.types import Segment
 
 
 @dataclass(frozen=True, slots=True)

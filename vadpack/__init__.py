@@ -7,7 +7,7 @@ The public Python API::
     tables = vadpack.read_tables("runs/demo/output")
 """
 
-from core import __version__
-from pipeline.api import RunReport, Tables, load_config, prune, read_tables, run, status
+from vadpack.core import __version__
+from vadpack.pipeline.api import RunReport, Tables, load_config, prune, read_tables, run, status
 
 __all__ = ["RunReport", "Tables", "__version__", "load_config", "prune", "read_tables", "run", "status"]

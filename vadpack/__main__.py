@@ -1,5 +1,5 @@
 """``python -m vadpack`` is the ``vadpack`` command."""
 
-from pipeline.cli import entry
+from vadpack.pipeline.cli import entry
 
 entry()

@@ -21,12 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-from asr.config import AsrConfig
-from core.types import RecordingRef, Segment
-from pipeline.config import RayConfig
-from vad.config import VadConfig
-from vad.types import VadOutcome
+from vadpack.asr.config import AsrConfig
+from vadpack.core.types import RecordingRef, Segment
+from vadpack.pipeline.config import RayConfig
+from vadpack.vad.config import VadConfig
+from vadpack.vad.types import VadOutcome
 
 log = logging.getLogger("vadpack")
 
@@ -67,7 +66,7 @@ class _VadTask:
         self.cache_dir, self.cfg, self.force = Path(cache_dir), cfg, force
 
     def __call__(self, row: dict) -> dict:
-        from vad.stage import process_recording
+        from vadpack.vad.stage import process_recording
 
         ref = RecordingRef(row["recording_id"], row["path"], row["content_id"])
         out = process_recording(ref, self.cache_dir, self.cfg, self.force)
@@ -100,14 +99,14 @@ class _AsrActor:
     """Holds one loaded model; writes whole part files."""
 
     def __init__(self, groups: list, cache_dir: str, cfg: AsrConfig) -> None:
-        from asr.model import load_model
+        from vadpack.asr.model import load_model
 
         self.groups, self.cache_dir = groups, Path(cache_dir)
         self.lm = load_model(cfg)
         self.cfg = replace(cfg, feature_workers=cfg.feature_workers_for(self.lm.device.type))
 
     def __call__(self, batch: dict) -> dict:
-        from asr.stage import Decoder
+        from vadpack.asr.stage import Decoder
 
         rows = {"group": [], "audio_s": [], "model_s": [], "segments": [], "failed": [], "t_start": [], "t_end": []}
         for gi in batch["group"]:

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import segment_features
+from vadpack.asr.tiny import write_tiny_model
+from vadpack.core.cache import SAMPLE_RATE, pcm_path, read_segment
+from vadpack.core.tables import BATCHES, VAD_SEGMENTS, to_table
+from vadpack.core.types import Span
 
-from asr.config import AsrConfig
-from asr.features import segment_features
-from asr.tiny import write_tiny_model
-from core.cache import SAMPLE_RATE, pcm_path, read_segment
-from core.tables import BATCHES, VAD_SEGMENTS, to_table
-from core.types import Span
 from tests.asr.synth import speech_like, write_pcm
 
 # A realistic mix of segment lengths (seconds): mostly a few seconds, some very short, some at the

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
+from vadpack.core.cache import PCM_DTYPE, SAMPLE_RATE, pcm_path
 
 
 def speech_like(duration_s: float, seed: int, rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from vadpack.asr import attention
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.infer import decode_features
+from vadpack.asr.model import bit_exact_batches, load_model
+from vadpack.core.reproducible import MKL_CBWR, cpu_rows_independent
 
-from asr import attention
-from asr.config import AsrConfig
-from asr.features import pad_features, segment_features
-from asr.infer import decode_features
-from asr.model import bit_exact_batches, load_model
-from core.reproducible import MKL_CBWR, cpu_rows_independent
 from tests.asr.synth import speech_like
 
 LENGTHS = (50, 37, 9, 1)  # the longest first, then shorter ones, a one-frame item

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from vadpack.asr import packed as packed_encoder
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.infer import decode_batch, decode_features
+from vadpack.asr.model import load_model
+from vadpack.asr.types import FeatureBatch, LoadedModel, SegmentResult
+from vadpack.core.types import Span
 
-from asr import packed as packed_encoder
-from asr.config import AsrConfig
-from asr.features import pad_features, segment_features
-from asr.infer import decode_batch, decode_features
-from asr.model import load_model
-from asr.types import FeatureBatch, LoadedModel, SegmentResult
-from core.types import Span
 from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
 

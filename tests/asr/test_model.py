@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from asr.config import AsrConfig
-from asr.model import check_model_folder, load_model, resolve_device
-from asr.paraformer import PadInvariantModel, zero_past_lengths
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.model import check_model_folder, load_model, resolve_device
+from vadpack.asr.paraformer import PadInvariantModel, zero_past_lengths
 
 
 def _copy(tiny_model: Path, tmp_path: Path, drop: str | None = None) -> Path:
@@ -85,8 +84,7 @@ def test_built_without_random_init_is_the_model_built_with_it(family: str, tiny_
     own build followed by the same model.pt gives, and draws nothing from torch's random generator."""
     from funasr import AutoModel
     from funasr.download.download_model_from_hub import download_model
-
-    from asr.model import _folder_stamp, _load_cached, _load_weights, no_random_init
+    from vadpack.asr.model import _folder_stamp, _load_cached, _load_weights, no_random_init
 
     folder = str(tiny_model if family == "paraformer" else tiny_sensevoice)
     conf = download_model(model=folder, device="cpu", ncpu=1, disable_update=True, disable_log=True,

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from asr import attention, packed
-from asr.config import AsrConfig
-from asr.model import load_model
+from vadpack.asr import attention, packed
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.model import load_model
 
 LENGTHS = (50, 37, 9, 1, 44)  # frames: the longest first, shorter ones, a one-frame item, one out of order
 

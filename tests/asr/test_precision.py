@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.infer import decode_features, exact_float32
+from vadpack.asr.model import load_model, resolve_dtype
+from vadpack.asr.tiny import write_tiny_model
 
-from asr.config import AsrConfig
-from asr.features import pad_features, segment_features
-from asr.infer import decode_features, exact_float32
-from asr.model import load_model, resolve_dtype
-from asr.tiny import write_tiny_model
 from tests.asr.synth import speech_like
 
 DURATIONS_S = (0.9, 2.2, 3.6, 5.1, 7.4)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.replicas import MIN_AUDIO_S_FOR_CPU_REPLICAS, plan_layout
+from vadpack.pipeline.cli import main
 
-from asr.config import AsrConfig
-from asr.replicas import MIN_AUDIO_S_FOR_CPU_REPLICAS, plan_layout
-from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.support.outputs import snapshot
 
@@ -96,9 +96,10 @@ def test_a_replica_that_dies_loses_no_work(tmp_path, examples, tiny_model, monke
 
 @pytest.mark.slow
 def test_compiled_encoder_decodes_exactly_as_eager(tiny_model: Path) -> None:
-    from asr.features import pad_features, segment_features
-    from asr.infer import decode_features
-    from asr.model import load_model
+    from vadpack.asr.features import pad_features, segment_features
+    from vadpack.asr.infer import decode_features
+    from vadpack.asr.model import load_model
+
     from tests.asr.synth import speech_like
 
     eager = load_model(AsrConfig(model=str(tiny_model), device="cpu", threads=2))
@@ -123,7 +124,7 @@ def test_compiled_encoder_decodes_exactly_as_eager(tiny_model: Path) -> None:
 
 @pytest.mark.parametrize("n_batches,replicas", [(57, 2), (8, 2), (1000, 2), (333, 3), (5, 8)])
 def test_replicas_finish_within_a_batch_of_each_other(n_batches: int, replicas: int) -> None:
-    from asr.stage import group_sizes
+    from vadpack.asr.stage import group_sizes
 
     sizes = group_sizes(n_batches, 16, replicas)
     assert sum(sizes) == n_batches and all(1 <= s <= 16 for s in sizes)

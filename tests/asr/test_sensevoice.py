@@ -19,19 +19,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
+from vadpack.asr.family import family_class, family_factory
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.model import check_model_folder, load_model
+from vadpack.asr.paraformer import ParaformerFamily
+from vadpack.asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, piece_tokens, tag
+from vadpack.asr.stage import run_asr
+from vadpack.asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
+from vadpack.asr.types import LoadedModel, SegmentResult
+from vadpack.core.tables import TRANSCRIPTS, read_table
+from vadpack.core.text import join_tokens
 
-from asr.config import AsrConfig
-from asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
-from asr.family import family_class, family_factory
-from asr.features import pad_features, segment_features
-from asr.model import check_model_folder, load_model
-from asr.paraformer import ParaformerFamily
-from asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, piece_tokens, tag
-from asr.stage import run_asr
-from asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
-from asr.types import LoadedModel, SegmentResult
-from core.tables import TRANSCRIPTS, read_table
-from core.text import join_tokens
 from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like
 
@@ -530,7 +530,7 @@ def test_folder_is_laid_out_like_the_hub_model(sv_model: Path) -> None:
 
 
 def test_cli_writes_the_same_bytes_for_the_same_seed(sv_model: Path, tmp_path: Path) -> None:
-    from pipeline.cli import main
+    from vadpack.pipeline.cli import main
 
     assert main(["tiny-model", str(tmp_path / "again"), "--family", "sensevoice"]) == 0
     for name in FOLDER_FILES:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.stage import run_asr
+from vadpack.core.tables import BATCHES, TRANSCRIPTS, read_table, to_table
+from vadpack.core.types import Span
 
-from asr.config import AsrConfig
-from asr.stage import run_asr
-from core.tables import BATCHES, TRANSCRIPTS, read_table, to_table
-from core.types import Span
 from tests.asr.conftest import Archive, pack
 
 BUDGET_S = 45

@@ -20,13 +20,13 @@ import torch
 from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden
 from funasr.models.paraformer.cif_predictor import cif_v1
 from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.infer import to_device
+from vadpack.asr.model import load_model
+from vadpack.asr.paraformer import _decode, _timestamp_inputs, cif_stamps, token_times
+from vadpack.asr.tiny import write_tiny_model
 
-from asr.config import AsrConfig
-from asr.features import pad_features, segment_features
-from asr.infer import to_device
-from asr.model import load_model
-from asr.paraformer import _decode, _timestamp_inputs, cif_stamps, token_times
-from asr.tiny import write_tiny_model
 from tests.asr.synth import speech_like
 
 TOLERANCE_MS = 1  # FunASR truncates seconds * 1000 to int: 4.5 frames * 0.06 s gives 269, not 270

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 import yaml
-
-from asr.tiny import model_config, token_list, write_tiny_model
+from vadpack.asr.tiny import model_config, token_list, write_tiny_model
 
 
 def _digest(path: Path) -> str:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vadpack.asr.config import AsrConfig
+from vadpack.asr.features import pad_features, segment_features
+from vadpack.asr.infer import decode_features
+from vadpack.asr.model import load_model
+from vadpack.asr.tiny import write_tiny_model
 
-from asr.config import AsrConfig
-from asr.features import pad_features, segment_features
-from asr.infer import decode_features
-from asr.model import load_model
-from asr.tiny import write_tiny_model
 from tests.asr.synth import speech_like
 
 DURATIONS_S = (0.6, 1.5, 2.4, 3.3, 4.7, 6.1, 8.0, 11.5)  # short: the BiCif timestamp LSTM is slow on CPU

@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vadpack.core.audio import AudioError, decode_to_pcm, probe
+from vadpack.core.cache import open_pcm
+from vadpack.core.resample import PolyphaseResampler
 
-from core.audio import AudioError, decode_to_pcm, probe
-from core.cache import open_pcm
-from core.resample import PolyphaseResampler
 from tests.support.audio import AudioWarning, iter_decode_16k
 
 SR = 16000

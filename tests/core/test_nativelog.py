@@ -9,10 +9,10 @@ import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
+from vadpack.core.audio import AudioError, decode_16k
+from vadpack.core.nativelog import native_stderr_into
+from vadpack.pipeline.cli import main
 
-from core.audio import AudioError, decode_16k
-from core.nativelog import native_stderr_into
-from pipeline.cli import main
 from tests.conftest import REPO, write_config
 from tests.test_reliability import speechy
 

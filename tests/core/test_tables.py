@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
-from core.tables import TableSink, read_table
+from vadpack.core.tables import TableSink, read_table
 
 SCHEMA = pa.schema([("x", pa.int64())])
 

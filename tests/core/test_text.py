@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from core.text import join_segments, join_tokens, merge_subwords, needs_space
+from vadpack.core.text import join_segments, join_tokens, merge_subwords, needs_space
 
 
 @pytest.mark.parametrize("tokens, text", [

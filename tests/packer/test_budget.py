@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from packer.budget import CPU_BUDGET_S, auto_budget_s, resolve_budget_s
-from packer.config import PackerConfig
+from vadpack.packer.budget import CPU_BUDGET_S, auto_budget_s, resolve_budget_s
+from vadpack.packer.config import PackerConfig
 
 GIB = 2**30
 

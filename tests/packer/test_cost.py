@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from packer.cost import (
+from vadpack.packer.cost import (
     CostModel,
     batch_cost,
     budget_frames_for,

@@ -10,11 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.tables import BATCHES
-from packer.config import PackerConfig
-from packer.cost import CostModel, batch_cost, budget_frames_for, feature_frames
-from packer.pack import pack_segments
+from vadpack.core.tables import BATCHES
+from vadpack.packer.config import PackerConfig
+from vadpack.packer.cost import CostModel, batch_cost, budget_frames_for, feature_frames
+from vadpack.packer.pack import pack_segments
 
 SR = 16_000
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.config import apply_override, config_from_dict, load_config
+from vadpack.pipeline.config import apply_override, config_from_dict, load_config
 
 BASE = {"inputs": ["a.wav"], "work_dir": "w"}
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import yaml
+from vadpack.core.configtools import as_plain
+from vadpack.pipeline.config import Config, load_config
 
-from core.configtools import as_plain
-from pipeline.config import Config, load_config
 from tests.conftest import REPO
 
 DEFAULT_YAML = REPO / "configs" / "default.yaml"

@@ -10,10 +10,10 @@ import av
 import duckdb
 import numpy as np
 import soundfile as sf
+from vadpack.pipeline.cli import main
+from vadpack.pipeline.config import config_from_dict
+from vadpack.pipeline.scan import list_inputs
 
-from pipeline.cli import main
-from pipeline.config import config_from_dict
-from pipeline.scan import list_inputs
 from tests.conftest import write_config
 from tests.test_reliability import speechy
 

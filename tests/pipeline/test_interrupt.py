@@ -35,7 +35,7 @@ def _as_from_a_terminal() -> None:
 def interrupt_run(cfg: Path, ready: Path, delay_s: float, *args: str) -> tuple[int, str]:
     """Start ``vadpack run``, wait until ``ready`` exists, then Ctrl-C the whole process group."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--no-progress", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "vadpack", "run", str(cfg), "--no-progress", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 120

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-
-from pipeline.cli import main
-from pipeline.config import load_config
+from vadpack.pipeline.cli import main
+from vadpack.pipeline.config import load_config
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def test_verbose_shows_the_traceback(project, monkeypatch, capsys):
 
 
 def test_version_and_global_flags_after_the_subcommand(project, monkeypatch, capsys):
-    from core import __version__
+    from vadpack.core import __version__
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"vadpack {__version__}"

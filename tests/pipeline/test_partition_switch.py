@@ -4,9 +4,9 @@ reads whole in DuckDB, and no staging or temporary file is left behind."""
 from __future__ import annotations
 
 import duckdb
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.cli import main
 
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.cli import main
 from tests.conftest import write_config
 
 TABLES = tuple(OUTPUT_SCHEMAS)  # documents, segments, tokens, words, failures

@@ -6,13 +6,13 @@ import json
 
 import duckdb
 import pytest
+from vadpack.asr.types import DeviceInfo
+from vadpack.core.tables import OUTPUT_SCHEMAS
+from vadpack.pipeline.cli import main
+from vadpack.pipeline.config import config_from_dict, load_config
+from vadpack.pipeline.runner import Runner
+from vadpack.pipeline.stages import budget_basis
 
-from asr.types import DeviceInfo
-from core.tables import OUTPUT_SCHEMAS
-from pipeline.cli import main
-from pipeline.config import config_from_dict, load_config
-from pipeline.runner import Runner
-from pipeline.stages import budget_basis
 from tests.conftest import write_config
 
 TABLES = tuple(OUTPUT_SCHEMAS)  # every public table

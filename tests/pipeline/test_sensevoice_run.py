@@ -15,14 +15,14 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from vadpack.asr.sensevoice import EMOTION_TAGS, EVENT_TAGS, LANGUAGE_TAGS
+from vadpack.core.tables import SCHEMA_VERSION
+from vadpack.core.text import join_tokens
+from vadpack.pipeline.cli import main
+from vadpack.pipeline.config import load_config
+from vadpack.pipeline.runner import Runner
+from vadpack.pipeline.store import asr_store
 
-from asr.sensevoice import EMOTION_TAGS, EVENT_TAGS, LANGUAGE_TAGS
-from core.tables import SCHEMA_VERSION
-from core.text import join_tokens
-from pipeline.cli import main
-from pipeline.config import load_config
-from pipeline.runner import Runner
-from pipeline.store import asr_store
 from tests.conftest import REPO, write_config, write_small_archive
 from tests.pipeline.test_run import (  # noqa: F401  (collected here, run on this module's finished_run)
     test_non_audio_input_is_a_failure_row_with_a_reason,

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from vadpack.pipeline.cli import main
 
 import vadpack
-from pipeline.cli import main
 from tests.conftest import write_config
 from tests.speakers.meeting import SR, _librivox, two_voice_meeting
 
@@ -177,8 +177,8 @@ def test_an_archive_that_changes_costs_only_its_own_embedding(tmp_path, real_dat
 
 def _windows(tmp_path: Path, recording_id: str) -> list:
     """The embedding windows of one recording's segments, at the default window and hop."""
-    from speakers.config import SpeakersConfig
-    from speakers.windows import window_bounds
+    from vadpack.speakers.config import SpeakersConfig
+    from vadpack.speakers.windows import window_bounds
 
     cfg = SpeakersConfig()
     segs = pq.read_table(tmp_path / "work" / "segments.parquet").to_pylist()
@@ -227,7 +227,7 @@ def test_speakers_off_is_done_at_no_cost_and_says_so(tmp_path, small_archive, ti
 
 
 def test_campp_backend_runs_offline_on_random_weights(tmp_path, real_data, tiny_model) -> None:
-    from speakers.campp import write_random_campp
+    from vadpack.speakers.campp import write_random_campp
 
     model = write_random_campp(tmp_path / "campp", seed=0)
     write_archive(tmp_path / "archive", real_data)

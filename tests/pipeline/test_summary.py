@@ -4,9 +4,8 @@ figures with nothing behind them (padding efficiency of no batches) are left out
 from __future__ import annotations
 
 import pytest
-
-from asr.config import HALF_PRECISION_AGREEMENT
-from pipeline.summary import print_summary
+from vadpack.asr.config import HALF_PRECISION_AGREEMENT
+from vadpack.pipeline.summary import print_summary
 
 BASE = {"files": 1, "failed_inputs": 0, "failed_segments": 0, "wall_s": 1.0, "stages_run": ["asr"],
         "output_dir": "out", "decoded_segments": 3, "decoded_audio_s": 12.0, "reused_segments": 0}

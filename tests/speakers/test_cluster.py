@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
+from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
 
 
 def voices(n_per: list[int], spread: float, seed: int = 0, dim: int = 64, shared: float = 0.0) -> tuple:

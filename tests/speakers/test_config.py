@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from core.configtools import from_mapping, result_hash
-from speakers.config import CAMPP_DEFAULT_MODEL, SpeakersConfig
+from vadpack.core.configtools import from_mapping, result_hash
+from vadpack.speakers.config import CAMPP_DEFAULT_MODEL, SpeakersConfig
 
 
 def test_defaults_are_off_and_valid() -> None:

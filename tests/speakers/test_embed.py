@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from vadpack.core.cache import pcm_path
+from vadpack.speakers.embed import embed_batch, featurize
+from vadpack.speakers.types import FeatureBatch, Window
 
-from core.cache import pcm_path
-from speakers.embed import embed_batch, featurize
-from speakers.types import FeatureBatch, Window
 from tests.support.audio import iter_decode_16k
 
 CPU = torch.device("cpu")
@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def resemblyzer() -> object:
     pytest.importorskip("librosa")
-    from speakers.resemblyzer_backend import ResemblyzerEmbedder
+    from vadpack.speakers.resemblyzer_backend import ResemblyzerEmbedder
 
     try:
         return ResemblyzerEmbedder(CPU)
@@ -104,14 +104,14 @@ def test_unreadable_windows_are_failures_with_a_reason(resemblyzer, jfk: np.ndar
 
 @pytest.fixture(scope="module")
 def campp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from speakers.campp import write_random_campp
+    from vadpack.speakers.campp import write_random_campp
 
     return write_random_campp(tmp_path_factory.mktemp("campp") / "random", seed=0)
 
 
 @pytest.fixture(scope="module")
 def campp(campp_dir: Path) -> object:
-    from speakers.campp import CamppEmbedder
+    from vadpack.speakers.campp import CamppEmbedder
 
     return CamppEmbedder(str(campp_dir), CPU)
 
@@ -131,7 +131,7 @@ def test_campp_runs_offline_on_random_weights(campp) -> None:
 
 
 def test_campp_folder_is_deterministic_and_checked(campp_dir: Path, tmp_path: Path) -> None:
-    from speakers.campp import CamppEmbedder, write_random_campp
+    from vadpack.speakers.campp import CamppEmbedder, write_random_campp
 
     again = write_random_campp(tmp_path / "again", seed=0)
     assert (again / "model.pt").read_bytes() == (campp_dir / "model.pt").read_bytes()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from speakers.smooth import majority_filter, quietest_sample, segment_spans
+from vadpack.speakers.smooth import majority_filter, quietest_sample, segment_spans
 
 
 def test_majority_filter_fixes_a_lone_window_and_keeps_real_runs() -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from vadpack.core.cache import pcm_path
+from vadpack.core.tables import SPEAKER_RESULTS
+from vadpack.speakers.config import SpeakersConfig
+from vadpack.speakers.stage import NO_WINDOWS, run_speakers
+from vadpack.vad.config import VadConfig
+from vadpack.vad.stage import segment_recording
 
-from core.cache import pcm_path
-from core.tables import SPEAKER_RESULTS
-from speakers.config import SpeakersConfig
-from speakers.stage import NO_WINDOWS, run_speakers
 from tests.speakers.meeting import SR, _librivox, two_voice_meeting
-from vad.config import VadConfig
-from vad.stage import segment_recording
 
 CFG = SpeakersConfig(enabled=True, device="cpu")
 TOLERANCE_SAMPLES = SR // 2  # turn boundaries right to within 0.5 s

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
-from core.types import Span
-from speakers.types import Window
-from speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
+from vadpack.core.types import Span
+from vadpack.speakers.types import Window
+from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
 
 
 def test_long_segment_windows_hop_and_the_last_one_ends_at_the_segment_end() -> None:

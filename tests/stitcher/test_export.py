@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from stitcher.export import (
+from vadpack.stitcher.export import (
     document_cues,
     render,
     safe_export_name,
@@ -18,7 +17,7 @@ from stitcher.export import (
     write_document_exports,
     write_exports,
 )
-from stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
+from vadpack.stitcher.types import DocumentText, SegmentText, Sentence, TokenTime
 
 
 def make_doc() -> DocumentText:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
-from core.tables import SPEAKERS, TURNS
-from stitcher.speakers import (
+from vadpack.core.tables import SPEAKERS, TURNS
+from vadpack.stitcher.speakers import (
     SpeakerLabels,
     build_turns,
     document_speaker_counts,
@@ -16,7 +15,7 @@ from stitcher.speakers import (
     speakers_table,
     token_speakers,
 )
-from stitcher.text import join_tokens
+from vadpack.stitcher.text import join_tokens
 
 SR = 16_000
 

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from vadpack.core.tables import OUTPUT_SCHEMAS, SCHEMA_VERSION
+from vadpack.pipeline.cli import main
+from vadpack.stitcher.tokens import absolute_token_times
 
-from core.tables import OUTPUT_SCHEMAS, SCHEMA_VERSION
-from pipeline.cli import main
-from stitcher.tokens import absolute_token_times
 from tests.conftest import REPO, write_config
 
 GOLDEN = Path(__file__).with_name("golden_schemas.json")
@@ -112,7 +112,7 @@ def test_vad_and_stitch_timestamps_cover_human_utterances(tmp_path, real_data, t
 
 
 def test_punc_model_that_is_not_a_model_folder_is_a_clear_error(tmp_path):
-    from stitcher.punc import load_punctuator
+    from vadpack.stitcher.punc import load_punctuator
 
     (tmp_path / "punc").mkdir()
     with pytest.raises(ValueError, match=r"stitch\.punc_model = .* is not a punctuation model folder"):
@@ -120,7 +120,7 @@ def test_punc_model_that_is_not_a_model_folder_is_a_clear_error(tmp_path):
 
 
 def test_documents_list_languages_by_speech_time():
-    from stitcher.stage import recording_languages
+    from vadpack.stitcher.stage import recording_languages
 
     seg_table = pa.table({
         "recording_id": ["a", "a", "a", "a", "b", "b", "c"],

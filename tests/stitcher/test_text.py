@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from stitcher.text import split_sentences
-from stitcher.types import TokenTime
+from vadpack.stitcher.text import split_sentences
+from vadpack.stitcher.types import TokenTime
 
 
 def tok(token: str, start_s: float, end_s: float) -> TokenTime:

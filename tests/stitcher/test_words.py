@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
-from core.text import join_tokens
-from stitcher.words import WORDS_SCHEMA, tokens_to_words, words_per_segment
+from vadpack.core.text import join_tokens
+from vadpack.stitcher.words import WORDS_SCHEMA, tokens_to_words, words_per_segment
 
 Token = tuple[str, float, float]
 

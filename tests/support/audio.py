@@ -6,8 +6,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-
-from core.audio import decode_16k, to_int16
+from vadpack.core.audio import decode_16k, to_int16
 
 
 class AudioWarning(UserWarning):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from core.tables import OUTPUT_SCHEMAS
+from vadpack.core.tables import OUTPUT_SCHEMAS
 
 TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from vad.frames import classify_webrtc
-from vad.segmenter import speech_runs
+from vadpack.vad.frames import classify_webrtc
+from vadpack.vad.segmenter import speech_runs
 
 
 def grid_10ms(regions_s, n_cells: int) -> np.ndarray:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from core.cache import SAMPLE_RATE
+from vadpack.core.cache import SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)

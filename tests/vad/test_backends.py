@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from vadpack.vad import backends as vad_backends
+from vadpack.vad.backends import FsmnFrames, SileroFrames
+from vadpack.vad.config import VadConfig
+from vadpack.vad.stage import segment_recording
 
-import vad.backends
 from tests.support.synthetic import speech_burst
-from vad.backends import FsmnFrames, SileroFrames
-from vad.config import VadConfig
-from vad.stage import segment_recording
 
 SR = 16000
 
@@ -30,7 +30,7 @@ def test_silero_backend_keeps_the_segment_contract() -> None:
 
 def test_silero_missing_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "silero_vad", None)
-    monkeypatch.setattr("vad.backends._silero_model", vad.backends._silero_model.__wrapped__)
+    monkeypatch.setattr(vad_backends, "_silero_model", vad_backends._silero_model.__wrapped__)
     with pytest.raises(ImportError, match=r"pip install 'vadpack\[silero\]'"):
         SileroFrames(0.5)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vadpack.vad.config import VadConfig
+from vadpack.vad.edges import grow_runs, grow_soft_edges, runs_mask, soft_frames
+from vadpack.vad.frames import SILENCE_DB, WebrtcFrames, classify_webrtc, frame_levels_db
+from vadpack.vad.types import FrameTrack
 
 from tests.support.synthetic import speech_burst
-from vad.config import VadConfig
-from vad.edges import grow_runs, grow_soft_edges, runs_mask, soft_frames
-from vad.frames import SILENCE_DB, WebrtcFrames, classify_webrtc, frame_levels_db
-from vad.types import FrameTrack
 
 SR = 16000
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vadpack.vad.config import VadConfig
+from vadpack.vad.frames import SILENCE_DB, WebrtcFrames, classify_webrtc, frame_energy_db
+from vadpack.vad.gates import apply_gates, moving_std
+from vadpack.vad.stage import segment_recording
+from vadpack.vad.types import FrameTrack
 
 from tests.support.synthetic import speech_burst
-from vad.config import VadConfig
-from vad.frames import SILENCE_DB, WebrtcFrames, classify_webrtc, frame_energy_db
-from vad.gates import apply_gates, moving_std
-from vad.stage import segment_recording
-from vad.types import FrameTrack
 
 SR = 16000
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vadpack.vad.config import VadConfig
+from vadpack.vad.stage import segment_recording
 
 from tests.support.audio import decode_int16
 from tests.support.scoring import grid_10ms, naive_regions
 from tests.support.synthetic import speech_burst, synthetic_meeting
-from vad.config import VadConfig
-from vad.stage import segment_recording
 
 SR = 16000
 CELL = SR // 100  # scored on a 10 ms grid

@@ -7,11 +7,10 @@ import itertools
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from vad.config import VadConfig
-from vad.segmenter import SpeechStateMachine, pad_regions, segments_from_track
-from vad.split import cap_length, merge_short
-from vad.types import FrameTrack
+from vadpack.vad.config import VadConfig
+from vadpack.vad.segmenter import SpeechStateMachine, pad_regions, segments_from_track
+from vadpack.vad.split import cap_length, merge_short
+from vadpack.vad.types import FrameTrack
 
 SR = 16000
 

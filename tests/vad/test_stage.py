@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from vadpack.core.cache import open_pcm, pcm_path
+from vadpack.core.configtools import result_hash
+from vadpack.core.fingerprint import file_content_id
+from vadpack.core.types import RecordingRef
+from vadpack.vad import stage as vad_stage
+from vadpack.vad.config import VadConfig
+from vadpack.vad.stage import ensure_pcm, largest_first, run_vad, segment_recording, sidecar_path
 
-import vad.stage
-from core.cache import open_pcm, pcm_path
-from core.configtools import result_hash
-from core.fingerprint import file_content_id
-from core.types import RecordingRef
 from tests.support.synthetic import synthetic_meeting
-from vad.config import VadConfig
-from vad.stage import ensure_pcm, largest_first, run_vad, segment_recording, sidecar_path
 
 SR = 16000
 
@@ -72,7 +72,7 @@ def test_rerun_reuses_the_cache_and_only_redoes_vad_when_its_config_changes(tmp_
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached recording was decoded again")
 
-    monkeypatch.setattr(vad.stage, "decode_to_pcm", no_decoding)
+    monkeypatch.setattr(vad_stage, "decode_to_pcm", no_decoding)
     again = by_id(run_vad(archive[:3], cache, VadConfig(workers=1), progress=False))
     assert again == first
     # A different vad config re-segments the cached PCM, still without decoding.
@@ -93,7 +93,7 @@ def test_changed_content_is_decoded_again_and_renamed_content_is_not(tmp_path, a
     # A renamed file keeps its content id: its cached audio and segments are reused, nothing decoded.
     moved = Path(archive[2].path).with_name("renamed.wav")
     os.rename(archive[2].path, moved)
-    monkeypatch.setattr(vad.stage, "decode_to_pcm", lambda *a, **k: pytest.fail("decoded a renamed file"))
+    monkeypatch.setattr(vad_stage, "decode_to_pcm", lambda *a, **k: pytest.fail("decoded a renamed file"))
     (again,) = run_vad([RecordingRef("renamed", str(moved), changed.content_id)], cache, VadConfig(workers=1),
                        progress=False)
     assert again.recording_id == "renamed" and again.n_samples == 5 * SR
@@ -110,8 +110,8 @@ def test_force_decodes_again_and_keep_pcm_off_keeps_segments(tmp_path, archive, 
     np.testing.assert_array_equal(open_pcm(pcm_path(cache, archive[0].content_id))[:100],
                                   first_samples(archive[0].path))
     calls = []
-    real = vad.stage.decode_to_pcm
-    monkeypatch.setattr(vad.stage, "decode_to_pcm", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = vad_stage.decode_to_pcm
+    monkeypatch.setattr(vad_stage, "decode_to_pcm", lambda *a, **k: calls.append(a) or real(*a, **k))
     (forced,) = run_vad(archive[:1], cache, VadConfig(workers=1), progress=False, force=True)
     assert len(calls) == 1 and forced == first
 
