@@ -19,11 +19,10 @@ Modules:
     budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
         rule, applied by the orchestrator, decides the budget).
 
-FunASR is imported lazily (it takes seconds), so importing this package is cheap. Importing it pins
-MKL's reproducible mode for the process (``core.reproducible``): it must come before the first matrix
-product, and without it a segment's float32 result on the CPU depends on its batch.
+    invariant: on the CPU in float32, every product a segment takes part in has a shape that depends
+        on it alone or a row count measured row-independent on this machine (``core.reproducible``).
+
+FunASR is imported lazily (it takes seconds), so importing this package is cheap. It sets no BLAS
+mode: batch invariance rests on shapes and on what is measured on the machine at hand, not on a
+vendor's reproducible mode.
 """
-
-from vadpack.core.reproducible import pin_cpu_reproducibility
-
-pin_cpu_reproducibility()

@@ -7,15 +7,15 @@ but the softmax and the weighted sum then reduce over the batch's longest length
 item's own, and float32 reductions of another length round differently: with padding in its batch, a
 0.7 s item's encoder output moved by 6e-7 (tiny model, tests/asr/test_attention.py), and at a near tie
 such a difference flips a token (bench/batch_invariance.py: on a 1 h archive, random Paraformer-large,
-2 of 362 segments decoded otherwise in their batch than alone, 1 with per-item attention; in MKL's
-strict mode none either way there).
+2 of 362 segments decoded otherwise in their batch than alone, 1 with per-item attention).
 
 Here attention runs per item on ``[:length]`` of the batch's projections, which are the very tensors,
-in the same layout, that the item has alone; the projections before and after stay batched (a
-matrix product's rows do not depend on the other rows once MKL runs in its reproducible mode,
-``core.reproducible.pin_cpu_reproducibility``). With both, a segment's result on the CPU is bit-identical
-in any batch: ``tests/asr/test_attention.py``. It is also less work: the padded part of each score
-matrix is never computed (3-7 % off the model time of a 1 h archive's batches, Paraformer-large).
+in the same layout, that the item has alone (the cross-attention's queries cut to the item's own
+tokens, ``token_lengths``); the projections before and after stay batched (a matrix product's rows
+do not depend on the other rows once its row count is rounded as this machine's probe found,
+``asr.invariant``). With both, a segment's result on the CPU is bit-identical in any batch:
+``tests/asr/test_attention.py``, ``tests/asr/test_batch_invariance.py``. It is also less work: the padded
+part of each score matrix is never computed (3-7 % off the model time of a 1 h archive's batches, Paraformer-large).
 
 On CUDA the loop would turn one kernel per layer into one per item, and cuBLAS picks kernels by
 shape anyway, so attention there stays FunASR's, batched (results equal up to rounding).
@@ -27,7 +27,10 @@ the CPU: ``asr.packed`` runs their layers on the real frames only and calls ``at
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import types
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -35,6 +38,19 @@ import torch
 # with this name and signature) and the decoder's cross-attention.
 SELF_ATTENTION = "MultiHeadedAttentionSANM"
 CROSS_ATTENTION = "MultiHeadedAttentionCrossAtt"
+
+_token_lengths: contextvars.ContextVar[tuple[int, ...] | None] = contextvars.ContextVar("token_lengths", default=None)
+
+
+@contextlib.contextmanager
+def token_lengths(lengths: torch.Tensor | Sequence[int]) -> Iterator[None]:
+    """Tell the cross-attention each item's token count while the decoder runs, so that an item's query rows
+    are its own tokens only (alone it has no padded token rows, and a product's row count changes its bits)."""
+    token = _token_lengths.set(tuple(int(n) for n in lengths))
+    try:
+        yield
+    finally:
+        _token_lengths.reset(token)
 
 
 def install(model: torch.nn.Module) -> int:
@@ -117,7 +133,11 @@ def _cross_attention(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: t
         return type(self).forward(self, x, memory, memory_mask, ret_attn)
     q_h, k_h, v_h = self.forward_qkv(x, memory)
     q_h = q_h * self.d_k ** (-0.5)
-    out = x.new_empty(x.size(0), x.size(1), self.h * self.d_k)
-    for i, n in enumerate(lengths):  # every token row of the item: a row does not see the others
-        out[i] = attend(q_h[i: i + 1], k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
+    tokens = _token_lengths.get()
+    if tokens is None or len(tokens) != x.size(0):
+        tokens = (x.size(1),) * x.size(0)  # every token row of each item: a row does not see the others
+    out = x.new_zeros(x.size(0), x.size(1), self.h * self.d_k)  # padded token rows: 0, never read
+    for i, (n, t) in enumerate(zip(lengths, tokens)):
+        if t:
+            out[i, :t] = attend(q_h[i: i + 1, :, :t], k_h[i: i + 1, :, :n], v_h[i: i + 1, :, :n])
     return self.linear_out(out)

@@ -72,7 +72,21 @@ def decode_features(lm: LoadedModel, feats: np.ndarray | torch.Tensor, lengths: 
     _maybe_inject_oom(len(segment_ms))
     speech, speech_lengths = to_device(feats, lengths, lm)
     with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
+        if lm.rows is not None and not lm.rows.row_independent and len(segment_ms) > 1:
+            return _each_alone(lm, speech, speech_lengths, segment_ms)
         return lm.family.decode(lm, speech, speech_lengths, segment_ms)
+
+
+def _each_alone(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                segment_ms: Sequence[int]) -> list[SegmentResult]:
+    """Each item as a batch of its own, cut to its own frames: where this machine's probe found no row count
+    at which a product's rows are independent of the others (``core.reproducible``), every product a segment
+    takes part in then has a shape that depends on it alone, at some cost in speed."""
+    results = []
+    for i, n in enumerate(speech_lengths.tolist()):
+        item = speech[i: i + 1, :n].clone()  # its own memory, as a batch of one has
+        results += lm.family.decode(lm, item, speech_lengths[i: i + 1], segment_ms[i: i + 1])
+    return results
 
 
 @contextlib.contextmanager

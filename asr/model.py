@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 import yaml
-from vadpack.asr import attention, packed
+from vadpack.asr import attention, invariant, packed
 from vadpack.asr.config import AsrConfig, is_local_model
 from vadpack.asr.family import ModelFamily, family_class
 from vadpack.asr.funasr_compat import funasr_tables
 from vadpack.asr.types import DeviceInfo, FrontendInfo, LoadedModel
 from vadpack.core.configtools import ConfigError
 from vadpack.core.device import resolve_device as core_resolve_device
-from vadpack.core.reproducible import MKL_CBWR, cpu_rows_independent
+from vadpack.core.reproducible import RowProbe
 from vadpack.core.usercache import user_cache_dir
 
 log = logging.getLogger("vadpack.asr")
@@ -64,33 +64,38 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
     return LoadedModel(
         net=family.wrap(raw), funasr_model=raw, tokenizer=tokenizer, frontend=frontend, frontend_info=info,
         name=cfg.model, model_class=model_class, device=device, dtype=dtype,
-        pad_invariant=cfg.pad_invariant, family=family,
+        pad_invariant=cfg.pad_invariant, family=family, rows=_row_probe(raw),
     )
 
 
 def bit_exact_batches(lm: LoadedModel) -> bool:
-    """Whether ``lm`` gives each segment bit-identical results in any batch (measured once per process).
+    """Whether ``lm`` gives each segment bit-identical results in any batch.
 
-    On the CPU in float32 the attention runs per item (``asr.attention``; the SAN-M encoders run on
-    the real frames only, ``asr.packed``) and, in MKL's reproducible
-    mode (``core.reproducible``), a matrix product's rows do not depend on the other rows. Where the
-    mode did not take effect (torch ran a matrix product before the asr package was imported, or the
-    environment set MKL_CBWR otherwise) this logs a warning and returns False: results then agree up to
-    rounding, which can flip a near tie.
+    On the CPU in float32 every product a segment takes part in has a shape that depends on it alone
+    or a row count measured row-independent on this machine (``asr.invariant``), or, where the probe
+    found no such row count, each segment is decoded on its own (``asr.infer``). Elsewhere (CUDA, half
+    precision, a compiled encoder) results agree up to rounding, which can flip a near tie.
     """
-    if lm.device.type != "cpu" or lm.dtype != torch.float32 or not attention.installed(lm.funasr_model):
-        return False
-    if cpu_rows_independent(torch.get_num_threads()):
-        return True
-    _warn_rows_dependent(os.environ.get("MKL_CBWR", "unset"))
-    return False
+    return lm.rows is not None and invariant.installed(lm.funasr_model) and lm.pad_invariant
 
 
-@functools.lru_cache(maxsize=1)
-def _warn_rows_dependent(mode: str) -> None:
-    log.warning("asr: this process's CPU matrix products depend on their row count (MKL_CBWR=%s), so a segment "
-                "can decode differently in another batch at a near tie; set MKL_CBWR=%s before torch's first "
-                "matrix product (importing vadpack first does)", mode, MKL_CBWR)
+def row_summary(lm: LoadedModel) -> str:
+    """What the probe saw on this machine, for the log and the run summary ('' off the CPU's float32 path)."""
+    return lm.rows.describe() if lm.rows is not None else ""
+
+
+def _row_probe(model: torch.nn.Module) -> RowProbe | None:
+    """The probe of the model's own product shapes, where ``_load_cached`` made it per item (CPU, float32)."""
+    if not invariant.installed(model):
+        return None
+    rows = invariant.probe(model)
+    _log_probe(rows.describe())
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _log_probe(line: str) -> None:
+    log.info("asr: %s", line)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -227,6 +232,8 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
     elif device == "cpu":
         attention.install(model)  # per-item attention: bit-identical in any batch, and less work
         packed.install(model)  # SAN-M encoders on the real frames only: the same bits, less work
+        if precision == torch.float32:  # the promise: rounded row counts, per-item convolutions
+            invariant.install(model, invariant.probe(model))
     info = _frontend_info(kwargs)
     return model, kwargs["tokenizer"], kwargs["frontend"], info, type(model).__name__
 

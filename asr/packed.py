@@ -7,12 +7,12 @@ memory and by a stochastic-depth factor of 1.0 twice more. Here the frames of ev
 into one (frames, dim) matrix after the positional encoding, and each layer runs on that:
 
 - layer norms, the q/k/v and output projections and the feed-forward layers on the packed rows (a
-  matrix product's rows do not depend on the other rows in MKL's reproducible mode,
-  ``core.reproducible``, so each row is what the item alone gives);
+  matrix product's rows do not depend on the other rows once its row count is rounded as this
+  machine's probe found, ``asr.invariant``, so each row is what the item alone gives);
 - attention per item, on its own rows (``asr.attention``'s ``attend``, the same tensors and layout
   as the item alone);
-- the FSMN memory, a depthwise convolution over time, on the padded layout FunASR uses (zeros past
-  each item, as the mask multiplication leaves them), read back at the real frames.
+- the FSMN memory, a depthwise convolution over time, per item on its own frames (with FunASR's
+  padding of the item alone).
 
 The result is FunASR's encoder output on every real frame, bit for bit, and zeros on the padded
 frames (``tests/asr/test_packed.py``). What is left out is the padding's work (2.4 % of the frames of the
@@ -84,7 +84,7 @@ def _layer_supported(layer: torch.nn.Module) -> bool:
 def _forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states=None, ctc=None) -> tuple:
     """``SANMEncoder.forward`` on the real frames: (output, lengths, None) as FunASR returns them."""
     keep, lengths, x = _packed_input(self, xs_pad, ilens)
-    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep, lengths.tolist()))
+    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, lengths.tolist()))
     return _unpacked(x, keep), lengths, None
 
 
@@ -92,8 +92,8 @@ def _forward_sensevoice(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> tupl
     """``SenseVoiceEncoderSmall.forward`` on the real frames: (output, int32 lengths) as FunASR returns them."""
     keep, lengths, x = _packed_input(self, xs_pad, ilens)
     items = lengths.tolist()
-    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, keep, items))
-    x = self.tp_norm(_layers(self.tp_encoders, x, keep, items))
+    x = self.after_norm(_layers((*self.encoders0, *self.encoders), x, items))
+    x = self.tp_norm(_layers(self.tp_encoders, x, items))
     return _unpacked(x, keep), lengths.int()
 
 
@@ -105,9 +105,9 @@ def _packed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> tuple[torc
     return keep, keep.sum(dim=1), self.embed(xs_pad * self.output_size() ** 0.5)[keep]
 
 
-def _layers(layers, x: torch.Tensor, keep: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+def _layers(layers, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     for layer in layers:
-        x = _layer(layer, x, keep, lengths)
+        x = _layer(layer, x, lengths)
     return x
 
 
@@ -118,18 +118,18 @@ def _unpacked(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _layer(layer: torch.nn.Module, x: torch.Tensor, keep: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+def _layer(layer: torch.nn.Module, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """``EncoderLayerSANM.forward`` in inference (pre-norm, dropout off, stochastic depth 1.0) on packed rows."""
-    attention = _self_attention(layer.self_attn, layer.norm1(x), keep, lengths)
+    attention = _self_attention(layer.self_attn, layer.norm1(x), lengths)
     x = x + attention if layer.in_size == layer.size else attention
     return x + layer.feed_forward(layer.norm2(x))
 
 
-def _self_attention(self, x: torch.Tensor, keep: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+def _self_attention(self, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """``MultiHeadedAttentionSANM.forward`` on packed rows: attention per item plus the FSMN memory."""
     width = self.h * self.d_k
     q, k, v = torch.split(self.linear_q_k_v(x), width, dim=-1)
-    memory = _fsmn(self, v, keep)
+    memory = _fsmn(self, v, lengths)
     out = x.new_empty(x.size(0), width)
     scale = self.d_k ** (-0.5)
     start = 0
@@ -146,10 +146,13 @@ def _heads(self, rows: torch.Tensor) -> torch.Tensor:
     return rows.reshape(1, rows.size(0), self.h, self.d_k).transpose(1, 2)
 
 
-def _fsmn(self, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``forward_fsmn`` at the real frames: the depthwise convolution runs on the padded layout, zeros
-    past each item (what FunASR's mask multiplication leaves), so each frame sees what it sees alone."""
-    inputs = v.new_zeros(*keep.shape, v.size(-1))
-    inputs[keep] = v
-    memory = self.fsmn_block(self.pad_fn(inputs.transpose(1, 2))).transpose(1, 2)
-    return memory[keep] + v
+def _fsmn(self, v: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """``forward_fsmn`` on packed rows: the depthwise convolution over time runs on each item's own frames,
+    padded as FunASR pads the item alone, so its shape depends on the item only."""
+    memory = []
+    start = 0
+    for n in lengths:
+        item = v[start: start + n].t()[None].contiguous()  # (1, dim, frames), as FunASR lays out one item
+        memory.append(self.fsmn_block(self.pad_fn(item))[0].t())
+        start += n
+    return torch.cat(memory) + v

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from vadpack.asr import attention, invariant
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.types import LoadedModel, SegmentResult
 from vadpack.core.configtools import ConfigError
@@ -198,7 +199,8 @@ def _decode(lm: LoadedModel, speech: torch.Tensor, speech_lengths: torch.Tensor,
     # In half precision the CIF predictor stays float32 (keep_float32_predictor): its
     # integration mixes float32 masks into the weights, and float32 keeps the token count closest.
     cif_enc = enc.to(predictor_dtype(lm))
-    embeds, token_num, alphas, peaks = _calc_predictor(net, cif_enc, enc_lens)
+    per_item = lm.pad_invariant and invariant.installed(lm.funasr_model)  # the CPU's float32 promise
+    embeds, token_num, alphas, peaks = _calc_predictor(net, cif_enc, enc_lens, per_item)
     token_num = token_num.round().long()
     if int(token_num.max()) < 1:  # FunASR returns nothing here; we return B empty results
         return [SegmentResult() for _ in segment_ms]
@@ -215,23 +217,35 @@ def predictor_dtype(lm: LoadedModel) -> torch.dtype:
     return next(lm.funasr_model.predictor.parameters()).dtype
 
 
-def _calc_predictor(net, enc: torch.Tensor, enc_lens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _calc_predictor(net, enc: torch.Tensor, enc_lens: torch.Tensor, per_item: bool) -> tuple[torch.Tensor, ...]:
     """The CIF predictor's (embeds, token counts, alphas, peaks) for a batch.
+
+    With ``per_item`` (the CPU's float32 path, ``asr.invariant``) each item runs alone on its own frames:
+    the predictor's convolution and its sigmoid take other kernels, and round otherwise, for another
+    batch shape (measured: a 37-frame item's CIF weights moved by 7e-9 in a batch of 8), and the
+    predictor is a few layers against the encoder's 50.
 
     FunASR 1.4.16's ``cif_v1`` raises IndexError when the *last* item of a batch fires no token while
     an earlier one does (it zeroes the frame one past the end). The batch is then run one item at a
-    time, which gives each item the same result: encoder frames past an item's length are zeros, so
-    an item's CIF does not depend on its batch.
+    time too, which gives each item the same result: encoder frames past an item's length are zeros,
+    so an item's CIF does not depend on its batch.
     """
-    try:
-        return net.calc_predictor(enc, enc_lens)[:4]
-    except IndexError:
-        if enc.size(0) == 1:
-            raise
-    parts = [net.calc_predictor(enc[i: i + 1], enc_lens[i: i + 1])[:4] for i in range(enc.size(0))]
-    longest = max(p[0].size(1) for p in parts)
-    embeds = torch.cat([torch.nn.functional.pad(p[0], (0, 0, 0, longest - p[0].size(1))) for p in parts])
-    return (embeds, *(torch.cat([p[k] for p in parts]) for k in (1, 2, 3)))
+    if not per_item:
+        try:
+            return net.calc_predictor(enc, enc_lens)[:4]
+        except IndexError:
+            if enc.size(0) == 1:
+                raise
+    lens = enc_lens.tolist() if per_item else [enc.size(1)] * enc.size(0)
+    parts = [net.calc_predictor(enc[i: i + 1, :n], enc_lens[i: i + 1])[:4] for i, n in enumerate(lens)]
+    return (_stacked([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+            _stacked([p[2] for p in parts]), _stacked([p[3] for p in parts]))
+
+
+def _stacked(items: list[torch.Tensor]) -> torch.Tensor:
+    """Per-item (1, steps, ...) tensors -> (batch, longest, ...), zero padded along the steps."""
+    longest = max(t.size(1) for t in items)
+    return torch.cat([torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, longest - t.size(1))) for t in items])
 
 
 def _decoder_log_probs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tensor, embeds: torch.Tensor,
@@ -241,11 +255,12 @@ def _decoder_log_probs(lm: LoadedModel, enc: torch.Tensor, enc_lens: torch.Tenso
     From 50 hotwords on, SeACo first keeps the 50 that score best over the whole batch, so only then
     can a result depend on its batch.
     """
-    if hasattr(lm.funasr_model, "_seaco_decode_with_ASF"):
-        ids = lm.family.hotword_ids
-        hotwords = [list(w) for w in ids] if ids else None
-        return lm.net._seaco_decode_with_ASF(enc, enc_lens, embeds, token_num, hw_list=hotwords)
-    return lm.net.cal_decoder_with_predictor(enc, enc_lens, embeds, token_num)[0]
+    with attention.token_lengths(token_num.tolist()):  # cross-attention on each item's own tokens (CPU)
+        if hasattr(lm.funasr_model, "_seaco_decode_with_ASF"):
+            ids = lm.family.hotword_ids
+            hotwords = [list(w) for w in ids] if ids else None
+            return lm.net._seaco_decode_with_ASF(enc, enc_lens, embeds, token_num, hw_list=hotwords)
+        return lm.net.cal_decoder_with_predictor(enc, enc_lens, embeds, token_num)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from vadpack.core.reproducible import RowProbe
 from vadpack.core.types import Span
 
 
@@ -172,9 +173,12 @@ class AsrSummary:
         replicas: decoding processes (``asr.replicas``).
         threads_per_replica: intra-op threads in each.
         replica_peak_rss_mb: the largest peak resident memory of a replica process (0: one process).
-        batch_invariant: every segment's result is bit-identical in any batch, as alone (CPU, float32,
-            per-item attention, and matrix products whose rows were measured independent of the others,
-            ``asr.model.bit_exact_batches``); False on CUDA, where results agree up to rounding.
+        batch_invariant: every segment's result is bit-identical in any batch, as alone (CPU, float32:
+            every product a segment takes part in has a shape that depends on it alone or a row count
+            measured row-independent on this machine, ``asr.invariant``); False on CUDA and in half
+            precision, where results agree up to rounding.
+        row_probe: what ``core.reproducible.probe_rows`` saw on this machine for the model's products,
+            in words ('' where it did not run: CUDA, half precision, nothing decoded).
     """
 
     audio_s: float = 0.0
@@ -197,6 +201,7 @@ class AsrSummary:
     threads_per_replica: int = 0
     replica_peak_rss_mb: float = 0.0
     batch_invariant: bool = False
+    row_probe: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,6 +256,8 @@ class LoadedModel:
         pad_invariant: ``asr.pad_invariant`` as configured (Paraformer wraps ``net`` for it).
         family: the model family that decodes it (``asr.family.ModelFamily``), chosen from
             ``model_class``; it holds what was read at load time (hotword ids, SenseVoice's queries).
+        rows: on the CPU in float32, what ``core.reproducible.probe_rows`` measured for the model's
+            linear layers on this machine (``asr.invariant``); None elsewhere.
     """
 
     net: Any
@@ -264,3 +271,4 @@ class LoadedModel:
     dtype: Any
     pad_invariant: bool
     family: Any
+    rows: RowProbe | None = None

@@ -5,16 +5,20 @@ cache and its model (``config.resolved.yaml``). For each way of computing below,
 the model, decodes every batch (timed), then every segment of it alone (timed), and counts the
 segments whose tokens or token times differ between the two:
 
-- ``funasr_attention_mkl_default``: FunASR's batched attention and encoder, MKL in its default mode;
-- ``funasr_attention_mkl_strict``: FunASR's batched attention and encoder, ``MKL_CBWR=AUTO,STRICT``;
-- ``per_item_mkl_default``: vadpack's per-item attention (``asr/attention.py``) and its SAN-M
-  encoder on the real frames only (``asr/packed.py``, Paraformer's and SenseVoice's), MKL's default mode;
-- ``per_item_mkl_strict``: what vadpack runs on the CPU, the same in MKL's strict mode.
+- ``funasr_mkl_default``: FunASR's own batched forward (attention, encoder, predictor, decoder), MKL's
+  default mode;
+- ``funasr_mkl_strict``: the same in MKL's strict reproducible mode (``MKL_CBWR=AUTO,STRICT``);
+- ``vadpack_mkl_default``: what vadpack runs on the CPU (``asr/invariant.py``: per-item attention,
+  convolutions and CIF predictor, the packed encoder, and every linear layer's row count rounded as
+  this machine's probe found), MKL's default mode;
+- ``vadpack_mkl_strict``: the same in MKL's strict mode;
+- ``vadpack_mkl_avx2``: the same with ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (on an Intel CPU with AVX-512
+  this makes MKL take the code paths an AMD EPYC takes).
 
-MKL reads its mode when a process makes its first matrix product, so each way runs in its own
-process. ``batched_s`` of the two strict ways, measured in the same run, compares their speed
-(``per_item_speedup``). Padding is the only difference between a segment alone and in its batch besides the batch's
-size, so ``differ`` counts exactly what batching changes.
+MKL reads its settings when a process makes its first matrix product, so each way runs in its own
+process. ``batched_s`` of ``funasr_mkl_default`` and ``vadpack_mkl_default``, measured in the same run,
+compares their speed (``vadpack_speedup``). Padding is the only difference between a segment alone and
+in its batch besides the batch's size, so ``differ`` counts exactly what batching changes.
 
 Usage:
     .venv/bin/python bench/e2e.py --hours 1 --replicas 2          # leaves bench/out/e2e/vadpack
@@ -37,12 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WAYS = {  # name: (vadpack's per-item attention and packed encoder, MKL_CBWR; "" is MKL's default mode)
-    "funasr_attention_mkl_default": (False, ""),
-    "funasr_attention_mkl_strict": (False, "AUTO,STRICT"),
-    "per_item_mkl_default": (True, ""),
-    "per_item_mkl_strict": (True, "AUTO,STRICT"),
+WAYS = {  # name: (vadpack's forwards, environment; MKL_CBWR unset is MKL's default mode)
+    "funasr_mkl_default": (False, {}),
+    "funasr_mkl_strict": (False, {"MKL_CBWR": "AUTO,STRICT"}),
+    "vadpack_mkl_default": (True, {}),
+    "vadpack_mkl_strict": (True, {"MKL_CBWR": "AUTO,STRICT"}),
+    "vadpack_mkl_avx2": (True, {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
 }
+MKL_SETTINGS = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def main() -> None:
@@ -61,19 +67,19 @@ def main() -> None:
     result: dict = {}
     for name, (per_item, mode) in WAYS.items():
         job = {"work_dir": str(work), "batches": args.batches, "threads": args.threads, "per_item": per_item}
-        env = {**os.environ, "MKL_CBWR": mode}
+        env = {**{k: v for k, v in os.environ.items() if k not in MKL_SETTINGS}, **mode}
         print(f"batch_invariance: {name}", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, __file__, "_child", json.dumps(job)], env=env, cwd=ROOT,
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"batch_invariance: {name} failed:\n{out.stderr[-3000:]}")
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    strict, stock = result["per_item_mkl_strict"], result["funasr_attention_mkl_strict"]
+    ours, stock = result["vadpack_mkl_default"], result["funasr_mkl_default"]
     result.update(
-        segments=strict["segments"], batches=strict["batches"], threads=args.threads,
-        bit_identical_in_any_batch=strict["differ"] == 0,
-        per_item_speedup=round(stock["batched_s"] / strict["batched_s"], 3),
-        model=strict["model"], device=f"cpu x{os.cpu_count()}", date=datetime.date.today().isoformat(),
+        segments=ours["segments"], batches=ours["batches"], threads=args.threads,
+        bit_identical_in_any_batch=all(result[w]["differ"] == 0 for w, (mine, _) in WAYS.items() if mine),
+        vadpack_speedup=round(stock["batched_s"] / ours["batched_s"], 3),
+        model=ours["model"], device=f"cpu x{os.cpu_count()}", cpu=_cpu_name(), date=datetime.date.today().isoformat(),
     )
     print(json.dumps(result))
 
@@ -82,20 +88,21 @@ def child(job: dict) -> dict:
     import pyarrow.parquet as pq
     import torch
     import yaml
-    from vadpack.asr import attention, packed
+    from vadpack.asr import attention, invariant, packed
     from vadpack.asr.config import AsrConfig
     from vadpack.asr.features import pad_features, segment_features
     from vadpack.asr.infer import decode_features
     from vadpack.asr.model import load_model
     from vadpack.core.cache import pcm_path, read_segment
-    from vadpack.core.reproducible import cpu_rows_independent
 
     work = Path(job["work_dir"])
     model = yaml.safe_load((work / "config.resolved.yaml").read_text())["asr"]["model"]
     lm = load_model(AsrConfig(model=model, device="cpu", threads=job["threads"]))
+    rows = lm.rows.describe() if lm.rows else ""
     if not job["per_item"]:
         attention.uninstall(lm.funasr_model)
         packed.uninstall(lm.funasr_model)
+        invariant.uninstall(lm.funasr_model)
     batches = sorted(pq.read_table(work / "batches.parquet").to_pylist(), key=lambda b: b["batch_id"])
     if job["batches"]:
         batches = batches[: job["batches"]]
@@ -118,8 +125,19 @@ def child(job: dict) -> dict:
                 segments += 1
                 differ += alone != together[i]
     return {"differ": differ, "segments": segments, "batches": len(batches), "batched_s": round(batched_s, 2),
-            "alone_s": round(alone_s, 2), "rows_independent": cpu_rows_independent(job["threads"]),
-            "mkl_cbwr": os.environ.get("MKL_CBWR"), "model": Path(model).name}
+            "alone_s": round(alone_s, 2), "row_probe": rows, "mkl_cbwr": os.environ.get("MKL_CBWR"),
+            "mkl_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS"), "model": Path(model).name}
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), since the result depends on the machine's BLAS kernels."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 if __name__ == "__main__":
