@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.faults import fault_point
 from vadpack.core.tables import (
     DOCUMENTS,
     FAILURES,
@@ -90,6 +91,7 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
         sink.write(table)
         sink.close()
+        fault_point("stitch.table_written")
     removed = remove_stale_exports(output_dir, cfg.formats, documents)
     return {"documents": documents.num_rows, "segments": seg_table.num_rows, **streamed.rows,
             "failures": failures.num_rows, "exports": streamed.exports, "exports_removed": removed}
@@ -366,6 +368,7 @@ class ChunkedTables:
         """Finish every table; the rows each got."""
         for sink in self.sinks.values():
             sink.close()
+            fault_point("stitch.table_written")
         return {name: sink.rows for name, sink in self.sinks.items()}
 
 

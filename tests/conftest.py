@@ -13,6 +13,35 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("VADPACK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
+# Two lanes. `make test` runs `pytest -m "not slow"`: the unit tests and a few whole-pipeline runs,
+# in under 4 minutes on 2 cores. `make test-all` (CI) runs everything. A test is in the full lane only
+# when it is marked slow: in its own file, or here, for what the fast lane already covers in kind.
+# The fast lane keeps a run and its reruns (tests/pipeline/test_run.py), the Python API (test_api.py),
+# a kill -9 and its resume (test_crash_resume.py) and a Ctrl-C (tests/pipeline/test_interrupt.py).
+FULL_LANE = (
+    "tests/test_ray_engine.py",  # starts a Ray cluster
+    "tests/test_reliability.py",  # a three-hour file and a corpus of bad inputs
+    "tests/test_faults.py",  # two whole runs per injected fault
+    "tests/test_readme.py",  # whole runs with speakers on
+    "tests/pipeline/test_speakers.py",  # whole runs with speakers on
+    "tests/pipeline/test_sensevoice_run.py",  # whole SenseVoice runs (tests/asr tests the family itself)
+    "tests/pipeline/test_partition_switch.py",  # three whole runs
+    "tests/asr/test_variants.py",  # BiCifParaformer and SeacoParaformer
+    "tests/asr/test_infer.py::test_stock_paraformer_is_not_padding_invariant",  # FunASR's own model, padded
+    "tests/asr/test_stage.py::test_feature_worker_process_failure_is_survived",  # a forkserver and its workers
+    "tests/asr/test_sensevoice.py::test_stage_rows_do_not_depend_on_the_packing",  # the stage, packed four ways
+)
+# Parametrised tests run with these model variants in the full lane only; the fast lane decodes with
+# Paraformer and SenseVoice.
+FULL_LANE_PARAMS = ("[BiCifParaformer", "[SeacoParaformer")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(FULL_LANE) or any(p in item.nodeid for p in FULL_LANE_PARAMS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_cache(tmp_path_factory) -> None:

@@ -1,7 +1,9 @@
 """Ctrl-C: the terminal sends SIGINT to every process of the run; vadpack exits 130 with one line,
 and no worker, forkserver or half-started child prints a traceback.
 
-The real CLI runs in its own session, as in a terminal, and the whole process group is signalled.
+The real CLI runs in its own session, as in a terminal, and interrupts itself at a named point
+(``VADPACK_FAULTS=interrupt_at=POINT:N``, core/faults.py): it sends SIGINT to its whole process group
+there, as the terminal would, so each case interrupts the same moment on any machine.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tests.test_reliability import speechy
 # A shell shows both as exit status 130: sys.exit(130) after the one line, or (rarely, while asr starts
 # its forkserver) the process ending by the signal itself after it printed that line.
 INTERRUPTED = (130, -signal.SIGINT)
+ONE_LINE = ["vadpack: interrupted; rerun the same command to resume (completed work is kept)"]
 
 
 def _as_from_a_terminal() -> None:
@@ -32,19 +34,18 @@ def _as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupt_run(cfg: Path, ready: Path, delay_s: float, *args: str) -> tuple[int, str]:
-    """Start ``vadpack run``, wait until ``ready`` exists, then Ctrl-C the whole process group."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def interrupt_run(cfg: Path, point: str, *args: str) -> tuple[int, str]:
+    """Run ``vadpack run`` in its own session until it Ctrl-Cs its process group at ``point``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VADPACK_FAULTS": f"interrupt_at={point}"}
     proc = subprocess.Popen([sys.executable, "-m", "vadpack", "run", str(cfg), "--no-progress", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_as_from_a_terminal)
-    deadline = time.monotonic() + 120
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(delay_s)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=600)
     return proc.returncode, err
+
+
+def interrupted_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "interrupted" in line]
 
 
 @pytest.fixture()
@@ -57,30 +58,51 @@ def long_archive(tmp_path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("delay_s", [0.0, 0.4, 1.5])
-def test_ctrl_c_during_vad(tmp_path, long_archive, tiny_model, delay_s):
-    # 0 s: while the workers are being spawned; later: while they decode.
+@pytest.mark.parametrize("point", [
+    "vad.submit:1",  # while the first worker is being spawned (Ctrl-C held back in the parent)
+    pytest.param("vad.submit:2", marks=pytest.mark.slow),  # one worker up, the next being spawned
+    pytest.param("vad.recording_done:1", marks=pytest.mark.slow),  # while the others decode
+])
+def test_ctrl_c_during_vad(tmp_path, long_archive, tiny_model, point):
     cfg = write_config(tmp_path, [str(long_archive)], tiny_model, vad={"workers": 2})
-    code, err = interrupt_run(cfg, tmp_path / "work" / "pcm", delay_s)
+    code, err = interrupt_run(cfg, point)
     assert code == 130, err
     assert "Traceback" not in err and "Error" not in err, err
-    assert [line for line in err.splitlines() if "interrupted" in line] == \
-        ["vadpack: interrupted; rerun the same command to resume (completed work is kept)"]
+    assert interrupted_lines(err) == ONE_LINE
+    assert not (tmp_path / "work" / "manifests" / "vad.json").exists()
 
 
 @pytest.mark.slow
 def test_ctrl_c_while_asr_starts_its_feature_workers(tmp_path, tiny_model):
-    # The forkserver preloads FunASR and the parent imports it: seconds during which FunASR's bare
-    # except: clauses used to swallow the interrupt and the forkserver printed a traceback.
+    # Ctrl-C just after asr started its forkserver, which is preloading FunASR: seconds during which
+    # the forkserver printed a traceback (and FunASR's bare except: clauses, importing in the parent,
+    # swallowed the interrupt).
     root = tmp_path / "short"
     root.mkdir()
     for i in range(3):
         sf.write(root / f"talk{i}.wav", speechy(20.0, seed=i), 16000, subtype="PCM_16")
     cfg = write_config(tmp_path, [str(root)], tiny_model, asr={"feature_workers": 1, "batches_per_part": 1},
                        packer={"budget_s": 10})
-    code, err = interrupt_run(cfg, tmp_path / "work" / "manifests" / "pack.json", 0.5)
+    code, err = interrupt_run(cfg, "asr.feature_server_started")
     assert code in INTERRUPTED, err
     assert "Traceback" not in err, err
-    assert [line for line in err.splitlines() if "interrupted" in line] == \
-        ["vadpack: interrupted; rerun the same command to resume (completed work is kept)"]
+    assert interrupted_lines(err) == ONE_LINE
+    assert (tmp_path / "work" / "manifests" / "pack.json").exists()
+    assert not (tmp_path / "work" / "manifests" / "asr.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_asr_starts_its_replicas(tmp_path, tiny_model):
+    # Two replica processes import torch with Ctrl-C held back; the parent stops them, and none of
+    # them prints a traceback.
+    root = tmp_path / "short"
+    root.mkdir()
+    for i in range(3):
+        sf.write(root / f"talk{i}.wav", speechy(20.0, seed=i), 16000, subtype="PCM_16")
+    cfg = write_config(tmp_path, [str(root)], tiny_model, asr={"replicas": 2, "batches_per_part": 1},
+                       packer={"budget_s": 10})
+    code, err = interrupt_run(cfg, "asr.replicas_started")
+    assert code in INTERRUPTED, err
+    assert "Traceback" not in err, err
+    assert interrupted_lines(err) == ONE_LINE
     assert not (tmp_path / "work" / "manifests" / "asr.json").exists()
