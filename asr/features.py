@@ -27,6 +27,7 @@ from vadpack.asr.types import BatchPlan, FeatureBatch, FrontendInfo
 from vadpack.core.cache import pcm_path, read_segment
 from vadpack.core.faults import fault_arg
 from vadpack.core.interrupt import quiet_worker, workers_start_quiet
+from vadpack.core.processes import main_module_hidden, worker_context
 from vadpack.core.types import Span
 
 _worker_state: dict[str, Any] = {}  # per worker process: the frontend and the cache folder
@@ -179,12 +180,13 @@ def start_worker_server() -> None:
     from multiprocessing import forkserver
 
     # Started with Ctrl-C held back: the server preloads FunASR before it ignores SIGINT itself.
-    with workers_start_quiet():
+    # The server imports only its preload list; hiding __main__ keeps it so on every Python version.
+    with workers_start_quiet(), main_module_hidden():
         forkserver.ensure_running()
 
 
 def _worker_context() -> mp.context.BaseContext:
-    ctx = mp.get_context("forkserver")
+    ctx = worker_context("forkserver")  # its children never re-run the caller's script (core.processes)
     # Has an effect only if this process has not started its forkserver yet.
     ctx.set_forkserver_preload(["vadpack.asr.features", "vadpack.asr.preload"])
     return ctx

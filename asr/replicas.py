@@ -13,7 +13,6 @@ This module plans the layout and runs the processes; what a replica does is the 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import queue
 import sys
@@ -21,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vadpack.asr.config import AsrConfig
+from vadpack.core.faults import fault_point
 from vadpack.core.interrupt import workers_start_quiet
+from vadpack.core.processes import worker_context
 
 # What one CPU replica needs beyond its weights: torch, FunASR and activations (measured ~0.5 GB for
 # Paraformer-large decoding 60 padded seconds).
@@ -108,7 +109,8 @@ def run_replicas(target: Callable, args_of: Callable[[int], tuple], n_replicas: 
     Raises:
         ReplicaError: a replica exited with an error (after the others finished their tasks).
     """
-    ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited torch threads or CUDA state
+    # A fresh interpreter: no inherited torch threads or CUDA state, and no re-run of the caller's script.
+    ctx = worker_context("spawn")
     tasks, messages = ctx.Queue(), ctx.Queue()
     for t in range(n_tasks):
         tasks.put(t)
@@ -119,6 +121,7 @@ def run_replicas(target: Callable, args_of: Callable[[int], tuple], n_replicas: 
     with workers_start_quiet():  # a Ctrl-C while a replica imports torch: no traceback from it
         for p in procs:
             p.start()
+        fault_point("asr.replicas_started")
     try:
         _pump(procs, messages, on_message)
     except BaseException:

@@ -24,7 +24,7 @@ import torch
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.features import FeatureFeeder, start_worker_server
 from vadpack.asr.infer import decode_batch, decode_features
-from vadpack.asr.model import bit_exact_batches, load_model, resolve_device
+from vadpack.asr.model import bit_exact_batches, load_model, resolve_device, row_summary
 from vadpack.asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
 from vadpack.asr.types import (
     AsrSummary,
@@ -35,7 +35,7 @@ from vadpack.asr.types import (
     SegmentResult,
 )
 from vadpack.core.cache import SAMPLE_RATE
-from vadpack.core.faults import fault_arg
+from vadpack.core.faults import fault_arg, fault_point
 from vadpack.core.tables import TRANSCRIPTS, read_table, to_table, write_table
 from vadpack.core.text import join_tokens
 from vadpack.core.types import Span
@@ -90,6 +90,7 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
     cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
     if cfg.feature_workers > 0:
         start_worker_server()
+        fault_point("asr.feature_server_started")
     lm = load_model(cfg)
     load_s = time.perf_counter() - t_load
     run = Decoder(lm, cfg, detail)
@@ -168,6 +169,7 @@ def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_
         replicas=layout.replicas, threads_per_replica=layout.threads,
         replica_peak_rss_mb=max(rss_mb, default=0.0),
         batch_invariant=bool(parts) and all(p.batch_invariant for p in parts),
+        row_probe=next((p.row_probe for p in parts if p.row_probe), ""),
     )
 
 
@@ -271,6 +273,7 @@ class Decoder:
                     rows += self._one_batch(plan, batches)
                     bar.update(1)
                 _write_part(group.path, rows, self.lm)
+                fault_point("asr.part_written")
                 self.parts_written += 1
             self.feature_retries = len(set(feeder.retried))
         self.wall_s += time.perf_counter() - t0
@@ -311,7 +314,7 @@ class Decoder:
             already_stored=already_stored, oom_splits=sum(x.splits for x in m),
             feature_retries=self.feature_retries, peak_cuda_mb=max((x.peak_cuda_mb for x in m), default=0.0),
             device=str(self.lm.device), model=self.lm.name, threads_per_replica=torch.get_num_threads(),
-            batch_invariant=bit_exact_batches(self.lm),
+            batch_invariant=bit_exact_batches(self.lm), row_probe=row_summary(self.lm),
         )
 
 

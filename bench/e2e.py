@@ -40,9 +40,9 @@ All x-realtime figures are total archive audio (pauses included) over seconds. S
 noisy: ``--repeat N`` runs the three systems N rounds and keeps each one's fastest round.
 
 ``transcripts_identical`` compares tokens segment by segment; they must match on the CPU (FunASR
-decodes each segment alone; vadpack decodes it bit-identically in any batch: per-item attention and
-the padding-invariance wrapper). Every child runs with vadpack's MKL mode, ``MKL_CBWR=AUTO,STRICT``
-(``core/reproducible.py``; reported as ``mkl_cbwr``), FunASR's included: at MKL's default, FunASR's own
+decodes each segment alone; vadpack decodes it bit-identically in any batch: ``asr/invariant.py`` and
+the padding-invariance wrapper). Every child runs in MKL's strict mode, ``MKL_CBWR=AUTO,STRICT``
+(unless the environment sets another; reported as ``mkl_cbwr``), FunASR's included: at MKL's default, FunASR's own
 transcripts depend on its thread count (1 of 362 segments of the 1 h archive differed between one and
 two threads, each segment decoded alone), so a comparison there would compare MKL's kernel choices,
 not decoding. The mode costs nothing measurable (``bench/batch_invariance.py`` on that archive: the 362
@@ -358,13 +358,13 @@ def child_vadpack(job: dict) -> dict:
     t0 = time.perf_counter()
     results = Runner(cfg, progress=False).run()
     wall_s = time.perf_counter() - t0
-    summary = run_summary(cfg, results, wall_s)
-    asr = summary.get("asr", {})
+    summary = run_summary(cfg, results, wall_s).as_dict()
+    asr = summary.get("asr") or {}
     # Replicas build their models in their own processes, in parallel: the slowest one's build time
     # is this side's model construction (what the FunASR side's AutoModel() time is to it).
     load_s = loading.seconds + (asr.get("load_s", 0.0) if asr.get("replicas", 1) > 1 else 0.0)
     return {"wall_s": wall_s, "load_s": load_s, "summary": summary, "work_dir": str(cfg.work_path),
-            "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": summary.get("asr", {}).get("peak_cuda_mb", 0.0)}
+            "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": asr.get("peak_cuda_mb", 0.0)}
 
 
 class _CallTimer:

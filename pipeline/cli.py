@@ -16,6 +16,7 @@ import traceback
 from vadpack.pipeline.stages import STAGES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool that stopped writing to a closed pipe
 
 
 def _global_flags(default: object) -> argparse.ArgumentParser:
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vadpack: interrupted; rerun the same command to resume (completed work is kept)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `vadpack status CONFIG | head`: the reader has gone; quiet, as other tools are
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         return _report_error(e, args.verbose)
 
@@ -240,9 +244,20 @@ def exit_process(code: int) -> None:
 
     logging.shutdown()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the last of the output met a closed pipe: quiet, as in main
+        _drop_stdout()
+        code = code or EXIT_BROKEN_PIPE
     sys.stderr.flush()
     os._exit(code)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that no later flush of a closed pipe prints an error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

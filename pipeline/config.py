@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,9 @@ class Config:
         return str(path if path.is_absolute() else Path(self.base_dir) / path)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config and apply ``key=value`` overrides.
+def load_config(path: str | Path, overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
+    """Load a YAML config and apply overrides: ``key=value`` strings (values read as YAML), or a mapping
+    of dotted keys to values (taken as they are).
 
     Relative paths in the config are resolved against the folder that holds the config file;
     relative paths given in overrides against the current directory.
@@ -114,9 +116,14 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     data = _read_yaml(path)
-    for item in overrides:
-        key = apply_override(data, item)
-        _resolve_override_path(data, key, os.getcwd())
+    if isinstance(overrides, Mapping):
+        for dotted, value in overrides.items():
+            key = set_dotted(data, dotted, value)
+            _resolve_override_path(data, key, os.getcwd())
+    else:
+        for item in overrides:
+            key = apply_override(data, item)
+            _resolve_override_path(data, key, os.getcwd())
     return config_from_dict(data, base_dir=str(path.resolve().parent))
 
 
@@ -165,15 +172,27 @@ def apply_override(data: dict[str, Any], item: str) -> str:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override {item!r} is not of the form key=value (e.g. -o packer.budget_s=600)")
+    return set_dotted(data, key, _override_value(item, raw), what=f"override {item!r}")
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, what: str | None = None) -> str:
+    """Set ``section.key`` (or a top-level key) of a raw config mapping to ``value``, in place.
+
+    Returns:
+        The dotted key it set.
+    """
     parts = key.strip().split(".")
+    what = what or f"override {key!r}"
+    if not all(parts):
+        raise ValueError(f"{what}: {key!r} is not a dotted key such as packer.budget_s")
     node = data
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:  # a section left empty in the YAML (`vad:`) loads as null
             node[part] = {}
         node = node[part]
         if not isinstance(node, dict):
-            raise ValueError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
-    node[parts[-1]] = _override_value(item, raw)
+            raise ValueError(f"{what}: {'.'.join(parts[:depth + 1])} is not a section")
+    node[parts[-1]] = list(value) if isinstance(value, tuple) else value
     return ".".join(parts)
 
 
@@ -224,10 +243,12 @@ def config_from_dict(data: dict[str, Any], base_dir: str = ".") -> Config:
         inputs = [inputs]
     if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
         raise ValueError("inputs must be a list of files, directories or glob patterns")
+    # Resolved once, here: config.resolved.yaml then names the same folders from anywhere, and one
+    # folder spelled two ways (``../a/x``, ``x``) is one input.
     kwargs: dict[str, Any] = {
-        "inputs": tuple(inputs),
-        "work_dir": data.get("work_dir"),
-        "output_dir": data.get("output_dir"),
+        "inputs": tuple(absolute_path(i, base_dir) if i else i for i in inputs),
+        "work_dir": _absolute_or_as_is(data.get("work_dir"), base_dir),
+        "output_dir": _absolute_or_as_is(data.get("output_dir"), base_dir),
         "engine": data.get("engine", "local"),
         "base_dir": base_dir,
     }
@@ -241,6 +262,16 @@ def config_from_dict(data: dict[str, Any], base_dir: str = ".") -> Config:
                 section[key] = resolve_model_path(section[key], base_dir)
         kwargs[name] = from_mapping(cls, section, name)
     return Config(**kwargs)
+
+
+def absolute_path(value: str, base_dir: str) -> str:
+    """``value`` (a path or a glob) absolute against ``base_dir``, ``~`` expanded, ``..`` and ``.`` folded;
+    symbolic links are kept as written."""
+    return os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+
+
+def _absolute_or_as_is(value: Any, base_dir: str) -> Any:
+    return absolute_path(value, base_dir) if isinstance(value, str) and value else value
 
 
 # Keys that name a model: a hub id, or a local folder resolved against the config file's folder.

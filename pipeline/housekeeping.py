@@ -20,7 +20,7 @@ from vadpack.core.cache import pcm_path
 from vadpack.core.tables import DOCUMENTS, RECORDINGS, SPEAKER_STORE, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
 from vadpack.pipeline.config import Config
 from vadpack.pipeline.speaker_store import current_rows, read_store, segments_digests, speakers_store, todo_segments
-from vadpack.pipeline.store import asr_store, spans_of, todo_spans
+from vadpack.pipeline.store import asr_store, replacement_of, spans_of, todo_spans, working_store
 from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
@@ -94,7 +94,9 @@ def _prune_stores(cfg: Config, work: WorkDir, segments: pa.Table, report: PruneR
         return
     current = asr_store(cfg.asr, work)
     labels = speakers_store(cfg.speakers, work) if cfg.speakers.enabled else None
-    for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p not in (current, labels)):
+    # A forced rerun's unfinished folder (store.replacement_of) is the current store's future: kept.
+    keep = {current, replacement_of(current)} | ({labels, replacement_of(labels)} if labels else set())
+    for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p not in keep):
         report.add("other models' results", folder)
         if not dry_run:
             shutil.rmtree(folder)
@@ -177,9 +179,10 @@ def drop_transcribed_pcm(cfg: Config) -> int:
     if not work.segments.exists() or not work.recordings.exists():
         return 0
     segments = read_table(work.segments, VAD_SEGMENTS)
-    pending = set(todo_spans(segments, asr_store(cfg.asr, work))["content_id"].to_pylist())
+    pending = set(todo_spans(segments, working_store(asr_store(cfg.asr, work)))["content_id"].to_pylist())
     if cfg.speakers.enabled:
-        pending |= set(todo_segments(segments, speakers_store(cfg.speakers, work))["content_id"].to_pylist())
+        labels = working_store(speakers_store(cfg.speakers, work))
+        pending |= set(todo_segments(segments, labels)["content_id"].to_pylist())
     live = set(pc.drop_null(read_table(work.recordings, RECORDINGS)["content_id"]).to_pylist())
     n = 0
     for content_id in sorted(live - pending):

@@ -136,10 +136,38 @@ def check_writable(key: str, path: Path) -> str | None:
         if probe == path:
             return f"{key} {path} is a file, not a folder; {fix}"
         return f"{key} {path} cannot be created: {probe} is a file, not a folder; {fix}"
+    fs_type = virtual_fs_type(probe)
+    if fs_type is not None:
+        return f"{key} {path} is on {fs_type}, a virtual file system of the kernel that holds no files; {fix}"
     if not os.access(probe, os.W_OK | os.X_OK):
         why = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
         return f"{key} {path} {why} (permission denied or a read-only file system); {fix}"
     return None
+
+
+# Kernel file systems where no data file can live (root may "write" there: os.access says yes).
+VIRTUAL_FS = frozenset({"proc", "sysfs", "devpts", "devtmpfs", "cgroup", "cgroup2", "debugfs", "tracefs",
+                        "securityfs", "configfs", "pstore", "bpf", "fusectl", "mqueue", "efivarfs", "binfmt_misc"})
+
+
+def virtual_fs_type(path: Path) -> str | None:
+    """The type of the kernel file system (``proc``, ``sysfs``, ...) that holds ``path``, or None (also
+    where the mount table cannot be read, as on a system without /proc)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fields[2]
+    return best_type if best_type in VIRTUAL_FS else None
 
 
 def check_extras(cfg: Config) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from vadpack.core.atomic import write_text_atomic
+from vadpack.core.faults import fault_point
 from vadpack.core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
 from vadpack.pipeline.config import Config, config_to_yaml
 from vadpack.pipeline.lock import WorkDirLock
@@ -31,7 +32,7 @@ from vadpack.pipeline.stages import (
     output_fingerprint,
     stage_config_parts,
 )
-from vadpack.pipeline.store import asr_store
+from vadpack.pipeline.store import asr_store, begin_replacement, recover_replacement, replacement_pending
 from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
@@ -80,14 +81,25 @@ class Runner:
     def state(self, stage: str) -> StageState:
         m = read_manifest(self.work.manifest(stage))
         if m is None:
-            return StageState(stage, "missing", None)
+            return StageState(stage, "missing", None, self._pending_note(stage))
         parts = stage_config_parts(self.cfg, stage)
         if m.config_hash != combine_parts(parts):
             return StageState(stage, "stale", m.rows, _what_changed(m, parts))
         if m.input_fingerprint != self.input_fingerprint(stage):
             return StageState(stage, "stale", m.rows, "inputs changed")
         # A stage that is switched off is done (it costs nothing); the reason says it is off.
-        return StageState(stage, "done", m.rows, SPEAKERS_OFF if parts.get("speakers") == SPEAKERS_OFF else "")
+        if parts.get("speakers") == SPEAKERS_OFF:
+            return StageState(stage, "done", m.rows, SPEAKERS_OFF)
+        return StageState(stage, "done", m.rows, _done_note(m))
+
+    def _pending_note(self, stage: str) -> str:
+        """Why a stage's manifest is missing when a forced rerun left its work unfinished."""
+        if stage in ("pack", "asr") and replacement_pending(asr_store(self.cfg.asr, self.work)):
+            return "a forced asr rerun is unfinished; the next run goes on with it (the old results stay until then)"
+        if stage == "speakers" and self.cfg.speakers.enabled and \
+                replacement_pending(speakers_store(self.cfg.speakers, self.work)):
+            return "a forced speakers rerun is unfinished; the next run goes on with it"
+        return ""
 
     def status(self) -> list[StageState]:
         """Each stage's state; a stage that reads from a stage that is not done is stale (its inputs
@@ -113,16 +125,18 @@ class Runner:
             only: run just this stage, from the saved artifacts of the stages before it.
             start: rerun this stage and every stage after it.
             force: stages whose work is redone even where caches and the store say it stands (for
-                asr: the store of this model and settings is emptied first, and pack reruns).
+                asr: every segment is packed and decoded again into a fresh folder that replaces the
+                stored results once complete; they are never deleted first).
         """
         self.work.root.mkdir(parents=True, exist_ok=True)
         with WorkDirLock(self.work.lock):
             sweep_temp_files([self.work.root, self.cfg.output_path])
             write_text_atomic(self.work.resolved_config, config_to_yaml(self.cfg))
+            self._recover_replacements()
             if "asr" in force:
-                self._forget_asr_results()
+                self._replace_asr_results()
             if "speakers" in force and self.cfg.speakers.enabled:
-                self._forget_speaker_labels()
+                self._replace_speaker_labels()
             results: dict[str, StageResult] = {}
             rerun = False
             for stage in STAGES:
@@ -149,6 +163,7 @@ class Runner:
         self.work.manifest(stage).unlink(missing_ok=True)  # while a stage runs, it is not complete
         log.info("%s: running%s", stage, " (forced)" if force else "")
         t0 = time.perf_counter()
+        fault_point(f"{stage}.started")
         try:
             result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force))
         except BaseException:
@@ -160,25 +175,41 @@ class Runner:
         write_manifest(self.work.manifest(stage), new_manifest(stage, parts, input_fp,
                                                                output_fingerprint(self.cfg, stage), result.rows,
                                                                result.summary))
+        fault_point(f"{stage}.done")
         return result
 
-    def _forget_asr_results(self) -> None:
-        """``--force asr``: empty this model's store, so every segment is decoded again."""
+    def _recover_replacements(self) -> None:
+        """Complete a store swap that a killed forced run left half done."""
+        recover_replacement(asr_store(self.cfg.asr, self.work))
+        if self.cfg.speakers.enabled:
+            recover_replacement(speakers_store(self.cfg.speakers, self.work))
+
+    def _replace_asr_results(self) -> None:
+        """``--force asr``: decode every segment again into a fresh folder; the stored results stay, and
+        stitch reads them, until the new ones replace them (``pipeline.store.finish_replacement``)."""
         store = asr_store(self.cfg.asr, self.work)
-        for part in store.glob("*.parquet"):
-            part.unlink()
+        begin_replacement(store)
         for stage in ("pack", "asr", "stitch"):
             self.work.manifest(stage).unlink(missing_ok=True)
-        log.info("asr: forced; removed the stored results of this model and settings (%s)", store.name)
+        log.info("asr: forced; every segment is decoded again, and the stored results of this model and "
+                 "settings (%s) stay until the new ones replace them", store.name)
 
-    def _forget_speaker_labels(self) -> None:
-        """``--force speakers``: empty this model's speaker store, so every recording is labelled again."""
+    def _replace_speaker_labels(self) -> None:
+        """``--force speakers``: label every recording again; the stored labels stay until replaced."""
         store = speakers_store(self.cfg.speakers, self.work)
-        for part in store.glob("*.parquet"):
-            part.unlink()
+        begin_replacement(store)
         for stage in ("speakers", "stitch"):
             self.work.manifest(stage).unlink(missing_ok=True)
-        log.info("speakers: forced; removed the stored labels of this model and settings (%s)", store.name)
+        log.info("speakers: forced; every recording is labelled again, and the stored labels (%s) stay until "
+                 "the new ones replace them", store.name)
+
+
+def _done_note(m: Manifest) -> str:
+    """What a done asr stage's rows were made of: decoded then, or reused from the store."""
+    if m.stage == "asr" and "decoded_segments" in m.summary:
+        return (f"{m.summary['decoded_segments']} decoded, {m.summary.get('reused_segments', 0)} reused "
+                "from the store")
+    return ""
 
 
 def _what_changed(m: Manifest, parts: dict[str, str]) -> str:

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from vadpack.core.cache import SAMPLE_RATE, pcm_path
 from vadpack.core.configtools import as_plain, result_hash, stable_hash
+from vadpack.core.faults import fault_point
 from vadpack.core.manifest import files_fingerprint
 from vadpack.core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
 from vadpack.core.types import RecordingRef
@@ -25,11 +27,12 @@ from vadpack.pipeline.speaker_store import speaker_labels, speakers_key, speaker
 from vadpack.pipeline.store import (
     asr_key,
     asr_store,
+    finish_replacement,
     next_batch_id,
     segment_results,
-    spans_of,
     store_fingerprint,
     todo_spans,
+    working_store,
 )
 from vadpack.pipeline.workdir import WorkDir
 from vadpack.vad.types import VadOutcome
@@ -186,7 +189,7 @@ def run_pack(ctx: StageContext) -> StageResult:
     from vadpack.packer.pack import pack_segments
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    store = asr_store(ctx.cfg.asr, ctx.work)
+    store = working_store(asr_store(ctx.cfg.asr, ctx.work))  # a forced rerun's own folder while it lasts
     todo = todo_spans(segments, store)
     budget_s = resolve_budget_s(ctx.cfg) if todo.num_rows else _cheap_budget_s(ctx.cfg)
     result = pack_segments(todo, ctx.cfg.packer, budget_s=budget_s, first_batch_id=next_batch_id(store))
@@ -194,12 +197,14 @@ def run_pack(ctx: StageContext) -> StageResult:
         log.warning(w)
     table = result.batches.cast(BATCHES)
     write_table(table, ctx.work.batches)
-    n_spans = spans_of(segments).num_rows
-    log.info("pack: %d of %d segments need decoding (the store holds the rest)", todo.num_rows, n_spans)
+    n_todo = segments.select(["content_id", "start_sample", "end_sample"]).join(
+        todo, keys=["content_id", "start_sample", "end_sample"], join_type="inner").num_rows if todo.num_rows else 0
+    log.info("pack: %d of %d segments need decoding (%d reused from the store), %d batches", n_todo,
+             segments.num_rows, segments.num_rows - n_todo, table.num_rows)
     return StageResult(table.num_rows, {
         "batches": table.num_rows, "budget_s": budget_s,
         "budget_basis": budget_basis(ctx.cfg, device_info(ctx.cfg.asr.device)),
-        "segments_to_decode": todo.num_rows, "segments_in_store": n_spans - todo.num_rows,
+        "segments_to_decode": n_todo, "segments_in_store": segments.num_rows - n_todo,
         "padding_efficiency": result.stats.efficiency})
 
 
@@ -260,7 +265,9 @@ def run_asr(ctx: StageContext) -> StageResult:
     from vadpack.asr.stage import run_asr as asr_stage
 
     batches = read_table(ctx.work.batches, BATCHES)
-    store = asr_store(ctx.cfg.asr, ctx.work)
+    final = asr_store(ctx.cfg.asr, ctx.work)
+    store = working_store(final)  # a forced rerun writes beside the old results, which stay until the swap
+    parts_before = set(store.glob("*.parquet"))
     ensure_audio(ctx, batches)
     if ctx.cfg.engine == "ray":
         from vadpack.pipeline.engines.ray_engine import ray_asr
@@ -269,11 +276,24 @@ def run_asr(ctx: StageContext) -> StageResult:
         summary = {**ray_asr(groups, ctx.work.pcm, ctx.cfg.asr, ctx.cfg.ray), "already_stored": already}
     else:
         summary = asr_stage(batches, ctx.work.pcm, store, ctx.cfg.asr, progress=ctx.progress)
-    n_spans = spans_of(read_table(ctx.work.segments, VAD_SEGMENTS)).num_rows
-    decoded = int(summary.get("segments", 0))
+    # Counted in segments, as status, pack's log line and the run summary count them: a span that two
+    # copies of a file share is two segments, decoded once.
+    segments = read_table(ctx.work.segments, VAD_SEGMENTS)
+    decoded = _segments_in(segments, sorted(set(store.glob("*.parquet")) - parts_before))
+    finish_replacement(final)
     summary.update(decoded_segments=decoded, decoded_audio_s=float(summary.get("audio_s", 0.0)),
-                   reused_segments=n_spans - decoded)
-    return StageResult(decoded, summary)
+                   reused_segments=segments.num_rows - decoded)
+    log.info("asr: %d segments decoded, %d reused from the store", decoded, segments.num_rows - decoded)
+    return StageResult(segments.num_rows, summary)
+
+
+def _segments_in(segments: pa.Table, parts: list) -> int:
+    """How many rows of ``segments`` have their span in the store part files ``parts``."""
+    if not parts:
+        return 0
+    keys = ["content_id", "start_sample", "end_sample"]
+    spans = pa.concat_tables([pq.read_table(p, columns=keys) for p in parts]).group_by(keys).aggregate([])
+    return segments.select(keys).join(spans, keys=keys, join_type="inner").num_rows
 
 
 def ensure_audio(ctx: StageContext, batches: pa.Table) -> None:
@@ -308,7 +328,8 @@ def run_speakers(ctx: StageContext) -> StageResult:
     from vadpack.pipeline.speaker_store import segments_digests, todo_segments, write_part
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    store = speakers_store(ctx.cfg.speakers, ctx.work)
+    final = speakers_store(ctx.cfg.speakers, ctx.work)
+    store = working_store(final)  # a forced rerun writes beside the old labels, which stay until the swap
     todo = todo_segments(segments, store)
     n_contents = len(pc.unique(segments["content_id"]))
     summary: dict = {"enabled": True, "labelled_recordings": 0, "reused_recordings": n_contents}
@@ -321,9 +342,11 @@ def run_speakers(ctx: StageContext) -> StageResult:
         digests = segments_digests(todo)
         for results in labeller.run(todo, ctx.progress):
             write_part(store, results, digests)
+            fault_point("speakers.part_written")
         figures = labeller.summary()
         figures.pop("speakers_per_recording")  # one entry per recording: too much for a manifest
         summary.update(figures, labelled_recordings=len(todo_ids), reused_recordings=n_contents - len(todo_ids))
+    finish_replacement(final)
     log.info("speakers: %d recordings labelled, %d from the store", summary["labelled_recordings"],
              summary["reused_recordings"])
     return StageResult(summary["labelled_recordings"], summary)

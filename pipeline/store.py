@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,76 @@ def _read_json(path: Path) -> dict:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+# ---- forced work: replace, never delete first ----------------------------------------------------
+#
+# ``--force asr`` (or speakers) fills a fresh folder beside the store, ``<store>.forced``; pack, asr and
+# speakers work on it (``working_store``) while stitch and the output fingerprints still read the old
+# store. Once the stage has written every result, ``finish_replacement`` swaps the folders: the old
+# store is renamed to ``<store>.replaced``, the new one takes its name, the old one is deleted. A run
+# killed at any moment leaves either the old store whole (and the ``.forced`` folder, which the next
+# run, forced or not, goes on filling) or a swap half done, which ``recover_replacement`` completes.
+
+FORCED_SUFFIX = ".forced"
+REPLACED_SUFFIX = ".replaced"
+
+
+def replacement_of(store: Path) -> Path:
+    """The folder a forced run fills in place of ``store``."""
+    return store.with_name(store.name + FORCED_SUFFIX)
+
+
+def replacement_pending(store: Path) -> bool:
+    """A forced run of this store began and has not swapped its results in yet."""
+    return replacement_of(store).is_dir()
+
+
+def begin_replacement(store: Path) -> Path:
+    """Start (or go on with) replacing ``store``'s results; the old ones stay until the swap."""
+    staged = replacement_of(store)
+    staged.mkdir(parents=True, exist_ok=True)
+    return staged
+
+
+def working_store(store: Path) -> Path:
+    """Where pack reads what is stored and asr (or speakers) writes: the forced folder while one is pending."""
+    staged = replacement_of(store)
+    return staged if staged.is_dir() else store
+
+
+def finish_replacement(store: Path) -> bool:
+    """Swap the forced folder in for ``store`` (a no-op without one); True when it swapped."""
+    staged = replacement_of(store)
+    if not staged.is_dir():
+        return False
+    old = store.with_name(store.name + REPLACED_SUFFIX)
+    if (store / KEY_FILE).is_file() and not (staged / KEY_FILE).is_file():
+        shutil.copy2(store / KEY_FILE, staged / KEY_FILE)
+    if old.exists():
+        shutil.rmtree(old)
+    if store.exists():
+        store.rename(old)
+    staged.rename(store)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("%s: the forced rerun's results replaced the old ones", store.name)
+    return True
+
+
+def recover_replacement(store: Path) -> None:
+    """Complete a swap that a killed run left half done (see ``finish_replacement``)."""
+    old = store.with_name(store.name + REPLACED_SUFFIX)
+    if not old.is_dir():
+        return
+    staged = replacement_of(store)
+    if staged.is_dir():  # the old store was moved aside, the new one not yet in place
+        if store.exists():
+            shutil.rmtree(store)  # at most a key file written since
+        staged.rename(store)
+    elif not store.exists():
+        old.rename(store)  # cannot happen in finish_replacement's order; keep the results regardless
+        return
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- reading the store --------------------------------------------------------------------------

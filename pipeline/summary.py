@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 from vadpack.core.cache import SAMPLE_RATE
@@ -14,16 +17,109 @@ from vadpack.pipeline.workdir import WorkDir
 FAILURES_SHOWN = 10  # a run over thousands of bad files must not flood the terminal
 
 
-def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> dict:
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One row of ``failures.parquet`` as the summary shows it."""
+
+    path: str
+    stage: str
+    segment_index: int | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The figures of one ``run``, as ``vadpack run`` prints them. Counts are of the whole archive
+    unless they say otherwise; they are the same counts ``vadpack status`` and the log lines give.
+
+    Attributes:
+        stages_run: the stages this run ran (the others were up to date).
+        wall_s: seconds the run took.
+        output_dir: the folder of the output tables.
+        dtype: the asr precision (``float32``, ``bfloat16``, ``float16``).
+        files: input files listed by scan (the rows of the recordings table).
+        failed_inputs: input files that produced no document (unreadable, not audio, ...).
+        audio_h: hours of audio the recordings hold.
+        segments: speech segments of the archive (the rows of ``segments.parquet``).
+        failed_segments: segments asr could not decode (rows of ``failures.parquet`` from asr).
+        failed_speakers: recordings the speakers stage could not label.
+        batches: batches packed in this run for decoding (0 when neither pack nor asr ran).
+        padding_efficiency: real frames / padded frames of those batches; None without batches.
+        decoded_segments: segments decoded in this run.
+        decoded_audio_s: seconds of speech decoded in this run.
+        reused_segments: segments whose transcript was reused from the store (``segments`` minus
+            ``decoded_segments``).
+        xrt: decoded audio seconds per wall second; None when nothing was decoded.
+        budget_s: the packer's budget, in padded seconds per batch, when pack ran.
+        stage_wall_s: seconds per stage that ran.
+        asr: the asr stage's own figures (batches, OOM splits, peak memory, ...) when it ran.
+        speakers: the speakers stage's own figures when it ran and was enabled.
+        failures: the first failures (at most 10), each with its reason.
+        n_failures: rows of ``failures.parquet``.
+        failures_path: where the failures are, when there are any.
+    """
+
+    stages_run: tuple[str, ...] = ()
+    wall_s: float = 0.0
+    output_dir: str = ""
+    dtype: str = "float32"
+    files: int = 0
+    failed_inputs: int = 0
+    audio_h: float = 0.0
+    segments: int = 0
+    failed_segments: int = 0
+    failed_speakers: int = 0
+    batches: int = 0
+    padding_efficiency: float | None = None
+    decoded_segments: int = 0
+    decoded_audio_s: float = 0.0
+    reused_segments: int = 0
+    xrt: float | None = None
+    budget_s: float | None = None
+    stage_wall_s: Mapping[str, float] = field(default_factory=dict)
+    asr: Mapping[str, int | float | str] | None = None
+    speakers: Mapping[str, int | float | str] | None = None
+    failures: tuple[FailureRow, ...] = ()
+    n_failures: int = 0
+    failures_path: str | None = None
+
+    @property
+    def failed(self) -> int:
+        """Inputs, segments and speaker labels that did not make it (see ``failures.parquet``)."""
+        return self.failed_inputs + self.failed_segments + self.failed_speakers
+
+    def __getitem__(self, key: str) -> Any:
+        """``summary["segments"]``, as in vadpack 0.2, where the summary was a dict."""
+        if key in _FIELDS:
+            return getattr(self, key)
+        if key.endswith("_s") and key[:-2] in self.stage_wall_s:
+            return self.stage_wall_s[key[:-2]]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``summary.get(key, default)``: the default also where the figure is None (not measured)."""
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON."""
+        return asdict(self)
+
+
+_FIELDS = frozenset(f.name for f in fields(RunSummary))
+
+
+def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> RunSummary:
     """Figures of the whole run (also for stages skipped as up to date)."""
     work = WorkDir(cfg.work_path)
-    s: dict = {"stages_run": list(results), "wall_s": wall_s, "output_dir": str(cfg.output_path),
-               "dtype": cfg.asr.dtype}
     recs = _read(work.recordings, RECORDINGS)
     vad = _read(work.vad_recordings, VAD_RECORDINGS)
-    batches = _read(work.batches, BATCHES)
     failures = _read(cfg.output_path / "failures.parquet", FAILURES)
-    s["files"] = recs.num_rows if recs is not None else 0
+    s: dict[str, Any] = {"stages_run": tuple(results), "wall_s": wall_s, "output_dir": str(cfg.output_path),
+                         "dtype": cfg.asr.dtype, "files": recs.num_rows if recs is not None else 0}
     failed = 0
     if recs is not None:
         failed += pc.sum(pc.not_equal(recs["status"], "ok")).as_py() or 0
@@ -31,30 +127,36 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         failed += pc.sum(pc.not_equal(vad["status"], "ok")).as_py() or 0
         s["audio_h"] = (pc.sum(vad["n_samples"]).as_py() or 0) / SAMPLE_RATE / 3600
         s["segments"] = pc.sum(vad["n_segments"]).as_py() or 0
-    s["failed_inputs"] = failed
-    s["failed_segments"] = _failures_of(failures, "asr")
-    s["failed_speakers"] = _failures_of(failures, "speakers")
-    if batches is not None:
-        padded = pc.sum(batches["padded_frames"]).as_py() or 0
-        s["batches"] = batches.num_rows
-        s["padding_efficiency"] = (pc.sum(batches["real_frames"]).as_py() or 0) / padded if padded else 1.0
+    s.update(failed_inputs=failed, failed_segments=_failures_of(failures, "asr"),
+             failed_speakers=_failures_of(failures, "speakers"))
+    if "pack" in results or "asr" in results:  # an up-to-date run packed nothing: no earlier run's batches
+        s.update(_batch_figures(_read(work.batches, BATCHES)))
     # Nothing decoded unless asr ran: every segment's transcript then came from the store.
     s.update(decoded_segments=0, decoded_audio_s=0.0, reused_segments=s.get("segments", 0))
+    s["stage_wall_s"] = {stage: float(r.summary.get("wall_s", 0.0)) for stage, r in results.items()}
     for stage, r in results.items():
-        s[f"{stage}_s"] = r.summary.get("wall_s", 0.0)
         if stage == "speakers" and r.summary.get("enabled"):
             s["speakers"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
         if stage == "asr":
             s["asr"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
-            for key in ("decoded_segments", "decoded_audio_s", "reused_segments"):
-                s[key] = r.summary.get(key, 0)
+            s["decoded_segments"] = int(r.summary.get("decoded_segments", 0))
+            s["decoded_audio_s"] = float(r.summary.get("decoded_audio_s", 0.0))
+            s["reused_segments"] = max(0, s.get("segments", 0) - s["decoded_segments"])
         if stage == "pack":
             s["budget_s"] = r.summary.get("budget_s")
-    if s.get("decoded_audio_s") and wall_s > 0:
+    if s["decoded_audio_s"] and wall_s > 0:
         # Only what was decoded counts: audio whose transcript came from the store cost nothing here.
         s["xrt"] = s["decoded_audio_s"] / wall_s
     s.update(failure_rows(failures, cfg.output_path / "failures.parquet"))
-    return s
+    return RunSummary(**s)
+
+
+def _batch_figures(batches: Any) -> dict[str, Any]:
+    if batches is None or batches.num_rows == 0:
+        return {"batches": 0}
+    padded = pc.sum(batches["padded_frames"]).as_py() or 0
+    real = pc.sum(batches["real_frames"]).as_py() or 0
+    return {"batches": batches.num_rows, "padding_efficiency": real / padded if padded else None}
 
 
 def _failures_of(failures, stage: str) -> int:
@@ -62,12 +164,12 @@ def _failures_of(failures, stage: str) -> int:
     return (pc.sum(pc.equal(failures["stage"], stage)).as_py() or 0) if failures is not None else 0
 
 
-def failure_rows(failures, path: Path, show: int = FAILURES_SHOWN) -> dict:
+def failure_rows(failures: Any, path: Path, show: int = FAILURES_SHOWN) -> dict[str, Any]:
     """The first ``show`` failures (path, stage, segment, reason), how many there are, and where."""
     if failures is None or failures.num_rows == 0:
-        return {"failures": [], "n_failures": 0}
+        return {"failures": (), "n_failures": 0}
     rows = failures.sort_by([("path", "ascending"), ("segment_index", "ascending")]).slice(0, show)
-    shown = [{k: r[k] for k in ("path", "stage", "segment_index", "error")} for r in rows.to_pylist()]
+    shown = tuple(FailureRow(r["path"], r["stage"], r["segment_index"], r["error"]) for r in rows.to_pylist())
     return {"failures": shown, "n_failures": failures.num_rows, "failures_path": str(path)}
 
 
@@ -75,33 +177,35 @@ def _read(path: Path, schema):
     return read_table(path, schema) if path.exists() else None
 
 
-def print_summary(s: dict) -> None:
+def print_summary(s: RunSummary) -> None:
     """The run's figures, and the inputs that failed with their reasons (the first few)."""
+    efficiency = f"  padding efficiency {s.padding_efficiency:.3f}" if s.batches and s.padding_efficiency else ""
     lines = [
-        f"files          {s['files']}  (failed: {s['failed_inputs']})",
-        f"audio          {s.get('audio_h', 0.0):.3f} h",
-        f"segments       {s.get('segments', 0)}  (failed in asr: {s['failed_segments']})",
-        f"batches        {s.get('batches', 0)}"
-        + (f"  padding efficiency {s.get('padding_efficiency', 1.0):.3f}" if s.get("batches") else ""),
-        f"wall           {s['wall_s']:.1f} s  ({', '.join(s['stages_run']) or 'all stages up to date'})",
+        f"files          {s.files}  (failed: {s.failed_inputs})",
+        f"audio          {s.audio_h:.3f} h",
+        f"segments       {s.segments}  (failed in asr: {s.failed_segments})",
+        f"batches        {s.batches}{efficiency}",
+        f"wall           {s.wall_s:.1f} s  ({', '.join(s.stages_run) or 'all stages up to date'})",
     ]
-    if s["stages_run"]:
-        lines.append(f"decoded        {s['decoded_segments']} segments, {s['decoded_audio_s']:.0f} s of audio  "
-                     f"(reused from the store: {s['reused_segments']})")
-    if "speakers" in s:
-        sp = s["speakers"]
+    if s.stages_run:
+        lines.append(f"decoded        {s.decoded_segments} segments, {s.decoded_audio_s:.0f} s of audio  "
+                     f"(reused from the store: {s.reused_segments})")
+    if s.speakers is not None:
+        sp = s.speakers
         speed = f", {sp['embed_xrt']:.0f}x real time" if sp.get("embed_xrt") else ""
         lines.append(f"speakers       {sp['labelled_recordings']} recordings labelled{speed}  "
                      f"(from the store: {sp['reused_recordings']})")
-    if s.get("failed_speakers"):
-        lines.append(f"               {s['failed_speakers']} speaker failures (see failures.parquet)")
-    if "xrt" in s:
-        lines.append(f"speed          {s['xrt']:.0f}x real time (decoded audio / wall time)")
-    if s.get("budget_s") is not None:
-        lines.append(f"budget         {s['budget_s']:.0f} padded s per batch")
-    if s.get("dtype", "float32") != "float32":
-        lines.append(f"precision      {precision_note(s['dtype'])}")
-    lines.append(f"output         {s['output_dir']}")
+    if s.failed_speakers:
+        lines.append(f"               {s.failed_speakers} speaker failures (see failures.parquet)")
+    if s.xrt is not None:
+        lines.append(f"speed          {s.xrt:.0f}x real time (decoded audio / wall time)")
+    if s.budget_s is not None:
+        lines.append(f"budget         {s.budget_s:.0f} padded s per batch")
+    if s.dtype != "float32":
+        lines.append(f"precision      {precision_note(s.dtype)}")
+    if s.asr is not None and s.asr.get("batches"):
+        lines.append(f"batching       {batching_note(s.asr)}")
+    lines.append(f"output         {s.output_dir}")
     lines += failure_lines(s)
     print("\n".join(lines))
 
@@ -116,14 +220,22 @@ def precision_note(dtype: str) -> str:
             f"identical, {m.batch_invariant:.0%} the same in every batching; bench/precision.py)")
 
 
-def failure_lines(s: dict) -> list[str]:
+def batching_note(asr: Mapping[str, int | float | str]) -> str:
+    """Whether this run's segments decoded bit-identically to themselves alone, and what the CPU probe saw."""
+    seen = f" ({asr['row_probe']})" if asr.get("row_probe") else ""
+    if asr.get("batch_invariant"):
+        return f"each segment bit-identical to itself alone{seen}"
+    return f"results agree with a segment alone up to rounding (device {asr.get('device')}){seen}"
+
+
+def failure_lines(s: RunSummary) -> list[str]:
     """``failed ...`` lines: each failed input (or segment) with its reason, then how many more."""
-    if not s.get("failures"):
+    if not s.failures:
         return []
-    lines = [f"failed         {s['n_failures']} (every one with its reason in {s['failures_path']}):"]
-    for f in s["failures"]:
-        where = f"{f['stage']}" + (f", segment {f['segment_index']}" if f["segment_index"] is not None else "")
-        lines.append(f"  {f['path']} ({where}): {f['error']}")
-    if s["n_failures"] > len(s["failures"]):
-        lines.append(f"  ... and {s['n_failures'] - len(s['failures'])} more")
+    lines = [f"failed         {s.n_failures} (every one with its reason in {s.failures_path}):"]
+    for f in s.failures:
+        where = f.stage + (f", segment {f.segment_index}" if f.segment_index is not None else "")
+        lines.append(f"  {f.path} ({where}): {f.error}")
+    if s.n_failures > len(s.failures):
+        lines.append(f"  ... and {s.n_failures - len(s.failures)} more")
     return lines

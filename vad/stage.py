@@ -33,8 +33,9 @@ from vadpack.core.atomic import write_text_atomic
 from vadpack.core.audio import AudioError, decode_to_pcm
 from vadpack.core.cache import SAMPLE_RATE, open_pcm, pcm_path
 from vadpack.core.configtools import result_hash
-from vadpack.core.faults import fault_arg
+from vadpack.core.faults import fault_arg, fault_point
 from vadpack.core.interrupt import quiet_worker, workers_start_quiet
+from vadpack.core.processes import worker_context
 from vadpack.core.types import RecordingRef, Segment
 from vadpack.vad.backends import make_classifier
 from vadpack.vad.config import VadConfig
@@ -280,6 +281,7 @@ def _drain(pool: ProcessPoolExecutor, todo: deque, args: tuple, n_workers: int, 
             try:
                 with workers_start_quiet():  # submit spawns the workers
                     running[pool.submit(process_recording, ref, *args)] = ref
+                    fault_point("vad.submit")  # Ctrl-C is held back here, as a worker starts
             except BrokenProcessPool:
                 # A worker died after the last wait returned: this one never ran. The futures of the
                 # work in flight carry the crash; wait collects them below.
@@ -305,7 +307,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # spawn, not fork: a forked worker inherits the parent's threads and locks (tqdm, torch, BLAS
     # pools) and can deadlock. Not forkserver either: its children see the environment of the moment
     # the server started, not the current one, which breaks VADPACK_FAULTS and thread settings.
-    return multiprocessing.get_context("spawn")
+    # worker_context: the workers never re-run the caller's script (core.processes).
+    return worker_context("spawn")
 
 
 def _with_progress(outcomes: Iterator[VadOutcome], total: int, progress: bool) -> Iterator[VadOutcome]:
@@ -316,6 +319,7 @@ def _with_progress(outcomes: Iterator[VadOutcome], total: int, progress: bool) -
     start, audio_s = time.perf_counter(), 0.0
     with tqdm(total=total, unit="file", desc="vad", disable=not enabled) as bar:
         for outcome in outcomes:
+            fault_point("vad.recording_done")
             audio_s += outcome.n_samples / SAMPLE_RATE
             if enabled:
                 xrt = audio_s / max(time.perf_counter() - start, 1e-9)

@@ -94,7 +94,7 @@ MISTAKES = [
     Mistake("missing input file", r"input '.*nope\.wav' does not exist",
             edit=_set("inputs", lambda root: [str(root / "nope.wav")])),
     Mistake("missing list file", r"input '.*files\.txt' does not exist", edit=_set("inputs", ["files.txt"])),
-    Mistake("glob matching nothing", r"input glob 'audio/\*\.mp3' .*matches no audio file",
+    Mistake("glob matching nothing", r"input glob '/.*/audio/\*\.mp3' matches no audio file",
             edit=_set("inputs", ["audio/*.mp3"])),
     Mistake("glob matching only side files", r"input glob .*side/\*' matches no audio file", edit=_side_files_only),
     Mistake("work_dir inside an input folder", r"work_dir .* is inside the input folder",
@@ -105,6 +105,10 @@ MISTAKES = [
             edit=lambda cfg, root: (_file_in_the_way(cfg, root), cfg.update(work_dir=str(root / "a_file")))),
     Mistake("output_dir under a regular file", r"output_dir .*a_file/out cannot be created",
             edit=lambda cfg, root: (_file_in_the_way(cfg, root), cfg.update(output_dir=str(root / "a_file" / "out")))),
+    Mistake("work_dir on /proc", r"work_dir /proc/vadpack-work is on proc, a virtual file system.*-o work_dir=PATH",
+            overrides=("work_dir=/proc/vadpack-work",)),
+    Mistake("output_dir under /sys", r"output_dir /sys/vadpack/out is on sysfs, a virtual file system",
+            overrides=("output_dir=/sys/vadpack/out",)),
     Mistake("missing model folder", r"asr\.model = '.*no_model' is not a folder",
             edit=_set("asr.model", lambda root: str(root / "no_model"))),
     Mistake("model path typed as a relative path", r"asr\.model = 'runs/models/tiny': no such model folder",
@@ -235,7 +239,7 @@ def test_status_names_what_would_stop_the_next_run(project, monkeypatch, capsys)
     assert main(["status", "config.yaml"]) == 0
     out, err = capsys.readouterr()
     assert "scan    missing" in out
-    assert "the next run would stop: input 'gone' does not exist" in err
+    assert f"the next run would stop: input '{root / 'gone'}' does not exist" in err  # resolved, absolute
 
 
 def test_override_paths_resolve_against_the_current_directory(tmp_path, tiny_model, monkeypatch):

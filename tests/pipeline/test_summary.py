@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 from vadpack.asr.config import HALF_PRECISION_AGREEMENT
-from vadpack.pipeline.summary import print_summary
+from vadpack.pipeline.summary import RunSummary, print_summary
 
-BASE = {"files": 1, "failed_inputs": 0, "failed_segments": 0, "wall_s": 1.0, "stages_run": ["asr"],
+BASE = {"files": 1, "failed_inputs": 0, "failed_segments": 0, "wall_s": 1.0, "stages_run": ("asr",),
         "output_dir": "out", "decoded_segments": 3, "decoded_audio_s": 12.0, "reused_segments": 0}
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_gets_one_line_with_its_agreement(dtype: str, capsys: pytest.CaptureFixture) -> None:
-    print_summary({**BASE, "dtype": dtype})
+    print_summary(RunSummary(**{**BASE, "dtype": dtype}))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("precision")]
     assert len(lines) == 1
     measured = HALF_PRECISION_AGREEMENT[dtype]
@@ -22,13 +22,13 @@ def test_half_precision_gets_one_line_with_its_agreement(dtype: str, capsys: pyt
 
 
 def test_float32_says_nothing(capsys: pytest.CaptureFixture) -> None:
-    print_summary({**BASE, "dtype": "float32"})
-    print_summary(BASE)  # a summary from before the dtype was recorded
+    print_summary(RunSummary(**{**BASE, "dtype": "float32"}))
+    print_summary(RunSummary(**BASE))  # the default precision
     assert "precision" not in capsys.readouterr().out
 
 
 def test_padding_efficiency_only_when_batches_were_decoded(capsys: pytest.CaptureFixture) -> None:
-    print_summary({**BASE, "batches": 0, "padding_efficiency": 1.0, "decoded_segments": 0, "reused_segments": 3})
-    print_summary({**BASE, "batches": 2, "padding_efficiency": 0.6921})
+    print_summary(RunSummary(**{**BASE, "batches": 0, "decoded_segments": 0, "reused_segments": 3}))
+    print_summary(RunSummary(**{**BASE, "batches": 2, "padding_efficiency": 0.6921}))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("batches")]
     assert lines == ["batches        0", "batches        2  padding efficiency 0.692"]
