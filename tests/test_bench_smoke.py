@@ -56,10 +56,12 @@ def test_e2e_runs_all_three_systems_and_transcripts_match(tmp_path: Path, tiny_m
     assert out["mkl_cbwr"] == "AUTO,STRICT" and out["vadpack_batch_invariant"] is True
     # The same archive's batches: every segment decodes bit-identically in its batch and alone.
     inv = run_bench("batch_invariance.py", "--work-dir", str(tmp_path / "vadpack"), "--batches", "0")
-    assert {"segments", "bit_identical_in_any_batch", "per_item_speedup", "device", "date"} <= inv.keys()
+    assert {"segments", "bit_identical_in_any_batch", "vadpack_speedup", "device", "date"} <= inv.keys()
     assert inv["segments"] == out["segments"] and inv["bit_identical_in_any_batch"] is True
-    assert inv["per_item_mkl_strict"]["differ"] == 0 and inv["per_item_mkl_strict"]["rows_independent"] is True
-    assert inv["per_item_mkl_default"]["mkl_cbwr"] == ""
+    for way in ("vadpack_mkl_default", "vadpack_mkl_strict", "vadpack_mkl_avx2"):
+        assert inv[way]["differ"] == 0 and inv[way]["row_probe"].startswith("measured on this CPU"), way
+    assert inv["vadpack_mkl_default"]["mkl_cbwr"] is None  # MKL's default mode: nothing pinned it
+    assert inv["vadpack_mkl_avx2"]["mkl_instructions"] == "AVX2"
 
 
 @pytest.mark.slow
