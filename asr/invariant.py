@@ -87,9 +87,22 @@ def _rounded_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if target == rows:
         return torch.nn.functional.linear(x.contiguous(), self.weight, self.bias)
     flat = x.reshape(rows, x.size(-1))
-    padded = torch.cat((flat, flat.new_zeros(target - rows, flat.size(1))))
-    out = torch.nn.functional.linear(padded, self.weight, self.bias)[:rows]
-    return out.reshape(*x.shape[:-1], out.size(-1))
+    # The rows up to the last whole quantum run as they are, written straight into the output (no copy
+    # of the input); only the last few rows are padded with zeros, in a product of their own.
+    head = rows - rows % (self.rows.quantum or 1)
+    if head < self.rows.floor:
+        head = 0
+    out = flat.new_empty(rows, self.out_features)
+    if head:
+        if self.bias is None:
+            torch.mm(flat[:head], self.weight.t(), out=out[:head])
+        else:
+            torch.addmm(self.bias, flat[:head], self.weight.t(), out=out[:head])
+    if head < rows:
+        tail = flat[head:]
+        padded = torch.cat((tail, tail.new_zeros(self.rows.padded_rows(rows - head) - (rows - head), tail.size(1))))
+        out[head:] = torch.nn.functional.linear(padded, self.weight, self.bias)[: rows - head]
+    return out.reshape(*x.shape[:-1], self.out_features)
 
 
 def _decoder_fsmn(self, inputs: torch.Tensor, mask: torch.Tensor | None, cache=None, mask_shfit_chunk=None):
