@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.atomic import write_text_atomic
 from vadpack.core.configtools import stable_hash
+from vadpack.core.faults import fault_point
 from vadpack.core.tables import SPEAKER_STORE, TRANSCRIPTS, read_table, write_table
 
 KEY_FILE = "key.json"
@@ -177,6 +178,7 @@ class PartStore:
             shutil.rmtree(old)
         if store.exists():
             store.rename(old)
+        fault_point("store.moved_aside")
         staged.rename(store)
         shutil.rmtree(old, ignore_errors=True)
         log.info("%s: the forced rerun's results replaced the old ones", store.name)

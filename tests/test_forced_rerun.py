@@ -110,3 +110,41 @@ def test_a_swap_cut_halfway_is_completed_by_the_next_run(tmp_path, done_archive,
     assert report.summary.decoded_segments == 0 and stored_rows(work) == n_segments
     assert sorted(f.name for f in (work / "store").iterdir()) == [store.name]
     assert outputs.snapshot(work / "output", with_batch_ids=True) == reference
+
+
+def test_forced_asr_killed_halfway_through_its_swap_is_completed_by_the_next_run(tmp_path, done_archive,
+                                                                                 tiny_model):
+    archive, done_work, reference = done_archive
+    cfg = write_config(tmp_path, [str(archive)], tiny_model, **SECTIONS)
+    shutil.copytree(done_work, tmp_path / "work")
+    work = tmp_path / "work"
+    n_segments = stored_rows(work)
+    code = run_killed_at(cfg, "store.moved_aside:1", ["--force", "asr"], tmp_path / "killed.log")
+    assert code == -signal.SIGKILL, f"not killed (exit {code}):\n" + (tmp_path / "killed.log").read_text()
+    # The old results are aside, the new ones complete beside them; neither is lost.
+    assert stored_rows(work) == 0 and stored_rows(work, ".replaced") == stored_rows(work, ".forced") == n_segments
+    report = vadpack.run(cfg, log_to_stderr=False)
+    assert report.summary.decoded_segments == 0 and stored_rows(work) == n_segments
+    assert [f.suffix for f in (work / "store").iterdir()] == [""]
+    assert outputs.snapshot(work / "output", with_batch_ids=True) == reference
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every file and folder under ``root``: (size, mtime_ns) by relative path (the work_dir lock, which
+    prune and status take, by name only)."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns)
+            if p.name != ".vadpack.lock" else () for p in sorted(root.rglob("*"))}
+
+
+def test_prune_dry_run_and_status_create_no_folder_and_no_file(tmp_path, done_archive, tiny_model):
+    # Another model (new bytes in its folder): its store does not exist yet, and looking it up must not make it.
+    archive, done_work, _ = done_archive
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "NOTES.txt").write_text("another model\n")
+    cfg = write_config(tmp_path, [str(archive)], model, **SECTIONS)
+    shutil.copytree(done_work, tmp_path / "work")
+    before = tree(tmp_path)
+    assert main(["prune", str(cfg), "--dry-run"]) == 0
+    assert main(["status", str(cfg)]) == 0
+    assert tree(tmp_path) == before
