@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -29,7 +28,8 @@ def label(content: str, digest: str, start: int | None, speaker: str | None, sta
 
 
 def texts(table: pa.Table) -> list[tuple]:
-    return sorted((r["content_id"], r["start_sample"], r["batch_id"], r["status"], r["text"]) for r in table.to_pylist())
+    return sorted((r["content_id"], r["start_sample"], r["batch_id"], r["status"], r["text"])
+                  for r in table.to_pylist())
 
 
 def test_append_is_atomic_never_overwrites_and_writes_the_key_with_the_first_part(tmp_path, monkeypatch) -> None:
@@ -75,8 +75,8 @@ def test_the_current_labels_are_a_recordings_rows_of_one_part(tmp_path) -> None:
                            label("m", "d1", 0, "S1")], SPEAKER_STORE))
     store.append(to_table([label("k", "d1", None, None, "failed"), label("l", "d1", 0, "S1"),
                            label("l", "d1", 800, None, "failed"), label("m", "d2", 0, "S2")], SPEAKER_STORE))
-    got = sorted((r["content_id"], r["segments_digest"], -1 if r["start_sample"] is None else r["start_sample"], r["status"])
-                 for r in store.current().to_pylist())
+    got = sorted((r["content_id"], r["segments_digest"], -1 if r["start_sample"] is None else r["start_sample"],
+                  r["status"]) for r in store.current().to_pylist())
     # k: its labelled part stands (a failed window's row with it), a later failure does not displace it;
     # l: a failure labelled again; m: another segments digest is another key.
     assert got == [("k", "d1", 0, "ok"), ("k", "d1", 500, "ok"), ("k", "d1", 1000, "failed"),
