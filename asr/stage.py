@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.features import FeatureFeeder, start_worker_server
@@ -36,7 +35,8 @@ from vadpack.asr.types import (
 )
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.faults import fault_arg, fault_point
-from vadpack.core.tables import TRANSCRIPTS, read_table, to_table, write_table
+from vadpack.core.partstore import PartStore, transcript_store
+from vadpack.core.tables import TRANSCRIPTS, to_table
 from vadpack.core.text import join_tokens
 from vadpack.core.types import Span
 
@@ -46,20 +46,21 @@ Log = Callable[[str], object] | logging.Logger | None
 
 @dataclass(frozen=True, slots=True)
 class PartGroup:
-    """The batches that go into one part file."""
+    """The batches that go into one part file (``path``, a new part of ``store``)."""
 
+    store: PartStore
     path: Path
     plans: tuple[BatchPlan, ...]
 
 
-def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig, progress: bool = True,
+def run_asr(batches: pa.Table, cache_dir: Path, store_dir: PartStore | Path, cfg: AsrConfig, progress: bool = True,
             log: Log = None) -> dict:
     """Decode the spans of every batch that the store does not hold yet, writing part files.
 
     Args:
         batches: the packer's table (``core.tables.BATCHES``).
         cache_dir: the PCM cache folder (one ``<content_id>.s16`` per recording's content).
-        store_dir: the transcript store of this model and settings; parts are added to it.
+        store_dir: the transcript store of this model and settings (or its folder); parts are added to it.
         cfg: the asr config.
         progress: show a progress bar (only on a terminal).
         log: a logger, a print-like callable, or None for the ``vadpack.asr`` logger. Per-batch
@@ -80,7 +81,7 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: Path, cfg: AsrConfig,
     layout = plan_layout(cfg, n_batches, torch.cuda.device_count(), weights_bytes(cfg.model), audio_s)
     if layout.replicas > 1:
         plans = [plan for g in groups for plan in g.plans]  # the same plans, regrouped for the queue
-        groups = part_groups(plans, group_sizes(len(plans), cfg.batches_per_part, layout.replicas), Path(store_dir))
+        groups = part_groups(plans, group_sizes(len(plans), cfg.batches_per_part, layout.replicas), groups[0].store)
         summary = decode_in_replicas(groups, Path(cache_dir), cfg, layout, progress, detail)
         summary = replace(summary, already_stored=already)
         say(f"asr: {layout.describe()}: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s "
@@ -173,21 +174,22 @@ def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_
     )
 
 
-def plan_work(batches: pa.Table, store_dir: Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
+def plan_work(batches: pa.Table, store_dir: PartStore | Path, batches_per_part: int) -> tuple[list[PartGroup], int]:
     """Part groups of the spans still to decode, and how many spans the store already holds.
 
     A batch keeps its id and its order; spans with an ``ok`` row in ``store_dir`` leave it (padding
     invariance makes the rest decode as they would have in the full batch), and a batch left empty
     is dropped.
     """
-    done = stored_spans(store_dir)
+    store = store_dir if isinstance(store_dir, PartStore) else transcript_store(Path(store_dir))
+    done = set(zip(*(column.to_pylist() for column in store.done().columns)))
     plans, already = [], 0
     for plan in batch_plans(batches):
         todo = tuple(item for item in plan.items if (item.content_id, item.start_sample, item.end_sample) not in done)
         already += len(plan.items) - len(todo)
         if todo:
             plans.append(BatchPlan(plan.batch_id, todo))
-    return part_groups(plans, group_sizes(len(plans), batches_per_part), Path(store_dir)), already
+    return part_groups(plans, group_sizes(len(plans), batches_per_part), store), already
 
 
 def group_sizes(n_batches: int, batches_per_part: int, replicas: int = 1) -> list[int]:
@@ -211,15 +213,6 @@ def group_sizes(n_batches: int, batches_per_part: int, replicas: int = 1) -> lis
     return sizes
 
 
-def stored_spans(store_dir: Path) -> set[tuple[str, int, int]]:
-    """The (content_id, start_sample, end_sample) of every ``ok`` row in a store folder."""
-    if not Path(store_dir).is_dir():
-        return set()
-    table = read_table(store_dir, TRANSCRIPTS, columns=["content_id", "start_sample", "end_sample", "status"])
-    ok = table.filter(pc.equal(table["status"], "ok"))
-    return set(zip(*(ok[c].to_pylist() for c in ("content_id", "start_sample", "end_sample"))))
-
-
 def batch_plans(batches: pa.Table) -> list[BatchPlan]:
     """The batches in batch_id order, each with its spans."""
     columns = ("batch_id", "content_ids", "start_samples", "end_samples")
@@ -227,22 +220,12 @@ def batch_plans(batches: pa.Table) -> list[BatchPlan]:
             for bid, cids, starts, ends in sorted(zip(*(batches[c].to_pylist() for c in columns)))]
 
 
-def part_groups(plans: list[BatchPlan], sizes: list[int], parts_dir: Path) -> list[PartGroup]:
-    """Consecutive runs of ``sizes[i]`` batches (``group_sizes``), each part named after its first batch id.
-
-    A name an earlier run already used (its part kept only failures of that batch) gets a suffix, so
-    no part file is ever overwritten.
-    """
+def part_groups(plans: list[BatchPlan], sizes: list[int], store: PartStore) -> list[PartGroup]:
+    """Consecutive runs of ``sizes[i]`` batches (``group_sizes``), each to be a new part of ``store``."""
     groups, start = [], 0
-    for size in sizes:
-        chunk = tuple(plans[start: start + size])
+    for size, path in zip(sizes, store.new_parts(len(sizes))):
+        groups.append(PartGroup(store, path, tuple(plans[start: start + size])))
         start += size
-        path = parts_dir / f"part-{chunk[0].batch_id:08d}.parquet"
-        k = 0
-        while path.exists():
-            k += 1
-            path = parts_dir / f"part-{chunk[0].batch_id:08d}-{k}.parquet"
-        groups.append(PartGroup(path, chunk))
     return groups
 
 
@@ -272,7 +255,7 @@ class Decoder:
                 for plan in group.plans:
                     rows += self._one_batch(plan, batches)
                     bar.update(1)
-                _write_part(group.path, rows, self.lm)
+                _write_part(group, rows, self.lm)
                 fault_point("asr.part_written")
                 self.parts_written += 1
             self.feature_retries = len(set(feeder.retried))
@@ -336,9 +319,9 @@ def transcript_row(item: Span, batch_id: int, result: SegmentResult) -> dict:
     }
 
 
-def _write_part(path: Path, rows: list[dict], lm: LoadedModel) -> None:
-    write_table(to_table(rows, TRANSCRIPTS), path,
-                metadata={"model": lm.name, "model_class": lm.model_class, "family": lm.family.name})
+def _write_part(group: PartGroup, rows: list[dict], lm: LoadedModel) -> None:
+    group.store.write_part(group.path, to_table(rows, TRANSCRIPTS),
+                           metadata={"model": lm.name, "model_class": lm.model_class, "family": lm.family.name})
 
 
 def _metrics(plan: BatchPlan, fb: FeatureBatch, results: dict[Span, SegmentResult], wall_ms: float,

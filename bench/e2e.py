@@ -610,11 +610,12 @@ def config_changes(plan: dict, overrides: list[str]) -> dict:
 
 def compare_tokens(vp_work: Path, funasr_tokens: list) -> tuple[list, list, int]:
     """Segments whose tokens differ (or that one side lacks), a few examples, and vadpack's segment count."""
+    from vadpack.core.partstore import transcript_store
     from vadpack.core.tables import VAD_SEGMENTS, read_table
     from vadpack.pipeline.store import segment_results
 
     (store,) = sorted((vp_work / "store").glob("asr-*"))  # a run from nothing: one model, one store
-    results = segment_results(read_table(vp_work / "segments.parquet", VAD_SEGMENTS), store)
+    results = segment_results(read_table(vp_work / "segments.parquet", VAD_SEGMENTS), transcript_store(store))
     ours = {(r["recording_id"], r["segment_index"]): tuple(r["tokens"] or ()) for r in results.to_pylist()}
     theirs = {(rid, idx): tuple(toks) for rid, idx, toks in funasr_tokens}
     mismatched = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))

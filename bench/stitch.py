@@ -70,7 +70,7 @@ def build_archive(work: Path, n_rec: int, seg_per_rec: int, seed: int = 0) -> in
                           "start_sample": start, "end_sample": end, "backend": ["webrtc"] * seg_len.size,
                           "content_id": ids[rec_of_seg].tolist()}, VAD_SEGMENTS), work / "segments.parquet")
     # The transcripts go where the stitch stage looks for them: the store of the default asr config.
-    store = asr_store(AsrConfig(), WorkDir(work))
+    store = asr_store(AsrConfig(), WorkDir(work)).folder
     return write_transcripts(store, ids[rec_of_seg], start, end, rng)
 
 

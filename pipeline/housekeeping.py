@@ -13,14 +13,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import pcm_path
-from vadpack.core.tables import DOCUMENTS, RECORDINGS, SPEAKER_STORE, TRANSCRIPTS, VAD_SEGMENTS, read_table, write_table
+from vadpack.core.partstore import PartStore
+from vadpack.core.tables import DOCUMENTS, RECORDINGS, VAD_SEGMENTS, read_table
 from vadpack.pipeline.config import Config
-from vadpack.pipeline.speaker_store import current_rows, read_store, segments_digests, speakers_store, todo_segments
-from vadpack.pipeline.store import asr_store, replacement_of, spans_of, todo_spans, working_store
+from vadpack.pipeline.speaker_store import segments_digests, speakers_store, todo_segments
+from vadpack.pipeline.store import asr_store, spans_of, todo_spans
 from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
@@ -92,66 +92,25 @@ def _prune_pcm(work: WorkDir, live: set[str], report: PruneReport, dry_run: bool
 def _prune_stores(cfg: Config, work: WorkDir, segments: pa.Table, report: PruneReport, dry_run: bool) -> None:
     if not work.store.is_dir():
         return
-    current = asr_store(cfg.asr, work)
+    transcripts = asr_store(cfg.asr, work)
     labels = speakers_store(cfg.speakers, work) if cfg.speakers.enabled else None
-    # A forced rerun's unfinished folder (store.replacement_of) is the current store's future: kept.
-    keep = {current, replacement_of(current)} | ({labels, replacement_of(labels)} if labels else set())
+    # A forced rerun's unfinished folder (PartStore.forced) is the current store's future: kept.
+    keep = {s.folder for store in (transcripts, labels) if store is not None for s in (store, store.forced)}
     for folder in sorted(p for p in work.store.iterdir() if p.is_dir() and p not in keep):
         report.add("other models' results", folder)
         if not dry_run:
             shutil.rmtree(folder)
     if labels is not None:
-        _prune_speaker_store(labels, segments, report, dry_run)
-    parts = sorted(current.glob("*.parquet"))
-    if not parts:
-        return
-    rows = read_table(current, TRANSCRIPTS)
-    keep = _used_rows(rows, segments)
-    if keep.num_rows == rows.num_rows:
-        return
-    report.files["unused results (rows)"] = rows.num_rows - keep.num_rows
-    report.bytes["unused results (rows)"] = 0
-    if dry_run:
-        return
-    # The compacted part goes in before the old ones go out: a crash in between leaves duplicates,
-    # which readers resolve (ok before failed, then the latest batch), never a loss.
-    write_table(keep, current / f"part-{_max_batch(rows):08d}-pruned.parquet")
-    for part in parts:
-        part.unlink()
+        _compact(labels, segments_digests(segments), "unused speaker labels (rows)", report, dry_run)
+    _compact(transcripts, spans_of(segments), "unused results (rows)", report, dry_run)
 
 
-def _prune_speaker_store(store: Path, segments: pa.Table, report: PruneReport, dry_run: bool) -> None:
-    """Keep only the labels that count (``current_rows``) of recordings (content and segments) of the
-    archive now, in one part."""
-    parts = sorted(store.glob("*.parquet"))
-    rows = read_store(store)
-    keys = ["content_id", "segments_digest"]
-    keep = current_rows(rows).join(segments_digests(segments), keys=keys, join_type="left semi")
-    if not parts or keep.num_rows == rows.num_rows:
-        return
-    report.files["unused speaker labels (rows)"] = rows.num_rows - keep.num_rows
-    report.bytes["unused speaker labels (rows)"] = 0
-    if dry_run:
-        return
-    # As for transcripts: the compacted part goes in first, under a name after every old one, so a
-    # crash in between leaves rows that readers resolve (the latest part counts), never a loss.
-    keep = keep.sort_by([(c, "ascending") for c in (*keys, "start_sample")])
-    last = max(int(p.stem.split("-")[1]) for p in parts)
-    write_table(keep.select(SPEAKER_STORE.names), store / f"part-{last + 1:08d}.parquet")
-    for part in parts:
-        part.unlink()
-
-
-def _used_rows(rows: pa.Table, segments: pa.Table) -> pa.Table:
-    """The store rows whose span is a segment of the archive now."""
-    keys = ["content_id", "start_sample", "end_sample"]
-    positions = rows.select(keys).append_column("_pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-    hit = positions.join(spans_of(segments), keys=keys, join_type="inner")
-    return rows.take(pa.array(np.sort(hit["_pos"].to_numpy())))
-
-
-def _max_batch(rows: pa.Table) -> int:
-    return int(pc.max(rows["batch_id"]).as_py() or 0)
+def _compact(store: PartStore, live: pa.Table, kind: str, report: PruneReport, dry_run: bool) -> None:
+    """Keep only the current rows of the keys (spans, recordings) of the archive now, in one part."""
+    removed = store.compact(live, dry_run)
+    if removed:
+        report.files[kind] = removed
+        report.bytes[kind] = 0
 
 
 def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
@@ -179,9 +138,9 @@ def drop_transcribed_pcm(cfg: Config) -> int:
     if not work.segments.exists() or not work.recordings.exists():
         return 0
     segments = read_table(work.segments, VAD_SEGMENTS)
-    pending = set(todo_spans(segments, working_store(asr_store(cfg.asr, work)))["content_id"].to_pylist())
+    pending = set(todo_spans(segments, asr_store(cfg.asr, work).working())["content_id"].to_pylist())
     if cfg.speakers.enabled:
-        labels = working_store(speakers_store(cfg.speakers, work))
+        labels = speakers_store(cfg.speakers, work).working()
         pending |= set(todo_segments(segments, labels)["content_id"].to_pylist())
     live = set(pc.drop_null(read_table(work.recordings, RECORDINGS)["content_id"]).to_pylist())
     n = 0

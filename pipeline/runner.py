@@ -32,7 +32,7 @@ from vadpack.pipeline.stages import (
     output_fingerprint,
     stage_config_parts,
 )
-from vadpack.pipeline.store import asr_store, begin_replacement, recover_replacement, replacement_pending
+from vadpack.pipeline.store import asr_store
 from vadpack.pipeline.workdir import WorkDir
 
 log = logging.getLogger("vadpack")
@@ -94,10 +94,10 @@ class Runner:
 
     def _pending_note(self, stage: str) -> str:
         """Why a stage's manifest is missing when a forced rerun left its work unfinished."""
-        if stage in ("pack", "asr") and replacement_pending(asr_store(self.cfg.asr, self.work)):
+        if stage in ("pack", "asr") and asr_store(self.cfg.asr, self.work).replacement_pending():
             return "a forced asr rerun is unfinished; the next run goes on with it (the old results stay until then)"
         if stage == "speakers" and self.cfg.speakers.enabled and \
-                replacement_pending(speakers_store(self.cfg.speakers, self.work)):
+                speakers_store(self.cfg.speakers, self.work).replacement_pending():
             return "a forced speakers rerun is unfinished; the next run goes on with it"
         return ""
 
@@ -180,28 +180,28 @@ class Runner:
 
     def _recover_replacements(self) -> None:
         """Complete a store swap that a killed forced run left half done."""
-        recover_replacement(asr_store(self.cfg.asr, self.work))
+        asr_store(self.cfg.asr, self.work).recover_replacement()
         if self.cfg.speakers.enabled:
-            recover_replacement(speakers_store(self.cfg.speakers, self.work))
+            speakers_store(self.cfg.speakers, self.work).recover_replacement()
 
     def _replace_asr_results(self) -> None:
         """``--force asr``: decode every segment again into a fresh folder; the stored results stay, and
-        stitch reads them, until the new ones replace them (``pipeline.store.finish_replacement``)."""
+        stitch reads them, until the new ones replace them (``PartStore.finish_replacement``)."""
         store = asr_store(self.cfg.asr, self.work)
-        begin_replacement(store)
+        store.begin_replacement()
         for stage in ("pack", "asr", "stitch"):
             self.work.manifest(stage).unlink(missing_ok=True)
         log.info("asr: forced; every segment is decoded again, and the stored results of this model and "
-                 "settings (%s) stay until the new ones replace them", store.name)
+                 "settings (%s) stay until the new ones replace them", store.folder.name)
 
     def _replace_speaker_labels(self) -> None:
         """``--force speakers``: label every recording again; the stored labels stay until replaced."""
         store = speakers_store(self.cfg.speakers, self.work)
-        begin_replacement(store)
+        store.begin_replacement()
         for stage in ("speakers", "stitch"):
             self.work.manifest(stage).unlink(missing_ok=True)
         log.info("speakers: forced; every recording is labelled again, and the stored labels (%s) stay until "
-                 "the new ones replace them", store.name)
+                 "the new ones replace them", store.folder.name)
 
 
 def _done_note(m: Manifest) -> str:

@@ -1,6 +1,6 @@
 """The speaker store: each recording's speaker spans, keyed by its content and its segments.
 
-The store lives in ``work_dir/store/speakers-<key>/``: part files of ``SPEAKER_STORE`` rows, one
+The store (``core.partstore``) lives in ``work_dir/store/speakers-<key>/``: part files of ``SPEAKER_STORE`` rows, one
 part per group of recordings a speakers run labelled, never rewritten except by ``vadpack prune``.
 The key is the embedding model's identity (a hub id, or a content hash of the weights file or
 folder) and the speakers settings that change labels (not device, batch sizes, threads, prefetch).
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from vadpack.core.atomic import write_text_atomic
 from vadpack.core.configtools import ConfigError, stable_hash
-from vadpack.core.tables import SPEAKER_LABELS, SPEAKER_STORE, read_table, write_table
-from vadpack.pipeline.store import KEY_FILE, ResultKey, model_identity, settings_hash
+from vadpack.core.partstore import SPEAKER_KEY, PartStore, speaker_store
+from vadpack.core.tables import SPEAKER_LABELS, SPEAKER_STORE
+from vadpack.pipeline.store import ResultKey, model_identity, settings_hash
 from vadpack.pipeline.workdir import WorkDir
 from vadpack.speakers.config import SpeakersConfig
 
-_KEY = ["content_id", "segments_digest"]
+_KEY = list(SPEAKER_KEY)
 MISSING = "no speaker labels in the store for this recording; rerun with --stage speakers"
 
 
@@ -45,15 +45,12 @@ def speakers_key(cfg: SpeakersConfig) -> ResultKey:
     return ResultKey(model_identity(spec), settings_hash(cfg))
 
 
-def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> Path:
-    """The store folder of ``cfg``'s labels (created, with its key written beside the parts)."""
+def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> PartStore:
+    """The store of ``cfg``'s labels (a lookup: nothing is created until a part is written)."""
     key = speakers_key(cfg)
-    folder = work.store / f"speakers-{key.digest}"
-    if not (folder / KEY_FILE).is_file():
-        write_text_atomic(folder / KEY_FILE, json.dumps({"backend": cfg.backend, "model": cfg.model_name,
-                                                          "model_id": key.model_id, "settings": key.settings},
-                                                         indent=1))
-    return folder
+    label = json.dumps({"backend": cfg.backend, "model": cfg.model_name, "model_id": key.model_id,
+                        "settings": key.settings}, indent=1)
+    return speaker_store(work.store / f"speakers-{key.digest}", label)
 
 
 def segments_digests(segments: pa.Table) -> pa.Table:
@@ -70,53 +67,21 @@ def segments_digests(segments: pa.Table) -> pa.Table:
     return pa.table({"content_id": pa.array(contents, pa.string()), "segments_digest": pa.array(digests, pa.string())})
 
 
-def read_store(store: Path, columns: list[str] | None = None) -> pa.Table:
-    """The rows of a speaker store, with ``_part``: the position of their part file (later is newer)."""
-    parts = sorted(store.glob("part-*.parquet")) if store.is_dir() else []
-    tables = [_tagged(read_table(p, SPEAKER_STORE, columns), i) for i, p in enumerate(parts)]
-    if tables:
-        return pa.concat_tables(tables)
-    schema = pa.schema([SPEAKER_STORE.field(c) for c in columns]) if columns else SPEAKER_STORE
-    return _tagged(schema.empty_table(), 0)
-
-
-def _tagged(table: pa.Table, part: int) -> pa.Table:
-    return table.append_column("_part", pa.array(np.full(table.num_rows, part, np.int32)))
-
-
-def current_rows(rows: pa.Table) -> pa.Table:
-    """Per (content, segments digest), the rows of the one part that counts: the latest part with an
-    ``ok`` row, else the latest (a failure retried, or labelled again after ``--force``)."""
-    if rows.num_rows == 0:
-        return rows
-    ok = pc.cast(pc.equal(rows["status"], "ok"), pa.int64())
-    parts = rows.select([*_KEY, "_part"]).append_column("_ok", ok).group_by([*_KEY, "_part"]).aggregate(
-        [("_ok", "max")])
-    rank = pc.add(pc.multiply(parts["_ok_max"], 1 << 32), pc.cast(parts["_part"], pa.int64()))
-    parts = parts.append_column("_rank", rank)
-    best = parts.group_by(_KEY).aggregate([("_rank", "max")])
-    chosen = parts.join(best, keys=_KEY).filter(pc.equal(pc.field("_rank"), pc.field("_rank_max")))
-    return rows.join(chosen.select([*_KEY, "_part"]), keys=[*_KEY, "_part"], join_type="inner")
-
-
-def todo_segments(segments: pa.Table, store: Path) -> pa.Table:
+def todo_segments(segments: pa.Table, store: PartStore) -> pa.Table:
     """The segments of the recordings whose content and segments have no labels in ``store``."""
     digests = segments_digests(segments)
-    rows = read_store(store, [*_KEY, "status"])
-    done = rows.filter(pc.equal(rows["status"], "ok")).select(_KEY).group_by(_KEY).aggregate([])
+    done = store.done()
     todo = digests.join(done, keys=_KEY, join_type="left anti") if done.num_rows else digests
     return segments.filter(pc.is_in(segments["content_id"], value_set=todo["content_id"].combine_chunks()))
 
 
-def write_part(store: Path, results: pa.Table, digests: pa.Table) -> Path:
+def write_part(store: PartStore, results: pa.Table, digests: pa.Table) -> Path:
     """Add one ``SPEAKER_RESULTS`` table (whole contents) to the store as a new part file."""
     rows = results.join(digests, keys="content_id", join_type="left outer")
-    rows = rows.select(SPEAKER_STORE.names).cast(SPEAKER_STORE)
-    taken = [int(p.stem.split("-")[1]) for p in store.glob("part-*.parquet")]
-    return write_table(rows, store / f"part-{max(taken, default=-1) + 1:08d}.parquet")
+    return store.append(rows.select(SPEAKER_STORE.names).cast(SPEAKER_STORE))
 
 
-def speaker_labels(segments: pa.Table, store: Path) -> pa.Table:
+def speaker_labels(segments: pa.Table, store: PartStore) -> pa.Table:
     """Each recording's speaker rows (``SPEAKER_LABELS``), sorted by recording and start.
 
     A recording with speech whose content and segments the store has no row for gets one failed
@@ -124,8 +89,8 @@ def speaker_labels(segments: pa.Table, store: Path) -> pa.Table:
     """
     recordings = segments.select(["recording_id", "content_id"]).group_by(["recording_id", "content_id"]).aggregate([])
     keyed = recordings.join(segments_digests(segments), keys="content_id")
-    rows = current_rows(read_store(store))
-    found = keyed.join(rows.drop_columns(["_part"]), keys=_KEY, join_type="inner")
+    rows = store.current()
+    found = keyed.join(rows, keys=_KEY, join_type="inner")
     missing = keyed.join(rows.select(_KEY), keys=_KEY, join_type="left anti")
     n = missing.num_rows
     lost = pa.table({"recording_id": missing["recording_id"], "start_sample": pa.nulls(n, pa.int64()),

@@ -24,16 +24,7 @@ from vadpack.core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENT
 from vadpack.core.types import RecordingRef
 from vadpack.pipeline.config import Config
 from vadpack.pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
-from vadpack.pipeline.store import (
-    asr_key,
-    asr_store,
-    finish_replacement,
-    next_batch_id,
-    segment_results,
-    store_fingerprint,
-    todo_spans,
-    working_store,
-)
+from vadpack.pipeline.store import asr_key, asr_store, next_batch_id, segment_results, todo_spans
 from vadpack.pipeline.workdir import WorkDir
 from vadpack.vad.types import VadOutcome
 
@@ -72,9 +63,9 @@ def output_fingerprint(cfg: Config, stage: str) -> str:
     """A fingerprint of what ``stage`` wrote, which the stages after it depend on."""
     work = WorkDir(cfg.work_path)
     if stage == "asr":
-        return store_fingerprint(asr_store(cfg.asr, work))
+        return asr_store(cfg.asr, work).fingerprint()
     if stage == "speakers":
-        return store_fingerprint(speakers_store(cfg.speakers, work)) if cfg.speakers.enabled else stable_hash("off")
+        return speakers_store(cfg.speakers, work).fingerprint() if cfg.speakers.enabled else stable_hash("off")
     if stage == "stitch":
         from vadpack.stitcher.stage import output_files
 
@@ -189,7 +180,7 @@ def run_pack(ctx: StageContext) -> StageResult:
     from vadpack.packer.pack import pack_segments
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    store = working_store(asr_store(ctx.cfg.asr, ctx.work))  # a forced rerun's own folder while it lasts
+    store = asr_store(ctx.cfg.asr, ctx.work).working()  # a forced rerun's own folder while it lasts
     todo = todo_spans(segments, store)
     budget_s = resolve_budget_s(ctx.cfg) if todo.num_rows else _cheap_budget_s(ctx.cfg)
     result = pack_segments(todo, ctx.cfg.packer, budget_s=budget_s, first_batch_id=next_batch_id(store))
@@ -266,8 +257,8 @@ def run_asr(ctx: StageContext) -> StageResult:
 
     batches = read_table(ctx.work.batches, BATCHES)
     final = asr_store(ctx.cfg.asr, ctx.work)
-    store = working_store(final)  # a forced rerun writes beside the old results, which stay until the swap
-    parts_before = set(store.glob("*.parquet"))
+    store = final.working()  # a forced rerun writes beside the old results, which stay until the swap
+    parts_before = set(store.parts())
     ensure_audio(ctx, batches)
     if ctx.cfg.engine == "ray":
         from vadpack.pipeline.engines.ray_engine import ray_asr
@@ -279,8 +270,8 @@ def run_asr(ctx: StageContext) -> StageResult:
     # Counted in segments, as status, pack's log line and the run summary count them: a span that two
     # copies of a file share is two segments, decoded once.
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
-    decoded = _segments_in(segments, sorted(set(store.glob("*.parquet")) - parts_before))
-    finish_replacement(final)
+    decoded = _segments_in(segments, sorted(set(store.parts()) - parts_before))
+    final.finish_replacement()
     summary.update(decoded_segments=decoded, decoded_audio_s=float(summary.get("audio_s", 0.0)),
                    reused_segments=segments.num_rows - decoded)
     log.info("asr: %d segments decoded, %d reused from the store", decoded, segments.num_rows - decoded)
@@ -329,7 +320,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     final = speakers_store(ctx.cfg.speakers, ctx.work)
-    store = working_store(final)  # a forced rerun writes beside the old labels, which stay until the swap
+    store = final.working()  # a forced rerun writes beside the old labels, which stay until the swap
     todo = todo_segments(segments, store)
     n_contents = len(pc.unique(segments["content_id"]))
     summary: dict = {"enabled": True, "labelled_recordings": 0, "reused_recordings": n_contents}
@@ -346,7 +337,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
         figures = labeller.summary()
         figures.pop("speakers_per_recording")  # one entry per recording: too much for a manifest
         summary.update(figures, labelled_recordings=len(todo_ids), reused_recordings=n_contents - len(todo_ids))
-    finish_replacement(final)
+    final.finish_replacement()
     log.info("speakers: %d recordings labelled, %d from the store", summary["labelled_recordings"],
              summary["reused_recordings"])
     return StageResult(summary["labelled_recordings"], summary)

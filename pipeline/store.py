@@ -1,10 +1,10 @@
-"""Store bookkeeping: the transcript store keyed by content, and the identity of a model.
+"""Store bookkeeping: where the transcript store of a config is, what it holds, and a model's identity.
 
-The store lives in ``work_dir/store/asr-<key>/``: part files of TRANSCRIPTS rows, one per decoded
-span (content_id, start_sample, end_sample), added to by every asr run and never rewritten except by
-``vadpack prune``. The key is the asr result key: the model's identity (a hub id, or a content hash
-of a local model folder's files) and the asr settings that change results. A new model or setting is
-a new folder; the old one stays until pruned, so switching back costs nothing.
+The store (``core.partstore``) lives in ``work_dir/store/asr-<key>/``: part files of TRANSCRIPTS rows,
+one per decoded span (content_id, start_sample, end_sample), added to by every asr run and never
+rewritten except by ``vadpack prune``. The key is the asr result key: the model's identity (a hub
+id, or a content hash of a local model folder's files) and the asr settings that change results. A
+new model or setting is a new folder; the old one stays until pruned, so switching back costs nothing.
 
 pack packs only the spans without an ``ok`` row in the current folder, asr decodes only those, and
 stitch reads every segment's result from here, so an archive that grows or is renamed costs only its
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +25,14 @@ from vadpack.asr.config import RESULTS_VERSION, AsrConfig, is_local_model
 from vadpack.core.atomic import write_text_atomic
 from vadpack.core.configtools import as_plain, stable_hash
 from vadpack.core.fingerprint import file_content_id
-from vadpack.core.tables import SEGMENT_RESULTS, TRANSCRIPTS, read_table
+from vadpack.core.partstore import TRANSCRIPT_KEY, PartStore, transcript_store
+from vadpack.core.tables import SEGMENT_RESULTS
 from vadpack.core.usercache import user_cache_dir
 from vadpack.pipeline.workdir import WorkDir
 
-KEY_FILE = "key.json"
 MODEL_IDS_FILE = "model_ids.json"
 log = logging.getLogger("vadpack.store")
-_SPAN = ["content_id", "start_sample", "end_sample"]
+_SPAN = list(TRANSCRIPT_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +67,11 @@ def settings_hash(cfg: object, **extra: object) -> str:
     return stable_hash({**plain, **extra})
 
 
-def asr_store(cfg: AsrConfig, work: WorkDir) -> Path:
-    """The store folder of ``cfg``'s results (created, with its key written beside the parts)."""
+def asr_store(cfg: AsrConfig, work: WorkDir) -> PartStore:
+    """The store of ``cfg``'s results (a lookup: nothing is created until a part is written)."""
     key = asr_key(cfg)
-    folder = work.store / f"asr-{key.digest}"
-    if not (folder / KEY_FILE).is_file():
-        write_text_atomic(folder / KEY_FILE, json.dumps({"model": cfg.model, "model_id": key.model_id,
-                                                          "settings": key.settings}, indent=1))
-    return folder
+    label = json.dumps({"model": cfg.model, "model_id": key.model_id, "settings": key.settings}, indent=1)
+    return transcript_store(work.store / f"asr-{key.digest}", label)
 
 
 def model_identity(spec: str, cache_file: Path | None = None) -> str:
@@ -118,76 +114,6 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-# ---- forced work: replace, never delete first ----------------------------------------------------
-#
-# ``--force asr`` (or speakers) fills a fresh folder beside the store, ``<store>.forced``; pack, asr and
-# speakers work on it (``working_store``) while stitch and the output fingerprints still read the old
-# store. Once the stage has written every result, ``finish_replacement`` swaps the folders: the old
-# store is renamed to ``<store>.replaced``, the new one takes its name, the old one is deleted. A run
-# killed at any moment leaves either the old store whole (and the ``.forced`` folder, which the next
-# run, forced or not, goes on filling) or a swap half done, which ``recover_replacement`` completes.
-
-FORCED_SUFFIX = ".forced"
-REPLACED_SUFFIX = ".replaced"
-
-
-def replacement_of(store: Path) -> Path:
-    """The folder a forced run fills in place of ``store``."""
-    return store.with_name(store.name + FORCED_SUFFIX)
-
-
-def replacement_pending(store: Path) -> bool:
-    """A forced run of this store began and has not swapped its results in yet."""
-    return replacement_of(store).is_dir()
-
-
-def begin_replacement(store: Path) -> Path:
-    """Start (or go on with) replacing ``store``'s results; the old ones stay until the swap."""
-    staged = replacement_of(store)
-    staged.mkdir(parents=True, exist_ok=True)
-    return staged
-
-
-def working_store(store: Path) -> Path:
-    """Where pack reads what is stored and asr (or speakers) writes: the forced folder while one is pending."""
-    staged = replacement_of(store)
-    return staged if staged.is_dir() else store
-
-
-def finish_replacement(store: Path) -> bool:
-    """Swap the forced folder in for ``store`` (a no-op without one); True when it swapped."""
-    staged = replacement_of(store)
-    if not staged.is_dir():
-        return False
-    old = store.with_name(store.name + REPLACED_SUFFIX)
-    if (store / KEY_FILE).is_file() and not (staged / KEY_FILE).is_file():
-        shutil.copy2(store / KEY_FILE, staged / KEY_FILE)
-    if old.exists():
-        shutil.rmtree(old)
-    if store.exists():
-        store.rename(old)
-    staged.rename(store)
-    shutil.rmtree(old, ignore_errors=True)
-    log.info("%s: the forced rerun's results replaced the old ones", store.name)
-    return True
-
-
-def recover_replacement(store: Path) -> None:
-    """Complete a swap that a killed run left half done (see ``finish_replacement``)."""
-    old = store.with_name(store.name + REPLACED_SUFFIX)
-    if not old.is_dir():
-        return
-    staged = replacement_of(store)
-    if staged.is_dir():  # the old store was moved aside, the new one not yet in place
-        if store.exists():
-            shutil.rmtree(store)  # at most a key file written since
-        staged.rename(store)
-    elif not store.exists():
-        old.rename(store)  # cannot happen in finish_replacement's order; keep the results regardless
-        return
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # ---- reading the store --------------------------------------------------------------------------
 
 def spans_of(segments: pa.Table) -> pa.Table:
@@ -196,38 +122,29 @@ def spans_of(segments: pa.Table) -> pa.Table:
     return spans.group_by(_SPAN).aggregate([]).sort_by([(c, "ascending") for c in _SPAN])
 
 
-def todo_spans(segments: pa.Table, store: Path) -> pa.Table:
+def todo_spans(segments: pa.Table, store: PartStore) -> pa.Table:
     """The spans of ``segments`` that have no ``ok`` result in ``store``: what asr must decode."""
     spans = spans_of(segments)
-    ok = _ok_spans(store)
+    ok = store.done()
     if ok.num_rows == 0:
         return spans
     return spans.join(ok, keys=_SPAN, join_type="left anti").sort_by([(c, "ascending") for c in _SPAN])
 
 
-def _ok_spans(store: Path) -> pa.Table:
-    if not store.is_dir():
-        return pa.table({c: pa.array([], t) for c, t in zip(_SPAN, (pa.string(), pa.int64(), pa.int64()))})
-    table = read_table(store, TRANSCRIPTS, columns=[*_SPAN, "status"])
-    return table.filter(pc.equal(table["status"], "ok")).select(_SPAN).group_by(_SPAN).aggregate([])
-
-
-def next_batch_id(store: Path) -> int:
+def next_batch_id(store: PartStore) -> int:
     """One past the largest batch id in the store, so a new batch id never names an old batch."""
-    if not store.is_dir():
-        return 0
-    ids = read_table(store, TRANSCRIPTS, columns=["batch_id"])["batch_id"]
+    ids = store.read(["batch_id"])["batch_id"]
     return int(pc.max(ids).as_py()) + 1 if len(ids) else 0
 
 
-def segment_results(segments: pa.Table, store: Path) -> pa.Table:
+def segment_results(segments: pa.Table, store: PartStore) -> pa.Table:
     """Each segment's result from the store (``SEGMENT_RESULTS``), one row per segment.
 
-    A span decoded more than once (a retried failure, a forced rerun) counts by its best row: ``ok``
-    before ``failed``, then the latest batch. A segment the store has no row for is a failure that
+    A span decoded more than once (a retried failure) counts by its current row (``PartStore``: an
+    ``ok`` row before failures, then the latest). A segment the store has no row for is a failure that
     says so, never a silent gap.
     """
-    rows = _best_rows(read_table(store, TRANSCRIPTS) if store.is_dir() else TRANSCRIPTS.empty_table())
+    rows = store.current()
     # Join on positions: Arrow's hash join does not carry list columns (the tokens).
     positions = rows.select(_SPAN).append_column("_pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     keyed = segments.select(["recording_id", "segment_index", *_SPAN]).join(positions, keys=_SPAN,
@@ -247,24 +164,3 @@ def segment_results(segments: pa.Table, store: Path) -> pa.Table:
     columns["status"] = pc.if_else(missing, "failed", status)
     columns["error"] = pc.if_else(missing, "no result in the transcript store; rerun with --from asr", error)
     return pa.table(columns).cast(SEGMENT_RESULTS)
-
-
-def _best_rows(rows: pa.Table) -> pa.Table:
-    """One row per span: ok before failed, then the highest batch id."""
-    if rows.num_rows == 0:
-        return rows
-    rank = pa.array(np.where(pc.equal(rows["status"], "ok").to_numpy(zero_copy_only=False), 1, 0), pa.int8())
-    order = pc.sort_indices(rows.append_column("_ok", rank),
-                            sort_keys=[*((c, "ascending") for c in _SPAN), ("_ok", "descending"),
-                                       ("batch_id", "descending")]).to_numpy()
-    rows = rows.take(pa.array(order))
-    keys = [rows[c].to_numpy(zero_copy_only=False) for c in _SPAN]
-    first = np.ones(rows.num_rows, dtype=bool)
-    first[1:] = ~((keys[0][1:] == keys[0][:-1]) & (keys[1][1:] == keys[1][:-1]) & (keys[2][1:] == keys[2][:-1]))
-    return rows.filter(pa.array(first))
-
-
-def store_fingerprint(store: Path) -> str:
-    """A cheap fingerprint of a store folder: its part files' names and sizes (parts never change)."""
-    parts = sorted(store.glob("*.parquet")) if store.is_dir() else []
-    return stable_hash([[p.name, p.stat().st_size] for p in parts])

@@ -60,6 +60,14 @@ def done_archive(tmp_path_factory, tiny_model):
     return archive, tmp / "done" / "work", outputs.snapshot(tmp / "done" / "work" / "output", with_batch_ids=True)
 
 
+def copy_of_done(tmp_path: Path, done_archive, model: Path) -> tuple[Path, Path, dict]:
+    """A config and a copy of the finished run's work_dir in ``tmp_path``, and the reference tables."""
+    archive, done_work, reference = done_archive
+    cfg = write_config(tmp_path, [str(archive)], model, **SECTIONS)
+    shutil.copytree(done_work, tmp_path / "work")
+    return cfg, tmp_path / "work", reference
+
+
 # Invariant: at every point, the old results are all there until the new ones replace them.
 KILLS = [("asr.part_written:2", ["--force", "asr"]),
          pytest.param("asr.started:1", ["--force", "asr"], marks=pytest.mark.slow),
@@ -70,10 +78,7 @@ KILLS = [("asr.part_written:2", ["--force", "asr"]),
 @pytest.mark.parametrize(("point", "args"), KILLS)
 def test_forced_asr_killed_keeps_results_and_the_next_run_finishes_it(tmp_path, done_archive, tiny_model, point,
                                                                      args):
-    archive, done_work, reference = done_archive
-    cfg = write_config(tmp_path, [str(archive)], tiny_model, **SECTIONS)
-    shutil.copytree(done_work, tmp_path / "work")
-    work = tmp_path / "work"
+    cfg, work, reference = copy_of_done(tmp_path, done_archive, tiny_model)
     n_segments = stored_rows(work)
     code = run_killed_at(cfg, point, args, tmp_path / "killed.log")
     assert code == -signal.SIGKILL, f"not killed at {point} (exit {code}):\n" + (tmp_path / "killed.log").read_text()
@@ -98,10 +103,7 @@ def test_forced_asr_killed_keeps_results_and_the_next_run_finishes_it(tmp_path, 
 def test_a_swap_cut_halfway_is_completed_by_the_next_run(tmp_path, done_archive, tiny_model):
     # The state between finish_replacement's two renames: the old store moved aside, the complete new
     # one not yet in its place. No fault point stops a run there, so the folders are laid out as it left them.
-    archive, done_work, reference = done_archive
-    cfg = write_config(tmp_path, [str(archive)], tiny_model, **SECTIONS)
-    shutil.copytree(done_work, tmp_path / "work")
-    work = tmp_path / "work"
+    cfg, work, reference = copy_of_done(tmp_path, done_archive, tiny_model)
     n_segments = stored_rows(work)
     (store,) = [f for f in (work / "store").glob("asr-*") if not f.suffix]
     shutil.copytree(store, store.with_name(store.name + ".forced"))
@@ -110,3 +112,38 @@ def test_a_swap_cut_halfway_is_completed_by_the_next_run(tmp_path, done_archive,
     assert report.summary.decoded_segments == 0 and stored_rows(work) == n_segments
     assert sorted(f.name for f in (work / "store").iterdir()) == [store.name]
     assert outputs.snapshot(work / "output", with_batch_ids=True) == reference
+
+
+def test_forced_asr_killed_halfway_through_its_swap_is_completed_by_the_next_run(tmp_path, done_archive,
+                                                                                 tiny_model):
+    cfg, work, reference = copy_of_done(tmp_path, done_archive, tiny_model)
+    n_segments = stored_rows(work)
+    code = run_killed_at(cfg, "store.moved_aside:1", ["--force", "asr"], tmp_path / "killed.log")
+    assert code == -signal.SIGKILL, f"not killed (exit {code}):\n" + (tmp_path / "killed.log").read_text()
+    # The old results are aside, the new ones complete beside them; neither is lost.
+    assert stored_rows(work) == 0 and stored_rows(work, ".replaced") == stored_rows(work, ".forced") == n_segments
+    report = vadpack.run(cfg, log_to_stderr=False)
+    assert report.summary.decoded_segments == 0 and stored_rows(work) == n_segments
+    assert [f.suffix for f in (work / "store").iterdir()] == [""]
+    assert outputs.snapshot(work / "output", with_batch_ids=True) == reference
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every file and folder under ``root``: (size, mtime_ns) by relative path (the work_dir lock, which
+    prune and status take, by name only)."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns)
+            if p.name != ".vadpack.lock" else () for p in sorted(root.rglob("*"))}
+
+
+def test_prune_dry_run_and_status_create_no_folder_and_no_file(tmp_path, done_archive, tiny_model):
+    # Another model (new bytes in its folder): its store does not exist yet, and looking it up must not make it.
+    archive, done_work, _ = done_archive
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "NOTES.txt").write_text("another model\n")
+    cfg = write_config(tmp_path, [str(archive)], model, **SECTIONS)
+    shutil.copytree(done_work, tmp_path / "work")
+    before = tree(tmp_path)
+    assert main(["prune", str(cfg), "--dry-run"]) == 0
+    assert main(["status", str(cfg)]) == 0
+    assert tree(tmp_path) == before
