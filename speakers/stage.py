@@ -137,7 +137,7 @@ class SpeakerLabeller:
         windows = [w for w in make_windows(segs, self.cfg.window_samples, self.cfg.hop_samples) if w in embedded]
         if not windows:
             return ContentSpeakers(content_id, (), 0, tuple(failed))
-        labels = cluster_windows(np.stack([embedded[w] for w in windows]), cluster_params(self.cfg))
+        labels = cluster_windows(np.stack([embedded[w] for w in windows]), ClusterParams.of(self.cfg))
         boundary = self._boundary(content_id)
         by_segment: dict[int, list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
@@ -173,14 +173,6 @@ class SpeakerLabeller:
             embed_s=self.embed_s, wall_s=self.wall_s, batches=self.batches, oom_splits=self.splits,
             device=str(self.embedder.device), backend=self.embedder.name, speakers_per_recording=dict(counts),
         ).as_dict()
-
-
-def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
-    """The clustering options of a speakers config."""
-    return ClusterParams(threshold=cfg.threshold, merge_similarity=cfg.merge_similarity,
-                         num_speakers=cfg.num_speakers, min_speakers=cfg.min_speakers,
-                         max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows,
-                         min_cluster_windows=cfg.min_cluster_windows)
 
 
 def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
