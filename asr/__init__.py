@@ -3,8 +3,6 @@
 Modules:
     config: ``AsrConfig``, the stage's options.
     types: the stage's data types (``SegmentResult``, ``FeatureBatch``, ``LoadedModel``, ...).
-    tiny: ``write_tiny_model``, randomly initialised Paraformer folders for tests, demo and benchmarks.
-    tiny_sensevoice: ``write_tiny_sensevoice``, the same for SenseVoice-Small.
     model: ``load_model`` (once per process), which picks the model family from the loaded class.
     family: the seam: ``ModelFamily`` (``decode`` a padded batch into one result per item) and the
         registry of families by FunASR class.
@@ -16,6 +14,7 @@ Modules:
     features: fbank + LFR + CMVN in worker processes, delivered in order through a bounded prefetch.
     infer: ``decode_features`` (one result per item, always) and ``decode_batch`` (halving on OOM).
     stage: ``run_asr``, batches + PCM cache -> transcript part files, resumable.
+    agreement: how far half precision's results are from float32's, as ``bench/precision.py`` measured.
     budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
         rule, applied by the orchestrator, decides the budget).
 

@@ -10,35 +10,13 @@ from typing import ClassVar, Literal
 from vadpack.core.configtools import check_choice, check_fields, check_range
 
 DTYPES = ("float32", "float16", "bfloat16")
-LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")  # SenseVoice's language queries
+# SenseVoice's language queries (``asr.sensevoice`` builds its tags from these); ``auto`` lets it tell.
+LANGUAGE_TAGS = ("zh", "en", "yue", "ja", "ko", "nospeech")
+LANGUAGES = ("auto", *LANGUAGE_TAGS)
 # Part of the store key: a result computed by older decoding code is never reused after a fix.
 # 2: Paraformer token times from the CIF alphas and peaks in the right order (FunASR issue #3723).
 # 3: store rows carry language, emotion and event (null for Paraformer); older parts lack them.
 RESULTS_VERSION = 3
-
-
-@dataclass(frozen=True, slots=True)
-class MeasuredAgreement:
-    """How far a half precision's results are from float32's, as ``bench/precision.py`` measured it.
-
-    Attributes:
-        tokens_equal_fp32: share of segments whose tokens equal float32's.
-        token_agreement: 1 - token edit distance to float32 / float32's tokens.
-        batch_invariant: share of segments with the same tokens and times alone and in two batchings.
-        measured: where and on what.
-    """
-
-    tokens_equal_fp32: float
-    token_agreement: float
-    batch_invariant: float
-    measured: str
-
-
-_MEASURED = "bench/precision.py, 2026-11-29, CPU x2, random Paraformer-large, 16 real speech segments of 2-8 s"
-HALF_PRECISION_AGREEMENT = {
-    "bfloat16": MeasuredAgreement(0.0, 0.892, 0.0625, _MEASURED),
-    "float16": MeasuredAgreement(0.6875, 0.987, 0.6875, _MEASURED),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +29,7 @@ class AsrConfig:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: model precision. float32 gives the same tokens and times alone and in any batch;
             bfloat16 and float16 are throughput modes for CUDA whose results differ from float32's and
-            between batchings (``HALF_PRECISION_AGREEMENT``). They run on the CPU too, to check
+            between batchings (``asr.agreement``). They run on the CPU too, to check
             results (slowly without bfloat16/float16 units such as Intel AMX).
         threads: torch intra-op threads for the model process; 0 means one per core.
         feature_workers: CPU processes that compute features ahead of the model; 0 computes them inline;

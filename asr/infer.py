@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from vadpack.asr.types import FeatureBatch, LoadedModel, SegmentResult
-from vadpack.core.faults import fault_arg
+from vadpack.core.oom import halve_on_oom, maybe_inject_oom
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,25 +35,13 @@ def decode_batch(lm: LoadedModel, batch: FeatureBatch) -> BatchOutcome:
     """
     lengths = batch.frames.astype(np.int64)
     ms = [item.duration_ms for item in batch.items]
-    results, splits = _decode_or_split(lm, batch.feats, lengths, ms)
+
+    def run(lo: int, hi: int) -> list[SegmentResult]:
+        part = lengths[lo:hi]  # a part pads only to its own longest item
+        return decode_features(lm, batch.feats[lo:hi, : int(part.max())], part, ms[lo:hi])
+
+    results, splits = halve_on_oom(run, len(lengths), lm.device, lambda error: SegmentResult(error=error))
     return BatchOutcome(tuple(results), splits)
-
-
-def _decode_or_split(lm: LoadedModel, feats: np.ndarray, lengths: np.ndarray,
-                     segment_ms: list[int]) -> tuple[list[SegmentResult], int]:
-    feats = feats[:, : int(lengths.max())]  # a half pads only to its own longest item
-    try:
-        return decode_features(lm, feats, lengths, segment_ms), 0
-    except torch.OutOfMemoryError as e:
-        reason = _first_line(e)
-    # Only out here are the traceback's frames, and the GPU tensors they hold, released.
-    _release_cuda_cache(lm.device)
-    if len(lengths) == 1:
-        return [SegmentResult(error=f"out of memory on its own ({reason})")], 0
-    half = len(lengths) // 2
-    left, n_left = _decode_or_split(lm, feats[:half], lengths[:half], segment_ms[:half])
-    right, n_right = _decode_or_split(lm, feats[half:], lengths[half:], segment_ms[half:])
-    return left + right, 1 + n_left + n_right
 
 
 def decode_features(lm: LoadedModel, feats: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor,
@@ -69,7 +57,7 @@ def decode_features(lm: LoadedModel, feats: np.ndarray | torch.Tensor, lengths: 
     Raises:
         torch.OutOfMemoryError: the batch does not fit (also injected by ``VADPACK_FAULTS=cuda_oom=N``).
     """
-    _maybe_inject_oom(len(segment_ms))
+    maybe_inject_oom(len(segment_ms))
     speech, speech_lengths = to_device(feats, lengths, lm)
     with torch.inference_mode(), exact_float32(lm.device, lm.dtype):
         if lm.rows is not None and not lm.rows.row_independent and len(segment_ms) > 1:
@@ -118,20 +106,3 @@ def to_device(feats: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tens
         x = x.pin_memory().to(lm.device, non_blocking=True)
         n = n.pin_memory().to(lm.device, non_blocking=True)
     return x.to(lm.dtype), n
-
-
-def _maybe_inject_oom(n_items: int) -> None:
-    """Test-only: ``VADPACK_FAULTS=cuda_oom=N`` makes a model call on more than N items run out of memory."""
-    limit = fault_arg("cuda_oom")
-    if limit is not None and n_items > int(limit or 0):
-        raise torch.OutOfMemoryError(
-            f"injected fault: CUDA out of memory on {n_items} items (cuda_oom={limit})")
-
-
-def _release_cuda_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

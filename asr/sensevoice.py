@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from vadpack.asr.config import AsrConfig
+from vadpack.asr.config import LANGUAGE_TAGS, AsrConfig
 from vadpack.asr.ctc import TokenSpan, forced_align, frame_span_ms, greedy_runs
 from vadpack.asr.types import SegmentResult
 from vadpack.core.configtools import ConfigError
 from vadpack.core.text import SUBWORD_MARK, needs_space
 
-LANGUAGE_TAGS = ("zh", "en", "yue", "ja", "ko", "nospeech")
 EMOTION_TAGS = ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN")
 EVENT_TAGS = ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Sing",
               "Speech_Noise", "GBG", "Event_UNK")

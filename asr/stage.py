@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from vadpack.asr.types import (
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.faults import fault_arg, fault_point
 from vadpack.core.partstore import PartStore, transcript_store
+from vadpack.core.progress import progress_bar
 from vadpack.core.tables import TRANSCRIPTS, to_table
 from vadpack.core.text import join_tokens
 from vadpack.core.types import Span
@@ -114,7 +114,7 @@ def decode_in_replicas(groups: list[PartGroup], cache_dir: Path, cfg: AsrConfig,
     summaries: list[AsrSummary] = []
     rss_mb: list[float] = []
     t0 = time.perf_counter()
-    with _progress_bar(sum(len(g.plans) for g in groups), progress) as bar:
+    with progress_bar(sum(len(g.plans) for g in groups), "batch", "asr", progress) as bar:
 
         def on_message(replica: int, kind: str, payload: object) -> None:
             if kind == "log":
@@ -247,8 +247,9 @@ class Decoder:
         if self.cfg.warmup and not self.metrics:
             self._warm_up()
         plans = [plan for group in groups for plan in group.plans]
-        with FeatureFeeder(self.lm.frontend_info, cache_dir, self.cfg.feature_workers, self.cfg.prefetch,
-                           frontend=self.lm.frontend) as feeder, _progress_bar(len(plans), progress) as bar:
+        with (FeatureFeeder(self.lm.frontend_info, cache_dir, self.cfg.feature_workers, self.cfg.prefetch,
+                            frontend=self.lm.frontend) as feeder,
+              progress_bar(len(plans), "batch", "asr", progress) as bar):
             batches = feeder.feed(plans)
             for group in groups:
                 rows = []
@@ -343,12 +344,6 @@ def _reset_peak(device: torch.device) -> None:
 
 def _peak_mb(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
-
-
-def _progress_bar(total: int, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="batch", desc="asr", disable=not progress or not sys.stderr.isatty())
 
 
 def _log_functions(log: Log) -> tuple[Callable[[str], object], Callable[[str], object]]:

@@ -60,10 +60,10 @@ from _funasr_baseline import (  # noqa: E402
     write_pcm,
 )
 from vadpack.asr.config import AsrConfig  # noqa: E402
-from vadpack.asr.tiny import write_tiny_model  # noqa: E402
-from vadpack.asr.tiny_sensevoice import write_tiny_sensevoice  # noqa: E402
 from vadpack.core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
 from vadpack.core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
+from vadpack.testkit.tiny import write_tiny_model  # noqa: E402
+from vadpack.testkit.tiny_sensevoice import write_tiny_sensevoice  # noqa: E402
 
 Key = tuple[str, int]
 

@@ -111,7 +111,7 @@ def write_clip(path: Path, seed: int) -> Path:
 def model_folder(work: Path, size: str) -> Path:
     folder = work / f"model-{size}"
     if not (folder / "model.pt").exists():
-        from vadpack.asr.tiny import write_tiny_model
+        from vadpack.testkit.tiny import write_tiny_model
 
         write_tiny_model(folder, size=size, seed=0)
     return folder

@@ -2,7 +2,7 @@
 
 The same real speech segments (2-8 s, cut at labelled utterances of ../shared/data/real: Mandarin
 from the FunASR VAD example's transcript, English from the pyannote sample, the MFA recording and
-LibriVox utterances, taken in turn) are decoded by the random Paraformer-large (``asr.tiny``,
+LibriVox utterances, taken in turn) are decoded by the random Paraformer-large (``testkit.tiny``,
 ``size="large"``: it computes what the trained model computes) in float32, bfloat16 and float16,
 each three ways: every segment alone, in length-sorted batches of 4, and in shuffled batches of 8
 (different neighbours, different padding). Features are computed once, in float32, and shared.
@@ -46,9 +46,9 @@ from vadpack.asr.config import AsrConfig  # noqa: E402
 from vadpack.asr.features import pad_features, segment_features  # noqa: E402
 from vadpack.asr.infer import decode_features  # noqa: E402
 from vadpack.asr.model import load_model  # noqa: E402
-from vadpack.asr.tiny import write_tiny_model  # noqa: E402
 from vadpack.asr.types import SegmentResult  # noqa: E402
 from vadpack.core.cache import SAMPLE_RATE  # noqa: E402
+from vadpack.testkit.tiny import write_tiny_model  # noqa: E402
 
 from tests.support.audio import iter_decode_16k  # noqa: E402
 

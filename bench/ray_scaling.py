@@ -83,7 +83,7 @@ def main() -> None:
         audio_s = make_archive(tmp / "archive", args.files, args.turns)
         model = args.model
         if model is None:
-            from vadpack.asr.tiny import write_tiny_model
+            from vadpack.testkit.tiny import write_tiny_model
 
             model = write_tiny_model(tmp / "tiny", size="tiny", seed=0)
         one, two = (run(tmp, tmp / "archive", model, w) for w in (1, 2))

@@ -60,16 +60,22 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def result_hash(cfg: Any) -> str:
-    """The hash of the settings of a config section that change its stage's results.
+def result_hash(cfg: Any, leave_out: tuple[str, ...] = (), **extra: Any) -> str:
+    """The hash of the settings of a config section that change its stage's results: the one config hasher.
 
     A section lists the keys that change only speed (worker counts, threads, prefetch) in its
     ``SPEED_ONLY`` class attribute; they are left out, so changing them never makes work stale.
+
+    Args:
+        cfg: a config dataclass.
+        leave_out: further keys to leave out (a store keys asr's ``model`` by the model's identity,
+            not by how it is named).
+        extra: values that join the settings (asr's ``results_version``).
     """
     plain = as_plain(cfg)
-    for key in getattr(type(cfg), "SPEED_ONLY", ()):
+    for key in (*getattr(type(cfg), "SPEED_ONLY", ()), *leave_out):
         plain.pop(key, None)
-    return stable_hash(plain)
+    return stable_hash({**plain, **extra})
 
 
 def check_fields(cfg: Any, section: str) -> None:

@@ -54,22 +54,25 @@ def main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-class _SpawnProcess(mpc.SpawnProcess):
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:  # noqa: N802  (multiprocessing's name)
+class _HidesMain:
+    """Mixed into a multiprocessing Process class: its children start with ``__main__`` hidden."""
+
+    @classmethod
+    def _Popen(cls, process_obj: Any) -> Any:  # noqa: N802  (multiprocessing's name)
         with main_module_hidden():
-            return mpc.SpawnProcess._Popen(process_obj)
+            return super()._Popen(process_obj)  # type: ignore[misc]  (the Process class it is mixed into)
+
+
+class _SpawnProcess(_HidesMain, mpc.SpawnProcess):
+    pass
 
 
 class _SpawnContext(mpc.SpawnContext):
     Process = _SpawnProcess
 
 
-class _ForkServerProcess(mpc.ForkServerProcess):
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:  # noqa: N802  (multiprocessing's name)
-        with main_module_hidden():
-            return mpc.ForkServerProcess._Popen(process_obj)
+class _ForkServerProcess(_HidesMain, mpc.ForkServerProcess):
+    pass
 
 
 class _ForkServerContext(mpc.ForkServerContext):

@@ -7,8 +7,26 @@ from dataclasses import dataclass
 from vadpack.core.cache import SAMPLE_RATE
 
 
+class SampleRange:
+    """What a stretch of samples [start_sample, end_sample) at 16 kHz knows of itself (mixed into the
+    frozen dataclasses that have those two fields: ``Segment``, ``Span``, ``speakers.types.Window``)."""
+
+    __slots__ = ()
+    start_sample: int
+    end_sample: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.end_sample - self.start_sample
+
+    @property
+    def duration_ms(self) -> int:
+        """Length in whole milliseconds, the upper bound of token times."""
+        return self.n_samples * 1000 // SAMPLE_RATE
+
+
 @dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(SampleRange):
     """A speech segment of one recording: samples [start_sample, end_sample) at 16 kHz.
 
     The one segment type of the house: the vad stage cuts them, the packer batches them, asr and
@@ -26,18 +44,9 @@ class Segment:
     start_sample: int
     end_sample: int
 
-    @property
-    def n_samples(self) -> int:
-        return self.end_sample - self.start_sample
-
-    @property
-    def duration_ms(self) -> int:
-        """Length in whole milliseconds, the upper bound of token times."""
-        return self.n_samples * 1000 // SAMPLE_RATE
-
 
 @dataclass(frozen=True, slots=True, order=True)
-class Span:
+class Span(SampleRange):
     """A stretch of audio keyed by content: samples [start_sample, end_sample) of the recording whose
     bytes hash to ``content_id``, at 16 kHz.
 
@@ -48,15 +57,6 @@ class Span:
     content_id: str
     start_sample: int
     end_sample: int
-
-    @property
-    def n_samples(self) -> int:
-        return self.end_sample - self.start_sample
-
-    @property
-    def duration_ms(self) -> int:
-        """Length in whole milliseconds, the upper bound of token times."""
-        return self.n_samples * 1000 // SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,16 @@ MAX_BUDGET_S = 1e6
 CPU_BUDGET_S = 60.0
 
 
+def is_auto(cfg: PackerConfig) -> bool:
+    """Whether ``packer.budget_s`` is ``auto`` (resolved for the device) rather than a number of seconds."""
+    return cfg.budget_s == "auto"
+
+
+def needs_measurement(cfg: PackerConfig, device_type: str) -> bool:
+    """Whether the budget needs asr's measurement of the loaded model: ``auto`` on CUDA, and only there."""
+    return is_auto(cfg) and device_type == "cuda"
+
+
 def resolve_budget_s(cfg: PackerConfig, device_type: str, bytes_per_padded_s: float | None = None,
                      free_bytes: int | None = None) -> float:
     """The padded-seconds budget to pack with.
@@ -37,9 +47,9 @@ def resolve_budget_s(cfg: PackerConfig, device_type: str, bytes_per_padded_s: fl
     Raises:
         ValueError: ``auto`` on CUDA without a measurement, or a measurement that leaves no budget.
     """
-    if cfg.budget_s != "auto":
+    if not is_auto(cfg):
         return float(cfg.budget_s)
-    if device_type != "cuda":
+    if not needs_measurement(cfg, device_type):
         return CPU_BUDGET_S
     if bytes_per_padded_s is None or free_bytes is None:
         raise ValueError("packer.budget_s = auto on CUDA needs the measured memory per padded second "

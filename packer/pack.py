@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.tables import BATCHES
+from vadpack.packer.budget import is_auto
 from vadpack.packer.config import PackerConfig
 from vadpack.packer.cost import budget_frames_for, feature_frames, items_that_fit
 from vadpack.packer.types import PackResult, PackStats
@@ -48,7 +49,7 @@ def pack_segments(segments: pa.Table, cfg: PackerConfig, budget_s: float | None 
     Raises:
         ValueError: on a missing column, a null, a segment that ends before it starts, or no budget.
     """
-    budget_s = _resolve_budget_s(cfg, budget_s)
+    budget_s = _given_budget_s(cfg, budget_s)
     budget_frames = budget_frames_for(budget_s)
     segs, n_samples = _checked_segments(segments)
     order = _length_order(segs, n_samples)
@@ -90,10 +91,10 @@ def batch_starts(fit: np.ndarray, breaks: np.ndarray) -> np.ndarray:
     return np.asarray(starts, dtype=np.int64)
 
 
-def _resolve_budget_s(cfg: PackerConfig, budget_s: float | None) -> float:
+def _given_budget_s(cfg: PackerConfig, budget_s: float | None) -> float:
     if budget_s is not None:
         return float(budget_s)
-    if cfg.budget_s == "auto":
+    if is_auto(cfg):
         raise ValueError("packer.budget_s is 'auto': resolve it with packer.budget.resolve_budget_s "
                          "and pass budget_s=..., or set packer.budget_s to a number of seconds")
     return float(cfg.budget_s)

@@ -154,9 +154,9 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} {what}; give a new or empty folder, or --force to write into this one")
 
     if args.family == "sensevoice":
-        from vadpack.asr.tiny_sensevoice import write_tiny_sensevoice as write
+        from vadpack.testkit.tiny_sensevoice import write_tiny_sensevoice as write
     else:
-        from vadpack.asr.tiny import write_tiny_model as write
+        from vadpack.testkit.tiny import write_tiny_model as write
     path = write(args.dir, size=args.size, seed=args.seed)
     print(f"wrote a random {args.size} {'SenseVoice' if args.family == 'sensevoice' else 'Paraformer'} model "
           f"to {path}")

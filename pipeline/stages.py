@@ -182,7 +182,7 @@ def run_pack(ctx: StageContext) -> StageResult:
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     store = asr_store(ctx.cfg.asr, ctx.work).working()  # a forced rerun's own folder while it lasts
     todo = todo_spans(segments, store)
-    budget_s = resolve_budget_s(ctx.cfg) if todo.num_rows else _cheap_budget_s(ctx.cfg)
+    budget_s = pack_budget_s(ctx.cfg, measure=todo.num_rows > 0)  # nothing to pack: no GPU probe
     result = pack_segments(todo, ctx.cfg.packer, budget_s=budget_s, first_batch_id=next_batch_id(store))
     for w in result.warnings:
         log.warning(w)
@@ -199,13 +199,6 @@ def run_pack(ctx: StageContext) -> StageResult:
         "padding_efficiency": result.stats.efficiency})
 
 
-def _cheap_budget_s(cfg: Config) -> float:
-    """With nothing to pack, no GPU probe: the number, or the CPU figure for auto."""
-    from vadpack.packer.budget import resolve_budget_s as packer_rule
-
-    return packer_rule(cfg.packer, "cpu")
-
-
 def device_info(spec: str) -> DeviceInfo:
     """The asr device, described without loading a model (``asr.model.device_info``)."""
     from vadpack.asr.model import device_info as describe
@@ -219,32 +212,33 @@ def budget_basis(cfg: Config, device: DeviceInfo) -> str:
     A number is itself. ``auto`` is the CPU budget on the CPU; on CUDA it is measured, so it depends
     on the device (name and memory), the model, the dtype and the memory fraction.
     """
-    if cfg.packer.budget_s != "auto":
-        return f"{float(cfg.packer.budget_s):g}"
-    if device.kind != "cuda":
-        from vadpack.packer.budget import CPU_BUDGET_S
+    from vadpack.packer.budget import needs_measurement, resolve_budget_s
 
-        return f"{CPU_BUDGET_S:g}"
+    if not needs_measurement(cfg.packer, device.kind):
+        return f"{resolve_budget_s(cfg.packer, device.kind):g}"
     return stable_hash({"device": device.name, "total_bytes": device.total_bytes, "model": cfg.asr.model,
                         "dtype": cfg.asr.dtype, "memory_fraction": cfg.packer.memory_fraction})
 
 
-def resolve_budget_s(cfg: Config) -> float:
-    """The padded-seconds budget: asr measures on CUDA, the packer's rule decides."""
-    from vadpack.packer.budget import resolve_budget_s as packer_rule
+def pack_budget_s(cfg: Config, measure: bool = True) -> float:
+    """The padded-seconds budget to pack with: asr measures on CUDA, the packer's rule decides.
 
-    device = device_info(cfg.asr.device)
-    if cfg.packer.budget_s != "auto" or device.kind != "cuda":
-        budget = packer_rule(cfg.packer, device.kind)
-    else:
-        from vadpack.asr.budget import measure_memory
+    ``measure=False`` (nothing to pack) loads no model and looks at no device: ``auto`` gives the CPU budget.
+    """
+    from vadpack.packer.budget import is_auto, needs_measurement, resolve_budget_s
 
-        probe = measure_memory(cfg.asr)
-        budget = packer_rule(cfg.packer, device.kind, probe.bytes_per_padded_s, probe.free_bytes)
-        log.info("packer.budget_s = auto: %.0f padded seconds (%.0f MiB free on %s)", budget,
-                 probe.free_bytes / 2**20, probe.device_name)
-    if cfg.packer.budget_s == "auto" and device.kind != "cuda":
-        log.info("packer.budget_s = auto: no CUDA device, using %.0f padded seconds", budget)
+    kind = device_info(cfg.asr.device).kind if measure else "cpu"
+    if not needs_measurement(cfg.packer, kind):
+        budget = resolve_budget_s(cfg.packer, kind)
+        if measure and is_auto(cfg.packer):
+            log.info("packer.budget_s = auto: no CUDA device, using %.0f padded seconds", budget)
+        return budget
+    from vadpack.asr.budget import measure_memory
+
+    probe = measure_memory(cfg.asr)
+    budget = resolve_budget_s(cfg.packer, kind, probe.bytes_per_padded_s, probe.free_bytes)
+    log.info("packer.budget_s = auto: %.0f padded seconds (%.0f MiB free on %s)", budget,
+             probe.free_bytes / 2**20, probe.device_name)
     return budget
 
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.asr.config import RESULTS_VERSION, AsrConfig, is_local_model
 from vadpack.core.atomic import write_text_atomic
-from vadpack.core.configtools import as_plain, stable_hash
+from vadpack.core.configtools import result_hash, stable_hash
 from vadpack.core.fingerprint import file_content_id
 from vadpack.core.partstore import TRANSCRIPT_KEY, PartStore, transcript_store
 from vadpack.core.tables import SEGMENT_RESULTS
@@ -61,10 +61,7 @@ def settings_hash(cfg: object, **extra: object) -> str:
     """The hash of a stage config's settings that change results: neither its ``SPEED_ONLY`` keys nor
     ``model`` (the model counts by its identity, not by how it is named); ``extra`` values join them
     (asr's ``results_version``: a fix that changes results makes old ones stale)."""
-    plain = as_plain(cfg)
-    for key in (*type(cfg).SPEED_ONLY, "model"):
-        plain.pop(key, None)
-    return stable_hash({**plain, **extra})
+    return result_hash(cfg, leave_out=("model",), **extra)
 
 
 def asr_store(cfg: AsrConfig, work: WorkDir) -> PartStore:

@@ -21,22 +21,30 @@ every window then takes the cluster whose centroid is nearest. Deterministic: no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+from vadpack.speakers.config import SpeakersConfig
+
+_DEFAULTS = SpeakersConfig()  # the one source of the defaults below
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterParams:
-    """The clustering options of :class:`speakers.config.SpeakersConfig` (see there)."""
+    """The clustering options of :class:`speakers.config.SpeakersConfig` (see there), with its defaults."""
 
-    threshold: float = 1.1
-    merge_similarity: float = 0.88
-    num_speakers: int | None = None
-    min_speakers: int = 1
-    max_speakers: int = 8
-    max_cluster_windows: int = 4000
-    min_cluster_windows: int = 2
+    threshold: float = _DEFAULTS.threshold
+    merge_similarity: float = _DEFAULTS.merge_similarity
+    num_speakers: int | None = _DEFAULTS.num_speakers
+    min_speakers: int = _DEFAULTS.min_speakers
+    max_speakers: int = _DEFAULTS.max_speakers
+    max_cluster_windows: int = _DEFAULTS.max_cluster_windows
+    min_cluster_windows: int = _DEFAULTS.min_cluster_windows
+
+    @classmethod
+    def of(cls, cfg: SpeakersConfig) -> ClusterParams:
+        """The clustering options of a speakers config."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 def cluster_windows(embeddings: np.ndarray, params: ClusterParams) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from vadpack.core.cache import pcm_path, read_segment
 from vadpack.core.device import resolve_device
-from vadpack.core.faults import fault_arg
+from vadpack.core.oom import halve_on_oom, maybe_inject_oom
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.types import EmbedOutcome, FeatureBatch, Window, WindowFailure
 
@@ -128,27 +128,11 @@ def _check_finite(row: np.ndarray | str) -> np.ndarray | str:
 
 
 def _embed_or_split(embedder: Embedder, feats: list[np.ndarray]) -> tuple[list[np.ndarray | str], int]:
-    try:
-        _maybe_inject_oom(len(feats))
-        return list(embedder.embed(feats)), 0
-    except torch.OutOfMemoryError as e:
-        reason = (str(e).strip().splitlines() or ["out of memory"])[0][:200]
-    # Only out here are the traceback's frames, and the tensors they hold, released.
-    if embedder.device.type == "cuda":
-        torch.cuda.empty_cache()
-    if len(feats) == 1:
-        return [f"out of memory on its own ({reason})"], 0
-    half = len(feats) // 2
-    left, n_left = _embed_or_split(embedder, feats[:half])
-    right, n_right = _embed_or_split(embedder, feats[half:])
-    return left + right, 1 + n_left + n_right
+    def run(lo: int, hi: int) -> list[np.ndarray | str]:
+        maybe_inject_oom(hi - lo)
+        return list(embedder.embed(feats[lo:hi]))
 
-
-def _maybe_inject_oom(n_items: int) -> None:
-    """Test-only: ``VADPACK_FAULTS=cuda_oom=N`` makes a model call on more than N items run out of memory."""
-    limit = fault_arg("cuda_oom")
-    if limit is not None and n_items > int(limit or 0):
-        raise torch.OutOfMemoryError(f"injected fault: CUDA out of memory on {n_items} items (cuda_oom={limit})")
+    return halve_on_oom(run, len(feats), embedder.device, lambda error: error)
 
 
 class Prefetcher:

@@ -14,7 +14,6 @@ row with null samples that says why. The caller decides where the rows go (the p
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import SAMPLE_RATE, open_pcm, pcm_path
+from vadpack.core.progress import progress_bar
 from vadpack.core.tables import SPEAKER_RESULTS, to_table
 from vadpack.core.types import Span
 from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
@@ -103,7 +103,7 @@ class SpeakerLabeller:
                   for s in spans]
         self.windows += sum(counts)
         self.audio_samples += sum(s.n_samples for s in spans)
-        with _progress_bar(sum(counts), progress) as bar:
+        with progress_bar(sum(counts), "window", "speakers", progress) as bar:
             for group in content_groups(spans, counts, self.cfg.group_windows):
                 t0 = time.perf_counter()
                 results = self._group(group, bar.update)
@@ -137,7 +137,7 @@ class SpeakerLabeller:
         windows = [w for w in make_windows(segs, self.cfg.window_samples, self.cfg.hop_samples) if w in embedded]
         if not windows:
             return ContentSpeakers(content_id, (), 0, tuple(failed))
-        labels = cluster_windows(np.stack([embedded[w] for w in windows]), cluster_params(self.cfg))
+        labels = cluster_windows(np.stack([embedded[w] for w in windows]), ClusterParams.of(self.cfg))
         boundary = self._boundary(content_id)
         by_segment: dict[int, list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
@@ -175,14 +175,6 @@ class SpeakerLabeller:
         ).as_dict()
 
 
-def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
-    """The clustering options of a speakers config."""
-    return ClusterParams(threshold=cfg.threshold, merge_similarity=cfg.merge_similarity,
-                         num_speakers=cfg.num_speakers, min_speakers=cfg.min_speakers,
-                         max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows,
-                         min_cluster_windows=cfg.min_cluster_windows)
-
-
 def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
     """The ``SPEAKER_RESULTS`` rows of some contents: spans and window failures in time order, and one
     row with null samples for a content that got no span at all (its first window error says why)."""
@@ -202,8 +194,3 @@ def _row(content_id: str, start: int | None, end: int | None, speaker: str | Non
     return {"content_id": content_id, "start_sample": start, "end_sample": end, "speaker": speaker,
             "status": "failed" if error else "ok", "error": error}
 
-
-def _progress_bar(total: int, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="window", desc="speakers", disable=not progress or not sys.stderr.isatty())

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from vadpack.core.types import SampleRange
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
+class Window(SampleRange):
     """An embedding window inside one speech segment: samples [start_sample, end_sample).
 
     Attributes:
@@ -27,10 +28,6 @@ class Window:
     segment_index: int
     start_sample: int
     end_sample: int
-
-    @property
-    def n_samples(self) -> int:
-        return self.end_sample - self.start_sample
 
     @property
     def center_sample(self) -> int:

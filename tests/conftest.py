@@ -61,7 +61,7 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random Paraformer folder, built once per test session."""
-    from vadpack.asr.tiny import write_tiny_model
+    from vadpack.testkit.tiny import write_tiny_model
 
     return Path(write_tiny_model(tmp_path_factory.mktemp("models") / "tiny", size="tiny", seed=0))
 
@@ -69,7 +69,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sensevoice(tmp_path_factory) -> Path:
     """A tiny random SenseVoice-Small folder, built once per test session."""
-    from vadpack.asr.tiny_sensevoice import write_tiny_sensevoice
+    from vadpack.testkit.tiny_sensevoice import write_tiny_sensevoice
 
     return Path(write_tiny_sensevoice(tmp_path_factory.mktemp("models") / "tiny-sensevoice", size="tiny", seed=0))
 

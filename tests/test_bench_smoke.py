@@ -25,7 +25,7 @@ RSS_KEYS = {"asr_peak_rss_mb", "asr_rss_after_load_mb", "asr_rss_beyond_model_mb
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vadpack.asr.tiny import write_tiny_model
+    from vadpack.testkit.tiny import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("bench-model") / "tiny", size="tiny", seed=0)
 

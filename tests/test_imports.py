@@ -3,6 +3,8 @@
 - A stage package (vad, packer, asr, speakers, stitcher) imports from this repository only ``core``
   and its own modules.
 - ``core`` imports no stage, no ``pipeline`` and not ``vadpack``.
+- ``testkit`` (test and demo scaffolding: random model folders) builds on ``asr``; only ``pipeline``'s
+  ``vadpack tiny-model`` command imports it, and no stage does.
 - ``pipeline`` wires stages; ``vadpack`` is the public face over ``pipeline``; nothing imports
   ``vadpack``.
 - No two folders import each other, and no module takes part in an import cycle (imports inside
@@ -23,9 +25,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("vad", "packer", "asr", "speakers", "stitcher")
-PACKAGES = ("core", *STAGES, "pipeline", "vadpack")
+PACKAGES = ("core", *STAGES, "testkit", "pipeline", "vadpack")
 # What each package may import from this repository, besides itself.
-ALLOWED = {**{stage: {"core"} for stage in STAGES}, "core": set(), "pipeline": {"core", *STAGES},
+ALLOWED = {**{stage: {"core"} for stage in STAGES}, "core": set(), "testkit": {"core", "asr"},
+           "pipeline": {"core", *STAGES, "testkit"},
            "vadpack": {"core", "pipeline"}}
 
 

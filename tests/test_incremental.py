@@ -133,7 +133,7 @@ def test_new_weights_make_asr_stale_and_force_redoes_the_work(tmp_path, archive,
     cfg = make_config(tmp_path / "live", [str(archive)], model)
     first = vadpack.run(cfg)
     # Same folder, new weights: nothing about the path changed, yet asr is stale and says why.
-    from vadpack.asr.tiny import write_tiny_model
+    from vadpack.testkit.tiny import write_tiny_model
 
     write_tiny_model(tmp_path / "other", size="tiny", seed=1)
     shutil.copy(tmp_path / "other" / "model.pt", model / "model.pt")

@@ -19,7 +19,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from vadpack.core.configtools import result_hash
 from vadpack.core.faults import fault_arg, fault_point
 from vadpack.core.interrupt import quiet_worker, workers_start_quiet
 from vadpack.core.processes import worker_context
+from vadpack.core.progress import progress_bar
 from vadpack.core.types import RecordingRef, Segment
 from vadpack.vad.backends import make_classifier
 from vadpack.vad.config import VadConfig
@@ -313,15 +313,12 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 def _with_progress(outcomes: Iterator[VadOutcome], total: int, progress: bool) -> Iterator[VadOutcome]:
     """Pass outcomes through, showing files, audio hours and x real time on a tqdm bar."""
-    from tqdm import tqdm
-
-    enabled = progress and sys.stderr.isatty()
     start, audio_s = time.perf_counter(), 0.0
-    with tqdm(total=total, unit="file", desc="vad", disable=not enabled) as bar:
+    with progress_bar(total, "file", "vad", progress) as bar:
         for outcome in outcomes:
             fault_point("vad.recording_done")
             audio_s += outcome.n_samples / SAMPLE_RATE
-            if enabled:
+            if not bar.disable:
                 xrt = audio_s / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix_str(f"{audio_s / 3600:.2f} h audio, {xrt:.0f}x real time", refresh=False)
                 bar.update(1)

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.features import segment_features
-from vadpack.asr.tiny import write_tiny_model
 from vadpack.core.cache import SAMPLE_RATE, pcm_path, read_segment
 from vadpack.core.tables import BATCHES, VAD_SEGMENTS, to_table
 from vadpack.core.types import Span
+from vadpack.testkit.tiny import write_tiny_model
 
 from tests.asr.synth import speech_like, write_pcm
 

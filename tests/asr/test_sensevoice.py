@@ -1,6 +1,6 @@
 """SenseVoice-Small: CTC alignment against the truth, padding invariance, agreement with FunASR, tags.
 
-The model is the tiny random SenseVoice from ``asr.tiny_sensevoice``, loaded by ``asr.model.load_model``
+The model is the tiny random SenseVoice from ``testkit.tiny_sensevoice``, loaded by ``asr.model.load_model``
 like any model (the family comes from its class) and decoded by FunASR's own ``SenseVoiceSmall``
 class; FunASR's ``inference`` is called on each segment alone as the reference.
 """
@@ -27,10 +27,10 @@ from vadpack.asr.model import check_model_folder, load_model
 from vadpack.asr.paraformer import ParaformerFamily
 from vadpack.asr.sensevoice import ALL_TAGS, BPE_MODEL, N_QUERIES, SenseVoiceFamily, piece_tokens, tag
 from vadpack.asr.stage import run_asr
-from vadpack.asr.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
 from vadpack.asr.types import LoadedModel, SegmentResult
 from vadpack.core.tables import TRANSCRIPTS, read_table
 from vadpack.core.text import join_tokens
+from vadpack.testkit.tiny_sensevoice import pad_vocabulary, sensevoice_config, train_tokenizer, write_tiny_sensevoice
 
 from tests.asr.conftest import Archive, batch_keys, pack
 from tests.asr.synth import speech_like

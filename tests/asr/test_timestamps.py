@@ -25,7 +25,7 @@ from vadpack.asr.features import pad_features, segment_features
 from vadpack.asr.infer import to_device
 from vadpack.asr.model import load_model
 from vadpack.asr.paraformer import _decode, _timestamp_inputs, cif_stamps, token_times
-from vadpack.asr.tiny import write_tiny_model
+from vadpack.testkit.tiny import write_tiny_model
 
 from tests.asr.synth import speech_like
 

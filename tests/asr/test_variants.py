@@ -10,7 +10,7 @@ from vadpack.asr.config import AsrConfig
 from vadpack.asr.features import pad_features, segment_features
 from vadpack.asr.infer import decode_features
 from vadpack.asr.model import load_model
-from vadpack.asr.tiny import write_tiny_model
+from vadpack.testkit.tiny import write_tiny_model
 
 from tests.asr.synth import speech_like
 

@@ -4,7 +4,7 @@ figures with nothing behind them (padding efficiency of no batches) are left out
 from __future__ import annotations
 
 import pytest
-from vadpack.asr.config import HALF_PRECISION_AGREEMENT
+from vadpack.asr.agreement import HALF_PRECISION_AGREEMENT
 from vadpack.pipeline.summary import RunSummary, print_summary
 
 BASE = {"files": 1, "failed_inputs": 0, "failed_segments": 0, "wall_s": 1.0, "stages_run": ("asr",),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from vadpack.asr.tiny import model_config, token_list, write_tiny_model
+from vadpack.testkit.tiny import model_config, token_list, write_tiny_model
 
 
 def _digest(path: Path) -> str:

@@ -9,7 +9,7 @@ FunASR's registered classes, so ``AutoModel(model=DIR)`` loads it like the train
   234 M parameters), which costs what the trained model costs, so benchmarks use it.
 
 The tokenizer is a SentencePiece BPE model trained here, offline, on a small bundled text in zh,
-en, yue, ja and ko (``asr/data/sensevoice_tiny_corpus.txt``), with SenseVoice's tags as user-defined
+en, yue, ja and ko (``testkit/data/sensevoice_tiny_corpus.txt``), with SenseVoice's tags as user-defined
 pieces and SenseVoice's layout: ``<unk>`` = 0 (also the CTC blank), ``<s>`` = 1, ``</s>`` = 2, no
 dummy ``▁`` before the first word. ``large`` pads the vocabulary to 25055 with single CJK and Hangul
 characters.
@@ -51,7 +51,7 @@ from vadpack.asr.sensevoice import (
     N_QUERIES,
     tag,
 )
-from vadpack.asr.tiny import FRONTEND_CONF, _build_model, am_mvn_text
+from vadpack.testkit.tiny import FRONTEND_CONF, _build_model, am_mvn_text
 
 SIZES = ("tiny", "large")
 CORPUS = Path(__file__).parent / "data" / "sensevoice_tiny_corpus.txt"
