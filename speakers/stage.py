@@ -32,6 +32,7 @@ from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appea
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
 from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
+from vadpack.speakers.spectral import SpectralParams, spectral_windows
 from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
 from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
 
@@ -137,7 +138,7 @@ class SpeakerLabeller:
         windows = [w for w in make_windows(segs, self.cfg.window_samples, self.cfg.hop_samples) if w in embedded]
         if not windows:
             return ContentSpeakers(content_id, (), 0, tuple(failed))
-        labels = cluster_windows(np.stack([embedded[w] for w in windows]), cluster_params(self.cfg))
+        labels = label_windows(np.stack([embedded[w] for w in windows]), self.cfg)
         boundary = self._boundary(content_id)
         by_segment: dict[int, list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
@@ -180,7 +181,22 @@ def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
     return ClusterParams(threshold=cfg.threshold, merge_similarity=cfg.merge_similarity,
                          num_speakers=cfg.num_speakers, min_speakers=cfg.min_speakers,
                          max_speakers=cfg.max_speakers, max_cluster_windows=cfg.max_cluster_windows,
-                         min_cluster_windows=cfg.min_cluster_windows)
+                         min_cluster_windows=cfg.resolved_min_cluster_windows)
+
+
+def spectral_params(cfg: SpeakersConfig) -> SpectralParams:
+    """The spectral clustering options of a speakers config."""
+    return SpectralParams(pval=cfg.pval, merge_similarity=cfg.merge_similarity, num_speakers=cfg.num_speakers,
+                          min_speakers=cfg.min_speakers, max_speakers=cfg.max_speakers,
+                          max_cluster_windows=cfg.max_cluster_windows,
+                          min_cluster_windows=cfg.resolved_min_cluster_windows)
+
+
+def label_windows(embeddings: np.ndarray, cfg: SpeakersConfig) -> np.ndarray:
+    """One recording's window labels by the configured clustering (``speakers.clustering``, ``auto`` resolved)."""
+    if cfg.resolved_clustering == "spectral":
+        return spectral_windows(embeddings, spectral_params(cfg))
+    return cluster_windows(embeddings, cluster_params(cfg))
 
 
 def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
