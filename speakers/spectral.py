@@ -28,7 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from vadpack.speakers.cluster import _subsample, first_appearance_order, fold_small, merge_similar, nearest_centroid
+from vadpack.speakers.cluster import (
+    ClusterParams,
+    _subsample,
+    first_appearance_order,
+    fold_small,
+    merge_similar,
+    nearest_centroid,
+)
 
 MIN_NEIGHBOURS = 6
 MIN_WINDOWS = 10
@@ -40,45 +47,31 @@ KMEANS_ITERATIONS = 100
 
 @dataclass(frozen=True, slots=True)
 class SpectralParams:
-    """The spectral clustering options of :class:`speakers.config.SpeakersConfig` (see there)."""
+    """Spectral clustering options: those it shares with average linkage (``threshold`` unused; the
+    defaults are 3D-Speaker's) and ``pval`` (see :class:`speakers.config.SpeakersConfig`)."""
 
+    cluster: ClusterParams = ClusterParams(merge_similarity=0.875, min_cluster_windows=4)
     pval: float = 0.012
-    merge_similarity: float = 0.875
-    num_speakers: int | None = None
-    min_speakers: int = 1
-    max_speakers: int = 8
-    max_cluster_windows: int = 4000
-    min_cluster_windows: int = 4
 
 
 def spectral_windows(embeddings: np.ndarray, params: SpectralParams) -> np.ndarray:
-    """One label per window (0, 1, ... in order of first appearance) for one recording.
-
-    Args:
-        embeddings: (n_windows, dim) L2-normalised embeddings in time order.
-        params: the clustering options.
-
-    Returns:
-        int64 labels, shape (n_windows,).
-    """
-    n = len(embeddings)
+    """Labels (0, 1, ... in order of first appearance) of one recording's (n, dim) L2-normalised
+    window embeddings, in time order; int64, shape (n,)."""
     emb = np.asarray(embeddings, dtype=np.float64)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    pick = _subsample(n, params.max_cluster_windows)
-    labels = _cluster(emb[pick], params)
-    if len(pick) < n:
+    pick = _subsample(len(emb), params.cluster.max_cluster_windows)
+    labels = _cluster(emb[pick], params.cluster, params.pval) if len(emb) else np.zeros(0, dtype=np.int64)
+    if len(pick) < len(emb):
         labels = nearest_centroid(emb, emb[pick], labels)
     return first_appearance_order(labels)
 
 
-def _cluster(emb: np.ndarray, params: SpectralParams) -> np.ndarray:
+def _cluster(emb: np.ndarray, params: ClusterParams, pval: float) -> np.ndarray:
     n = len(emb)
     if params.num_speakers is None and (n < MIN_WINDOWS or params.max_speakers == 1):
         return np.zeros(n, dtype=np.int64)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
-    values, vectors = np.linalg.eigh(laplacian(pruned_affinity(emb, params.pval)))
+    values, vectors = np.linalg.eigh(laplacian(pruned_affinity(emb, pval)))
     if params.num_speakers is not None:
         k = min(params.num_speakers, n)
         return kmeans(vectors[:, :k], k)

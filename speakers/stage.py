@@ -186,10 +186,7 @@ def cluster_params(cfg: SpeakersConfig) -> ClusterParams:
 
 def spectral_params(cfg: SpeakersConfig) -> SpectralParams:
     """The spectral clustering options of a speakers config."""
-    return SpectralParams(pval=cfg.pval, merge_similarity=cfg.merge_similarity, num_speakers=cfg.num_speakers,
-                          min_speakers=cfg.min_speakers, max_speakers=cfg.max_speakers,
-                          max_cluster_windows=cfg.max_cluster_windows,
-                          min_cluster_windows=cfg.resolved_min_cluster_windows)
+    return SpectralParams(cluster_params(cfg), cfg.pval)
 
 
 def label_windows(embeddings: np.ndarray, cfg: SpeakersConfig) -> np.ndarray:
