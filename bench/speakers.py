@@ -19,7 +19,11 @@ wall second of the whole stage (audio reading, features, embeddings, clustering)
 loaded, with the configured threads (1 by default). One-voice recordings (LibriVox, JFK,
 LibriSpeech, AISHELL) report how many speakers they get (``single_voice_speakers``, should be 1).
 
-Usage: .venv/bin/python bench/speakers.py [--backend resemblyzer] [--device auto] [--no-loo]
+``embed_xrt_per_core`` divides it by the torch threads. ``der`` and ``pooled_der`` are with vadpack's
+own VAD, ``oracle_vad_*`` with the human speech regions; both are always measured.
+
+Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
+(``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
 
@@ -250,8 +254,10 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
         **{k: round(v, 4) for k, v in m["pooled"].items()},
         "speaker_count_mae": round(float(np.mean([abs(f["speakers_hyp"] - f["speakers_ref"]) for f in files])), 3),
         "single_voice_speakers": m["singles"], "embed_xrt": round(m["summary"]["embed_xrt"], 1),
+        "embed_xrt_per_core": round(m["summary"]["embed_xrt"] / (cfg.threads or os.cpu_count() or 1), 1),
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
-        "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.window_s, "hop_s": cfg.hop_s,
+        "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.resolved_window_s,
+        "hop_s": cfg.resolved_hop_s, "clustering": cfg.resolved_clustering,
         "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity,
         "date": datetime.date.today().isoformat(), "files": files,
     }
@@ -259,13 +265,15 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="resemblyzer", choices=("resemblyzer", "campp"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "resemblyzer", "campp"))
+    parser.add_argument("--clustering", default="auto", choices=("auto", "ahc", "spectral"))
     parser.add_argument("--model", default="", help="speakers.model (campp: hub id or folder)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out grids (a quick run)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
-    cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, device=args.device)
+    cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
+                         device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         result = report(cfg, measure(cfg, Path(tmp), with_loo=not args.no_loo))
     for f in result["files"]:

@@ -53,8 +53,9 @@ EXTRAS = (
     Extra("silero_vad", "silero", (("vad.backend", "silero"),)),
     Extra("ray", "ray", (("engine", "ray"),)),
     Extra("scipy", "speakers", (("speakers.enabled", True),)),
-    Extra("resemblyzer", "speakers", (("speakers.enabled", True), ("speakers.backend", "resemblyzer"))),
-    Extra("librosa", "speakers", (("speakers.enabled", True), ("speakers.backend", "resemblyzer"))),
+    # speakers.backend: auto resolves to resemblyzer unless the trained CAM++ folder is there.
+    Extra("resemblyzer", "speakers", (("speakers.enabled", True), ("speakers.resolved_backend", "resemblyzer"))),
+    Extra("librosa", "speakers", (("speakers.enabled", True), ("speakers.resolved_backend", "resemblyzer"))),
 )
 
 # A FunASR hub id: a registered short name (paraformer-zh) or namespace/name on the model hub.
@@ -176,7 +177,7 @@ def check_extras(cfg: Config) -> list[str]:
     for need in EXTRAS:
         if all(config_value(cfg, key) == value for key, value in need.when) and \
                 importlib.util.find_spec(need.module) is None:
-            asks = " and ".join(f"{key} = {value!r}" for key, value in need.when)
+            asks = " and ".join(f"{key.replace('.resolved_', '.')} = {value!r}" for key, value in need.when)
             problems.append(f"{asks} needs the {need.extra!r} extra ({need.module} is not installed): "
                             f"pip install 'vadpack[{need.extra}]'")
     return problems
@@ -252,12 +253,24 @@ def check_speakers(cfg: Config) -> list[str]:
     """The speakers device exists; its model is a folder or hub id (campp) or a checkpoint file."""
     sp = cfg.speakers
     problems = [check_device(sp.device, "float32", key="speakers.device")]
-    if sp.backend == "campp":
+    if sp.resolved_backend == "campp" and not sp.model:
+        problems.append(check_default_campp(sp.model_name))
+    elif sp.resolved_backend == "campp":
         problems.append(check_hub_or_folder("speakers.model", sp.model_name, cfg.base_dir))
     elif sp.model and not Path(sp.model).expanduser().is_file():
         problems.append(f"speakers.model = {sp.model!r}: no such checkpoint file; give a resemblyzer VoiceEncoder "
                         "checkpoint (.pt), or leave it empty for the weights in the wheel")
     return [p for p in problems if p]
+
+
+def check_default_campp(folder: str) -> str | None:
+    """The trained CAM++ that ``make speaker-models`` writes is there (``speakers.model`` left empty)."""
+    from vadpack.speakers.config import CAMPP_MAKE_TARGET, campp_folder_ready
+
+    if campp_folder_ready(folder):
+        return None
+    return (f"speakers.model is empty, so speakers.backend = 'campp' needs the trained CAM++ in {folder}; "
+            f"run `{CAMPP_MAKE_TARGET}` (or give speakers.model a CAM++ folder)")
 
 
 def check_fsmn_model(spec: str | None) -> str | None:

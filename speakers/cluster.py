@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from vadpack.speakers.config import SpeakersConfig
+from vadpack.speakers.config import MIN_CLUSTER_WINDOWS, SpeakersConfig
 
 _DEFAULTS = SpeakersConfig()  # the one source of the defaults below
 
@@ -39,12 +39,13 @@ class ClusterParams:
     min_speakers: int = _DEFAULTS.min_speakers
     max_speakers: int = _DEFAULTS.max_speakers
     max_cluster_windows: int = _DEFAULTS.max_cluster_windows
-    min_cluster_windows: int = _DEFAULTS.min_cluster_windows
+    min_cluster_windows: int = MIN_CLUSTER_WINDOWS["ahc"]  # the config's default (None) resolved for AHC
 
     @classmethod
     def of(cls, cfg: SpeakersConfig) -> ClusterParams:
         """The clustering options of a speakers config."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+        values = {f.name: getattr(cfg, f.name) for f in fields(cls)}
+        return cls(**{**values, "min_cluster_windows": cfg.resolved_min_cluster_windows})
 
 
 def cluster_windows(embeddings: np.ndarray, params: ClusterParams) -> np.ndarray:

@@ -55,7 +55,7 @@ class Embedder(Protocol):
 
 
 def load_embedder(cfg: SpeakersConfig) -> Embedder:
-    """The configured backend, loaded on its device with ``cfg.threads`` torch threads.
+    """The configured backend (``auto`` resolved), loaded on its device with ``cfg.threads`` torch threads.
 
     Raises:
         ImportError: the backend's package is missing; the message names the extra to install.
@@ -64,7 +64,7 @@ def load_embedder(cfg: SpeakersConfig) -> Embedder:
     """
     device = resolve_device(cfg.device, "speakers.device")
     torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
-    if cfg.backend == "campp":
+    if cfg.resolved_backend == "campp":
         from vadpack.speakers.campp import CamppEmbedder
 
         return CamppEmbedder(cfg.model_name, device)
@@ -80,7 +80,7 @@ def weights_spec(cfg: SpeakersConfig) -> str:
     Raises:
         ImportError: the resemblyzer backend is asked for but not installed.
     """
-    if cfg.backend == "campp":
+    if cfg.resolved_backend == "campp":
         return cfg.model_name
     from vadpack.speakers.resemblyzer_backend import package_dir
 

@@ -32,6 +32,7 @@ from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appea
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
 from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
+from vadpack.speakers.spectral import SpectralParams, spectral_windows
 from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
 from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
 
@@ -137,7 +138,7 @@ class SpeakerLabeller:
         windows = [w for w in make_windows(segs, self.cfg.window_samples, self.cfg.hop_samples) if w in embedded]
         if not windows:
             return ContentSpeakers(content_id, (), 0, tuple(failed))
-        labels = cluster_windows(np.stack([embedded[w] for w in windows]), ClusterParams.of(self.cfg))
+        labels = label_windows(np.stack([embedded[w] for w in windows]), self.cfg)
         boundary = self._boundary(content_id)
         by_segment: dict[int, list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
@@ -173,6 +174,18 @@ class SpeakerLabeller:
             embed_s=self.embed_s, wall_s=self.wall_s, batches=self.batches, oom_splits=self.splits,
             device=str(self.embedder.device), backend=self.embedder.name, speakers_per_recording=dict(counts),
         ).as_dict()
+
+
+def spectral_params(cfg: SpeakersConfig) -> SpectralParams:
+    """The spectral clustering options of a speakers config."""
+    return SpectralParams(ClusterParams.of(cfg), cfg.pval)
+
+
+def label_windows(embeddings: np.ndarray, cfg: SpeakersConfig) -> np.ndarray:
+    """One recording's window labels by the configured clustering (``speakers.clustering``, ``auto`` resolved)."""
+    if cfg.resolved_clustering == "spectral":
+        return spectral_windows(embeddings, spectral_params(cfg))
+    return cluster_windows(embeddings, ClusterParams.of(cfg))
 
 
 def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:

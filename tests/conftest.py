@@ -49,6 +49,17 @@ def _user_cache(tmp_path_factory) -> None:
     os.environ["VADPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("user-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_campp(tmp_path_factory) -> None:
+    """``speakers.backend: auto`` never picks up a CAM++ that ``make speaker-models`` downloaded: a test
+    runs the backend it names (tests of the trained CAM++ give its folder explicitly, see TRAINED_CAMPP)."""
+    os.environ["VADPACK_CAMPP_MODEL"] = str(tmp_path_factory.mktemp("no-campplus") / "campplus")
+
+
+# Where `make speaker-models` puts the trained CAM++ (tests that need it skip when it is absent).
+TRAINED_CAMPP = REPO / "runs" / "models" / "campplus"
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """../shared/data/real, or a skip that says why (it is not shipped with vadpack)."""

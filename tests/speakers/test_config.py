@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import pytest
 from vadpack.core.configtools import from_mapping, result_hash
-from vadpack.speakers.config import CAMPP_DEFAULT_MODEL, SpeakersConfig
+from vadpack.speakers.config import CAMPP_DIR_ENV, SpeakersConfig, default_campp_dir
 
 
 def test_defaults_are_off_and_valid() -> None:
     cfg = SpeakersConfig()
     assert cfg.enabled is False
-    assert (cfg.backend, cfg.threads, cfg.device) == ("resemblyzer", 1, "auto")
+    assert (cfg.backend, cfg.clustering, cfg.threads, cfg.device) == ("auto", "auto", 1, "auto")
     assert (cfg.window_samples, cfg.hop_samples) == (48_000, 24_000)
-    assert SpeakersConfig(backend="campp").model_name == CAMPP_DEFAULT_MODEL
+    assert SpeakersConfig(backend="campp").model_name == str(default_campp_dir())
+
+
+def test_auto_is_campp_with_spectral_clustering_when_its_folder_is_ready(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "campplus"
+    monkeypatch.setenv(CAMPP_DIR_ENV, str(folder))
+    cfg = SpeakersConfig()
+    assert (cfg.resolved_backend, cfg.resolved_clustering, cfg.model_name) == ("resemblyzer", "ahc", "resemblyzer")
+    folder.mkdir()
+    (folder / "config.yaml").write_text("model: CAMPPlus\n")
+    assert SpeakersConfig().resolved_backend == "resemblyzer"  # no model.pt yet: not ready
+    (folder / "model.pt").write_bytes(b"")
+    cfg = SpeakersConfig()
+    assert (cfg.resolved_backend, cfg.resolved_clustering, cfg.model_name) == ("campp", "spectral", str(folder))
+    # Explicit values win; a resemblyzer checkpoint given to auto keeps resemblyzer.
+    assert SpeakersConfig(backend="resemblyzer").resolved_backend == "resemblyzer"
+    assert SpeakersConfig(clustering="ahc").resolved_clustering == "ahc"
+    assert SpeakersConfig(backend="resemblyzer", clustering="spectral").resolved_clustering == "spectral"
+    assert SpeakersConfig(model=str(tmp_path / "voice.pt")).resolved_backend == "resemblyzer"
 
 
 @pytest.mark.parametrize(("key", "value", "needle"), [
-    ("backend", "pyannote", "'resemblyzer', 'campp'"),
+    ("backend", "pyannote", "'auto', 'resemblyzer', 'campp'"),
+    ("clustering", "kmeans", "'auto', 'ahc', 'spectral'"),
+    ("pval", 1.5, "speakers.pval"),
     ("hop_s", 4.0, "speakers.hop_s"),
     ("window_s", 0.1, "speakers.window_s"),
     ("smoothing", 4, "must be odd"),
