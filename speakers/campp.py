@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from vadpack.core.funasr import funasr_registry
+from vadpack.core.funasr import funasr_attr, funasr_registry
 
 MODEL_CLASS = "CAMPPlus"
 
@@ -71,9 +71,7 @@ def load_campp(model: str, device: torch.device) -> torch.nn.Module:
     if folder.is_dir() and (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"speakers.model = {model!r} has config.yaml but no model.pt")
     with contextlib.redirect_stdout(io.StringIO()):
-        from funasr import AutoModel
-
-        auto = AutoModel(model=model, device=str(device), disable_update=True, disable_pbar=True)
+        auto = funasr_attr("", "AutoModel")(model=model, device=str(device), disable_update=True, disable_pbar=True)
     return auto.model.eval().to(device)
 
 
@@ -97,9 +95,7 @@ class CamppEmbedder:
     """
 
     def __init__(self, model: str, device: torch.device) -> None:
-        from funasr.models.campplus.utils import extract_feature
-
-        self._extract = extract_feature
+        self._extract = funasr_attr("models.campplus.utils", "extract_feature")
         self.net = load_campp(model, device)
         self.device = device
         self.dim = int(self.net.xvector.dense.linear.out_channels) if hasattr(self.net.xvector, "dense") else 192

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("vad", "packer", "asr", "speakers", "stitcher")
+STAGES = ("scan", "vad", "packer", "asr", "speakers", "stitcher")
 PACKAGES = ("core", *STAGES, "pipeline", "vadpack")
 # What each package may import from this repository, besides itself.
 ALLOWED = {**{stage: {"core"} for stage in STAGES}, "core": set(), "pipeline": {"core", *STAGES},
