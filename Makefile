@@ -88,7 +88,7 @@ TYPED := build/typecheck/vadpack
 typecheck: $(STAMP)
 	rm -rf $(TYPED) && mkdir -p $(TYPED)
 	ln -s ../../../vadpack/__init__.py ../../../vadpack/__main__.py ../../../vadpack/py.typed $(TYPED)/
-	for d in core vad packer asr speakers stitcher pipeline testkit; do ln -s ../../../$$d $(TYPED)/$$d; done
+	for d in core scan vad packer asr speakers stitcher pipeline testkit; do ln -s ../../../$$d $(TYPED)/$$d; done
 	$(VENV)/bin/mypy --strict -m vadpack -m vadpack.pipeline.api
 
 clean:

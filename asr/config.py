@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from vadpack.core.configtools import check_choice, check_fields, check_range
+from vadpack.core.device import check_device_spec
+from vadpack.core.models import is_local_model as is_local_model  # the one model-spec rule, for asr's callers
 
 DTYPES = ("float32", "float16", "bfloat16")
 # SenseVoice's language queries (``asr.sensevoice`` builds its tags from these); ``auto`` lets it tell.
@@ -83,8 +84,7 @@ class AsrConfig:
         check_fields(self, "asr")
         if not self.model:
             raise ValueError("asr.model must be a FunASR model id or a local model folder")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"asr.device = {self.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+        check_device_spec("asr.device", self.device)
         check_choice("asr.dtype", self.dtype, DTYPES)
         check_range("asr.threads", self.threads, 0, 1024)
         check_range("asr.feature_workers", self.feature_workers, 0, 256, auto=True)
@@ -116,8 +116,3 @@ def _check_hotwords(hotwords: object) -> None:
     bad = [w for w in hotwords if not w or len(w.split()) != 1]
     if bad:
         raise ValueError(f"asr.hotwords: {bad[0]!r} is not one word; give each hotword as its own list item")
-
-
-def is_local_model(spec: str) -> bool:
-    """Whether ``asr.model`` names a local folder rather than a hub id (no heavy imports: torch-free)."""
-    return Path(spec).expanduser().exists() or spec.startswith(("/", "./", "../", "~"))

@@ -21,12 +21,14 @@ from typing import Any
 import torch
 import yaml
 from vadpack.asr import attention, invariant, packed
-from vadpack.asr.config import AsrConfig, is_local_model
+from vadpack.asr.config import AsrConfig
 from vadpack.asr.family import ModelFamily, family_class
 from vadpack.asr.funasr_compat import funasr_tables
 from vadpack.asr.types import DeviceInfo, FrontendInfo, LoadedModel
 from vadpack.core.configtools import ConfigError
 from vadpack.core.device import resolve_device as core_resolve_device
+from vadpack.core.funasr import funasr_attr
+from vadpack.core.models import is_local_model
 from vadpack.core.reproducible import RowProbe
 from vadpack.core.usercache import user_cache_dir
 
@@ -201,8 +203,8 @@ def _load_cached(spec: str, stamp: tuple[int, int], device: str, dtype: str, thr
                  compile_encoder: bool = False) -> tuple:
     """Build the FunASR model once per (model, device, dtype, threads, compile); a new key frees the old one."""
     funasr_tables()  # fail early, with a clear message, if FunASR's model classes did not register
-    from funasr import AutoModel
-    from funasr.download.download_model_from_hub import download_model
+    AutoModel = funasr_attr("", "AutoModel")
+    download_model = funasr_attr("download.download_model_from_hub", "download_model")
 
     local = is_local_model(spec)
     name = str(Path(spec).expanduser().resolve()) if local else spec

@@ -28,6 +28,7 @@ from vadpack.asr import attention, invariant
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.types import LoadedModel, SegmentResult
 from vadpack.core.configtools import ConfigError
+from vadpack.core.funasr import funasr_attr
 
 UPSAMPLED_PREDICTORS = ("CifPredictorV3",)  # BiCif/SeACo: a second CIF made for timestamps
 TOKEN_FILES = ("tokens.json", "tokens.txt")
@@ -344,7 +345,7 @@ def token_times(stamps: _Stamps, tokens: tuple[str, ...], segment_ms: int) -> tu
     (the tail frame), and on rare alignments it returns one pair fewer or more than there are tokens;
     a missing pair takes the span from the previous end to the segment end.
     """
-    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+    ts_prediction_lfr6_standard = funasr_attr("utils.timestamp_tools", "ts_prediction_lfr6_standard")
 
     # By keyword: FunASR 1.4.16's Paraformer.inference passes these two the other way round (FunASR
     # issue #3723), which returns the right number of times with wrong boundaries. clone: the

@@ -1,8 +1,37 @@
-"""Torch devices from a config's ``device`` key, shared by the stages that run a model (asr, speakers)."""
+"""Devices from a config's ``device`` key, shared by the stages that run a model (asr, speakers).
+
+Torch is imported only to resolve a device, so a config section can check its key's form (torch-free).
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+def check_device_spec(key: str, spec: object) -> None:
+    """``spec`` has the form of a device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether this machine
+    has it is :func:`device_problem`'s question).
+
+    Raises:
+        ValueError: naming ``key`` and the forms allowed.
+    """
+    if not (spec in ("auto", "cpu", "cuda") or (isinstance(spec, str) and spec.startswith("cuda:"))):
+        raise ValueError(f"{key} = {spec!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+
+
+def device_problem(spec: str, key: str) -> str | None:
+    """None when this machine has the device ``spec`` names (``auto`` and ``cpu`` always), else one line
+    that names ``key`` and what to do."""
+    if spec in ("auto", "cpu"):
+        return None
+    try:
+        resolve_device(spec, key)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def resolve_device(spec: str, key: str) -> torch.device:
@@ -15,6 +44,8 @@ def resolve_device(spec: str, key: str) -> torch.device:
     Raises:
         ValueError: CUDA is asked for but not available, or the index is out of range.
     """
+    import torch
+
     if spec == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":

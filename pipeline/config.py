@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from vadpack.asr.config import AsrConfig
 from vadpack.core.configtools import as_plain, check_choice, check_fields, check_range, from_mapping
+from vadpack.core.models import is_local_model
 from vadpack.packer.config import PackerConfig
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.stitcher.config import StitchConfig
@@ -95,6 +96,11 @@ class Config:
     def _resolve(self, p: str) -> Path:
         path = Path(p).expanduser()
         return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    @property
+    def not_inputs(self) -> dict[str, Path]:
+        """The folders that are never input, by their key: work_dir (its PCM cache is audio)."""
+        return {"work_dir": self.work_path}
 
     def resolve_input(self, p: str) -> str:
         """Resolve an input entry (file, directory or glob) against the config file's folder."""
@@ -283,10 +289,7 @@ def resolve_model_path(value: str, base_dir: str) -> str:
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
-    local = Path(base_dir) / path
-    if value.startswith(("./", "../")) or local.exists():
-        return str(local.resolve())
-    return value
+    return str((Path(base_dir) / path).resolve()) if is_local_model(value, base_dir) else value
 
 
 def config_to_yaml(cfg: Config) -> str:

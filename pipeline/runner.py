@@ -66,9 +66,9 @@ class Runner:
     def input_fingerprint(self, stage: str) -> str | None:
         """The fingerprint of what ``stage`` reads now; None when an upstream stage has not run."""
         if stage == "scan":
-            from vadpack.pipeline.scan import fingerprint_inputs, list_inputs
+            from vadpack.scan.stage import fingerprint_inputs, list_inputs
 
-            paths = list_inputs(self.cfg).paths
+            paths = list_inputs(self.cfg.inputs, self.cfg.base_dir, self.cfg.not_inputs).paths
             return combine(*(f"{p}:{s}:{m}" for p, s, m in fingerprint_inputs(list(paths))))
         fps = []
         for up in UPSTREAM[stage]:

@@ -105,9 +105,9 @@ def stage_config_parts(cfg: Config, stage: str) -> dict[str, str]:
 # ---- scan -------------------------------------------------------------------------------------
 
 def run_scan(ctx: StageContext) -> StageResult:
-    from vadpack.pipeline.scan import known_content_ids, list_inputs, scan, skipped_note
+    from vadpack.scan.stage import known_content_ids, list_inputs, scan, skipped_note
 
-    listing = list_inputs(ctx.cfg)
+    listing = list_inputs(ctx.cfg.inputs, ctx.cfg.base_dir, ctx.cfg.not_inputs)
     for note in (*listing.errors, *listing.notes):  # errors too: a caller may skip the preflight
         log.warning(note)
     if listing.skipped:

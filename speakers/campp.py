@@ -83,9 +83,7 @@ def load_campp(model: str, device: torch.device) -> torch.nn.Module:
     if folder.is_dir() and (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"speakers.model = {model!r} has config.yaml but no model.pt")
     with contextlib.redirect_stdout(io.StringIO()):
-        from funasr import AutoModel
-
-        auto = AutoModel(model=model, device=str(device), disable_update=True, disable_pbar=True)
+        auto = funasr_attr("", "AutoModel")(model=model, device=str(device), disable_update=True, disable_pbar=True)
     return auto.model.eval().to(device)
 
 

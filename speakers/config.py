@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.configtools import check_choice, check_fields, check_range
+from vadpack.core.device import check_device_spec
 
 BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
@@ -133,8 +134,7 @@ class SpeakersConfig:
         check_range("speakers.smoothing", self.smoothing, 1, 99)
         if self.smoothing % 2 == 0:
             raise ValueError(f"speakers.smoothing = {self.smoothing} must be odd (1, 3, 5, ...); 1 turns it off")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"speakers.device = {self.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+        check_device_spec("speakers.device", self.device)
         check_range("speakers.batch_windows", self.batch_windows, 1, 1_000_000)
         check_range("speakers.group_windows", self.group_windows, 1, 100_000_000)
         check_range("speakers.max_cluster_windows", self.max_cluster_windows, 2, 100_000)

@@ -9,6 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from vadpack.core.funasr import funasr_attr
+from vadpack.core.models import is_local_model
+
 
 @lru_cache(maxsize=2)
 def load_punctuator(spec: str, threads: int = 1):
@@ -17,13 +20,10 @@ def load_punctuator(spec: str, threads: int = 1):
     Raises:
         ValueError: a local-looking path that is not a model folder.
     """
-    path = Path(spec)
-    if (spec.startswith(("/", "./", "../")) or path.exists()) and not (path / "config.yaml").is_file():
+    if is_local_model(spec) and not (Path(spec).expanduser() / "config.yaml").is_file():
         raise ValueError(f"stitch.punc_model = {spec!r} is not a punctuation model folder (no config.yaml); "
                          "give a FunASR model id such as ct-punc or a folder holding config.yaml and model.pt")
-    from funasr import AutoModel
-
-    return AutoModel(model=spec, disable_update=True, ncpu=threads, device="cpu", log_level="ERROR")
+    return funasr_attr("", "AutoModel")(model=spec, disable_update=True, ncpu=threads, device="cpu", log_level="ERROR")
 
 
 def punctuate(texts: list[str], spec: str) -> list[str]:

@@ -1,12 +1,17 @@
 """The floor plan, checked on the AST of every module (../shared/DESIGN.md, "The house").
 
-- A stage package (vad, packer, asr, speakers, stitcher) imports from this repository only ``core``
-  and its own modules.
+- A stage package (scan, vad, packer, asr, speakers, stitcher) imports from this repository only
+  ``core`` and its own modules.
 - ``core`` imports no stage, no ``pipeline`` and not ``vadpack``.
 - ``testkit`` (test and demo scaffolding: random model folders) builds on ``asr``; only ``pipeline``'s
   ``vadpack tiny-model`` command imports it, and no stage does.
 - ``pipeline`` wires stages; ``vadpack`` is the public face over ``pipeline``; nothing imports
   ``vadpack``.
+- ``pipeline`` (and ``vadpack``) reach a stage package only through its entry points: the modules
+  ``stage`` (its run functions), ``config``, ``check`` (what preflight collects) and ``types``
+  (``ENTRY_POINTS``); the imports that predate this rule are listed, one by one, in ``PIPELINE_DEBTS``.
+- FunASR is imported only in ``core/funasr.py`` (``import funasr``, ``from funasr...``, or by name
+  through importlib), so its quirks are handled once.
 - No two folders import each other, and no module takes part in an import cycle (imports inside
   functions count too: a lazy import is still a dependency).
 - One namespace: every folder is installed as ``vadpack.<folder>`` (pyproject's package-dir), and every
@@ -24,12 +29,28 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("vad", "packer", "asr", "speakers", "stitcher")
+STAGES = ("scan", "vad", "packer", "asr", "speakers", "stitcher")
 PACKAGES = ("core", *STAGES, "testkit", "pipeline", "vadpack")
 # What each package may import from this repository, besides itself.
 ALLOWED = {**{stage: {"core"} for stage in STAGES}, "core": set(), "testkit": {"core", "asr"},
            "pipeline": {"core", *STAGES, "testkit"},
            "vadpack": {"core", "pipeline"}}
+
+
+# A stage package's public face to the orchestrator.
+ENTRY_POINTS = ("stage", "config", "check", "types")
+# Imports by pipeline of a stage's inner module that predate the entry-point rule. Each is to move
+# behind its package's entry points; the test fails on a new one, and on one listed here that is gone.
+PIPELINE_DEBTS = frozenset({
+    ("pipeline.cli", "asr.tiny"), ("pipeline.cli", "asr.tiny_sensevoice"),
+    ("pipeline.engines.ray_engine", "asr.model"),
+    ("pipeline.housekeeping", "stitcher.export"),
+    ("pipeline.speaker_store", "speakers.embed"),
+    ("pipeline.stages", "asr.budget"), ("pipeline.stages", "asr.model"),
+    ("pipeline.stages", "packer.budget"), ("pipeline.stages", "packer.pack"),
+})
+# The modules that may import FunASR.
+FUNASR_MODULES = ("core.funasr",)
 
 
 def modules() -> dict[str, Path]:
@@ -151,3 +172,52 @@ def test_the_check_sees_the_imports_it_must_see(graph) -> None:
     # Guards the checker itself: a known lazy import and a known relative-free import are found.
     assert "asr.model" in graph["pipeline.stages"]
     assert "core.tables" in graph["stitcher.stage"]
+
+
+def _inner_stage_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(module, stage module) for each import by pipeline or vadpack of a stage module that is not an entry point."""
+    return {(name, dep) for name, deps in graph.items() if name.split(".")[0] in ("pipeline", "vadpack")
+            for dep in deps if dep.split(".")[0] in STAGES and dep.split(".", 1)[-1] not in ENTRY_POINTS}
+
+
+def test_pipeline_reaches_stages_only_through_their_entry_points(graph) -> None:
+    found = _inner_stage_imports(graph)
+    new = sorted(f"{a} imports {b}" for a, b in found - PIPELINE_DEBTS)
+    assert not new, "import it through the stage's entry points " + str(ENTRY_POINTS) + ":\n" + "\n".join(new)
+    paid = sorted(f"{a} -> {b}" for a, b in PIPELINE_DEBTS - found)
+    assert not paid, "no longer imported; remove from PIPELINE_DEBTS:\n" + "\n".join(paid)
+
+
+def test_preflight_only_collects_each_stage_check(graph) -> None:
+    # Every stage offers check(); preflight imports stages through nothing else.
+    deps = {d for d in graph["pipeline.preflight"] if d.split(".")[0] in STAGES}
+    assert deps == {f"{stage}.check" for stage in STAGES}
+    for stage in STAGES:
+        tree = ast.parse((REPO / stage / "check.py").read_text(encoding="utf-8"))
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body), stage
+
+
+def funasr_imports(path: Path) -> list[str]:
+    """Where a module imports FunASR: ``import funasr...``, ``from funasr... import``, or a call of
+    ``import_module``, ``__import__`` or ``find_spec`` whose module name holds a string starting with
+    ``funasr`` (``importlib.import_module(f"funasr.{name}")``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in ("import_module", "__import__", "find_spec"):  # any string in the name, f-strings too
+                names = [c.value for c in ast.walk(node.args[0]) if isinstance(c, ast.Constant)
+                         and isinstance(c.value, str)]
+        found += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] == "funasr"]
+    return found
+
+
+def test_funasr_is_imported_only_in_core_funasr() -> None:
+    mods = modules()
+    wrong = [f"{name} {where}" for name, path in mods.items() if name not in FUNASR_MODULES
+             for where in funasr_imports(path)]
+    assert not wrong, "reach FunASR through vadpack.core.funasr:\n" + "\n".join(wrong)
+    # Guards the checker: core.funasr's own import is seen.
+    assert funasr_imports(mods["core.funasr"])

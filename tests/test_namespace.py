@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = ("core", "vad", "packer", "asr", "speakers", "stitcher", "pipeline", "testkit")
+FOLDERS = ("core", "scan", "vad", "packer", "asr", "speakers", "stitcher", "pipeline", "testkit")
 
 
 def _user_folder(tmp_path: Path) -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO
 
-FOLDERS = ("core", "vad", "packer", "asr", "speakers", "stitcher", "pipeline")
+FOLDERS = ("core", "scan", "vad", "packer", "asr", "speakers", "stitcher", "pipeline")
 
 
 def test_public_api_passes_mypy_strict(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.funasr import funasr_attr
 from vadpack.vad.config import VadConfig
 from vadpack.vad.frames import FramedClassifier, WebrtcFrames, frame_levels_db
 from vadpack.vad.types import FrameTrack
@@ -106,7 +107,7 @@ class FsmnFrames:
                              "folder (config.yaml, model.pt, am.mvn), e.g. one downloaded from the "
                              "FunASR model hub as 'fsmn-vad'")
         try:
-            from funasr import AutoModel
+            AutoModel = funasr_attr("", "AutoModel")
         except ImportError as e:
             raise ImportError("vad.backend = 'fsmn' needs FunASR: pip install funasr") from e
         self._model = AutoModel(model=str(model_dir), disable_update=True, device="cpu")

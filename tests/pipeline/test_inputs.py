@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 from vadpack.pipeline.cli import main
 from vadpack.pipeline.config import config_from_dict
-from vadpack.pipeline.scan import list_inputs
+from vadpack.scan.stage import list_inputs
 
 from tests.conftest import write_config
 from tests.test_reliability import speechy
@@ -62,7 +62,7 @@ def test_listing_applies_the_audio_filter_everywhere(tmp_path):
     p = build_inputs(tmp_path)
     cfg = config_from_dict({"inputs": [str(p["folder"]), str(p["glob"]), str(p["list"])],
                             "work_dir": str(tmp_path / "work")})
-    listing = list_inputs(cfg)
+    listing = list_inputs(cfg.inputs, cfg.base_dir, cfg.not_inputs)
     assert listing.paths == tuple(sorted(str(p[k]) for k in ("mkv", "wav", "listed", "gone")))
     assert listing.errors == ()
     assert sorted(Path(s).name for s in listing.skipped) == ["standup.json", "standup.json", "standup.rttm",

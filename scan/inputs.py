@@ -1,26 +1,20 @@
-"""The scan stage: inputs (files, folders, globs, list files) -> one row per input file, probed.
+"""What ``inputs`` names on disk: files, folders (searched recursively), globs and list files.
 
-A recording id is a readable, file-name-safe stem plus a hash of the resolved path, so two files
-called ``a.wav`` in different folders never share an id, and the id never changes between runs.
+Folders and globs take the files whose suffix is an audio or video container's; a file named on its
+own is always scanned. A missing entry is an error (preflight: exit 2); a missing file named in a
+list file is data, and becomes a failure row.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 from vadpack.core.configtools import ConfigError
-from vadpack.core.fingerprint import file_content_id
-from vadpack.core.tables import RECORDINGS, to_table
-from vadpack.pipeline.config import Config
-
-log = logging.getLogger("vadpack")
 
 # Every container FFmpeg (PyAV) opens whose audio track vadpack can decode: audio files, and the
 # video containers meetings are often recorded in (.mkv, .mp4, .mov, ...), whose audio is transcribed.
@@ -35,15 +29,6 @@ AUDIO_SUFFIXES = frozenset({
 })
 # An input file with one of these suffixes is a list of inputs, one path a line.
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def recording_id(path: str) -> str:
-    """A stable, unique, file-name-safe id: ``<stem>-<8 hex of the resolved path>``."""
-    resolved = os.path.realpath(os.path.abspath(path))
-    digest = hashlib.sha1(resolved.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    stem = _UNSAFE.sub("_", Path(path).stem).strip("._-")[:48] or "audio"
-    return f"{stem}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +50,29 @@ class InputListing:
     skipped: tuple[str, ...] = ()
 
 
-def list_inputs(cfg: Config) -> InputListing:
-    """Expand ``cfg.inputs`` (files, folders, globs, list files) into the files to scan.
+def list_inputs(inputs: Sequence[str], base_dir: str | Path = ".",
+                exclude: Mapping[str, Path] | None = None) -> InputListing:
+    """Expand ``inputs`` (files, folders, globs, list files) into the files to scan.
+
+    Args:
+        inputs: the entries as configured; a relative one resolves against ``base_dir``.
+        base_dir: the folder relative entries are written against (the config file's folder).
+        exclude: folders that are never input, by the key that names them (``{"work_dir": path}``):
+            their files are left out of folder and glob scans.
 
     Raises:
-        ConfigError: when work_dir lies inside an input folder (the cache would be rescanned as input).
+        ConfigError: when an excluded folder lies inside an input folder (the work_dir's cache would
+            be rescanned as input); the message names its key.
     """
-    lister = _Lister(cfg.work_path.resolve())
-    for entry in cfg.inputs:
-        lister.add(entry, cfg.resolve_input(entry), strict=True)
+    lister = _Lister({key: Path(folder).resolve() for key, folder in (exclude or {}).items()})
+    for entry in inputs:
+        lister.add(entry, _resolve(entry, base_dir), strict=True)
     return lister.listing()
+
+
+def _resolve(entry: str, base_dir: str | Path) -> str:
+    path = Path(entry).expanduser()
+    return str(path if path.is_absolute() else Path(base_dir) / path)
 
 
 def skipped_note(skipped: tuple[str, ...] | list[str], show: int = 5) -> str:
@@ -90,8 +88,8 @@ class _Lister:
     file are data: a missing one is kept and becomes a failure row in scan.
     """
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, exclude: dict[str, Path]) -> None:
+        self.exclude = exclude
         self.found: dict[str, None] = {}
         self.errors: list[str] = []
         self.notes: list[str] = []
@@ -116,18 +114,22 @@ class _Lister:
                 where = "" if entry == str(p) else f" (resolved to {p})"
                 self.errors.append(f"input {entry!r} does not exist{where}; fix the path in inputs")
 
+    def _excluded(self, path: Path) -> bool:
+        return any(_inside(path, folder) for folder in self.exclude.values())
+
     def _keep(self, path: Path | str) -> None:
         self.found.setdefault(os.path.abspath(path), None)
 
     def _folder(self, entry: str, p: Path) -> None:
-        if self.work == p.resolve() or p.resolve() in self.work.parents:
-            raise ConfigError(f"work_dir {self.work} is inside the input folder {p}: vadpack would rescan its own "
-                              "cache as input. Put work_dir outside the input folders.")
+        for key, folder in self.exclude.items():
+            if folder == p.resolve() or p.resolve() in folder.parents:
+                raise ConfigError(f"{key} {folder} is inside the input folder {p}: vadpack would rescan its own "
+                                  f"cache as input. Put {key} outside the input folders.")
         before = len(self.found)
         # Folders named like audio files (talk.wav/) are walked, not listed; symlinks are listed so a
         # broken or looping link is reported instead of silently skipped.
         for f in sorted(p.rglob("*")):
-            if _inside(f, self.work) or not (f.is_symlink() or f.is_file()):
+            if self._excluded(f) or not (f.is_symlink() or f.is_file()):
                 continue
             if f.suffix.lower() in AUDIO_SUFFIXES:
                 self._keep(f)
@@ -145,7 +147,7 @@ class _Lister:
         before = len(self.found)
         for m in matches:
             mp = Path(m)
-            if _inside(mp, self.work):
+            if self._excluded(mp):
                 continue
             if mp.is_dir():
                 self._folder(m, mp)  # a glob over folders (/data/2024-*) means their recordings
@@ -180,62 +182,3 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def fingerprint_inputs(paths: list[str]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) per input, or (path, -1, -1) when it cannot be stat-ed."""
-    out = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-            out.append((p, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((p, -1, -1))
-    return out
-
-
-def scan(paths: list[str], known: dict[tuple[str, int, int], str] | None = None) -> pa.Table:
-    """Probe each input; a file that cannot be read becomes a ``failed`` row with the reason.
-
-    Args:
-        paths: the input files.
-        known: content ids from the previous scan by (path, size, mtime_ns); a file that matches is
-            not read again. A renamed, copied or modified file is hashed.
-    """
-    from vadpack.core.audio import AudioError, probe
-
-    known = known or {}
-    rows = []
-    for path in paths:
-        row = {"recording_id": recording_id(path), "path": path, "content_id": None, "duration_s": None,
-               "sample_rate": None, "channels": None, "codec": None, "size_bytes": None, "mtime_ns": None,
-               "status": "ok", "error": None}
-        try:
-            st = os.stat(path)
-            row.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
-            info = probe(path)
-            row.update(duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
-                       codec=info.codec)
-            row["content_id"] = known.get((path, st.st_size, st.st_mtime_ns)) or file_content_id(path)
-        except (AudioError, OSError, RuntimeError) as e:
-            row.update(status="failed", error=_describe(e, path))
-        rows.append(row)
-    return to_table(rows, RECORDINGS)
-
-
-def known_content_ids(previous: pa.Table | None) -> dict[tuple[str, int, int], str]:
-    """(path, size, mtime_ns) -> content id of the files a previous scan hashed."""
-    if previous is None or "content_id" not in previous.column_names:
-        return {}
-    cols = [previous[c].to_pylist() for c in ("path", "size_bytes", "mtime_ns", "content_id")]
-    return {(p, s, m): c for p, s, m, c in zip(*cols) if c is not None}
-
-
-def _describe(e: Exception, path: str) -> str:
-    if isinstance(e, FileNotFoundError):
-        return "file not found (or a broken symlink): check the inputs list"
-    if isinstance(e, IsADirectoryError) or Path(path).is_dir():
-        return "is a directory, not an audio file"
-    if isinstance(e, PermissionError):
-        return "permission denied: vadpack cannot read this file"
-    if isinstance(e, OSError) and e.errno == 40:
-        return "symlink loop: the path points back to itself"
-    return str(e)

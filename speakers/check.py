@@ -1,0 +1,45 @@
+"""What the speakers stage needs checked before any work: its device, its model, and the extras its
+backends need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vadpack.core.device import device_problem
+from vadpack.core.extras import Extra
+from vadpack.core.models import model_spec_problem
+from vadpack.speakers.config import SpeakersConfig
+
+# speakers.backend: auto resolves to resemblyzer unless the trained CAM++ folder is there.
+_RESEMBLYZER = (("speakers.enabled", True), ("speakers.resolved_backend", "resemblyzer"))
+EXTRAS = (
+    Extra("scipy", "speakers", (("speakers.enabled", True),)),
+    Extra("resemblyzer", "speakers", _RESEMBLYZER),
+    Extra("librosa", "speakers", _RESEMBLYZER),
+)
+
+
+def check(section: SpeakersConfig, base_dir: str = ".") -> list[str]:
+    """One line per problem: the device exists; the model is a folder or hub id (campp) or a checkpoint
+    file (resemblyzer). Nothing when the stage is off."""
+    if not section.enabled:
+        return []
+    problems = [device_problem(section.device, "speakers.device")]
+    if section.resolved_backend == "campp" and not section.model:
+        problems.append(default_campp_problem(section.model_name))
+    elif section.resolved_backend == "campp":
+        problems.append(model_spec_problem("speakers.model", section.model_name, base_dir))
+    elif section.model and not Path(section.model).expanduser().is_file():
+        problems.append(f"speakers.model = {section.model!r}: no such checkpoint file; give a resemblyzer "
+                        "VoiceEncoder checkpoint (.pt), or leave it empty for the weights in the wheel")
+    return [p for p in problems if p]
+
+
+def default_campp_problem(folder: str) -> str | None:
+    """The trained CAM++ that ``make speaker-models`` writes is there (``speakers.model`` left empty)."""
+    from vadpack.speakers.config import CAMPP_MAKE_TARGET, campp_folder_ready
+
+    if campp_folder_ready(folder):
+        return None
+    return (f"speakers.model is empty, so speakers.backend = 'campp' needs the trained CAM++ in {folder}; "
+            f"run `{CAMPP_MAKE_TARGET}` (or give speakers.model a CAM++ folder)")
