@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from vadpack.asr.agreement import (
+    HALF_PRECISION_AGREEMENT as HALF_PRECISION_AGREEMENT,  # measured, quoted by the run summary
+)
 from vadpack.core.configtools import check_choice, check_fields, check_range
 from vadpack.core.device import check_device_spec
 from vadpack.core.models import is_local_model as is_local_model  # the one model-spec rule, for asr's callers

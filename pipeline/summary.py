@@ -212,7 +212,7 @@ def print_summary(s: RunSummary) -> None:
 
 def precision_note(dtype: str) -> str:
     """One line on what a half precision costs in exactness, with its measured agreement."""
-    from vadpack.asr.agreement import HALF_PRECISION_AGREEMENT
+    from vadpack.asr.config import HALF_PRECISION_AGREEMENT
 
     m = HALF_PRECISION_AGREEMENT[dtype]
     return (f"{dtype}: results may differ from float32 and between batchings (measured: "

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from vadpack.core.funasr import funasr_registry
+from vadpack.core.funasr import funasr_attr, funasr_registry
 from vadpack.speakers.config import CAMPP_MAKE_TARGET, default_campp_dir
 
 N_MELS = 80
