@@ -16,6 +16,7 @@ Modules:
     features: fbank + LFR + CMVN in worker processes, delivered in order through a bounded prefetch.
     infer: ``decode_features`` (one result per item, always) and ``decode_batch`` (halving on OOM).
     stage: ``run_asr``, batches + PCM cache -> transcript part files, resumable.
+    check: ``check``, what preflight collects: the model folder or hub id, the device, the family's settings.
     budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
         rule, applied by the orchestrator, decides the budget).
 
