@@ -15,6 +15,7 @@ Modules:
     infer: ``decode_features`` (one result per item, always) and ``decode_batch`` (halving on OOM).
     stage: ``run_asr``, batches + PCM cache -> transcript part files, resumable.
     agreement: how far half precision's results are from float32's, as ``bench/precision.py`` measured.
+    check: ``check``, what preflight collects: the model folder or hub id, the device, the family's settings.
     budget: ``measure_memory``, what ``packer.budget_s: auto`` needs measured on a GPU (the packer's
         rule, applied by the orchestrator, decides the budget).
 

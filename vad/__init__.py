@@ -9,6 +9,7 @@ Modules, in the order the audio flows through them:
 - ``segmenter``: the TRIGGERED/NOTTRIGGERED state machine with onset/offset hysteresis, and padding.
 - ``split``: the length cap (cut at the longest pause) and optional merging.
 - ``stage``: the stage itself: decode -> PCM cache -> segments, in worker processes, resumable.
+- ``check``: what preflight collects: the fsmn model folder, and the extra silero needs.
 
 Generated meetings with exactly known speech, and the scoring against labels, live with the tests
 (``tests/support``).
