@@ -39,6 +39,8 @@ process, from 1, and only while a ``kill_at`` or ``interrupt_at`` asks for it:
   Ctrl-C still held back (asr/replicas.py, ``asr.replicas`` > 1).
 - ``asr.part_written``: one part file of the transcript store is written, in the process that
   decodes (the run, or a replica) (asr/stage.py).
+- ``asr.part_received``: the Ray engine's driver has received one part file an actor finished (the
+  part is in the store; the actors may be decoding others) (pipeline/engines/ray_engine.py).
 - ``stitch.table_written``: one public table is complete in the output folder (tokens, words, turns,
   speakers, then documents, segments, failures) (stitcher/stage.py).
 
