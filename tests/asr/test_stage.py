@@ -76,7 +76,7 @@ def test_rerun_decodes_only_what_the_store_lacks(baseline: Path, cpu_cfg: AsrCon
     assert victim.exists() and rows(parts) == rows(baseline)
     # A rerun with every span stored does nothing, not even load the model.
     again = run_asr(batches, archive.cache_dir, parts, cpu_cfg, progress=False)
-    assert again["batches"] == 0 and again["already_stored"] == len(archive.keys)
+    assert again.batches == 0 and again.already_stored == len(archive.keys)
 
 
 def test_injected_oom_splits_and_gives_identical_results(
