@@ -54,7 +54,7 @@ class PartGroup:
 
 
 def run_asr(batches: pa.Table, cache_dir: Path, store_dir: PartStore | Path, cfg: AsrConfig, progress: bool = True,
-            log: Log = None) -> dict:
+            log: Log = None) -> AsrSummary:
     """Decode the spans of every batch that the store does not hold yet, writing part files.
 
     Args:
@@ -67,7 +67,7 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: PartStore | Path, cfg
             metrics go to DEBUG on a logger, and to the callable as they come.
 
     Returns:
-        ``AsrSummary.as_dict()``: decoded audio and wall seconds, x-realtime, model_busy, batches,
+        The stage's figures (``AsrSummary``): decoded audio and wall seconds, x-realtime, model_busy, batches,
         failures, and the spans of the batches that were already in the store.
     """
     say, detail = _log_functions(log)
@@ -75,7 +75,7 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: PartStore | Path, cfg
     if already:
         say(f"asr: {already} segments of these batches are already in the store; decoding the rest")
     if not groups:
-        return AsrSummary(already_stored=already, model=cfg.model).as_dict()
+        return AsrSummary(already_stored=already, model=cfg.model)
     n_batches = sum(len(g.plans) for g in groups)
     audio_s = sum(item.n_samples for g in groups for plan in g.plans for item in plan.items) / SAMPLE_RATE
     layout = plan_layout(cfg, n_batches, torch.cuda.device_count(), weights_bytes(cfg.model), audio_s)
@@ -86,20 +86,33 @@ def run_asr(batches: pa.Table, cache_dir: Path, store_dir: PartStore | Path, cfg
         summary = replace(summary, already_stored=already)
         say(f"asr: {layout.describe()}: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s "
             f"({summary.xrt:.1f}x realtime), {summary.batches} batches, {summary.failed_segments} failed")
-        return summary.as_dict()
+        return summary
+    run = start_decoder(cfg, detail)
+    run.decode_groups(groups, Path(cache_dir), progress)
+    summary = run.summary(already_stored=already)
+    say(f"asr: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s ({summary.xrt:.1f}x realtime), "
+        f"model busy {summary.model_busy:.0%}, {summary.batches} batches, {summary.failed_segments} failed")
+    return summary
+
+
+def start_decoder(cfg: AsrConfig, detail: Callable[[str], object]) -> Decoder:
+    """Start decoding in this process: feature workers resolved for the device, their server started,
+    the model loaded. The one start-up of every decoding process: the run itself, a replica, a Ray actor.
+
+    Args:
+        cfg: the asr config (``feature_workers`` ``auto`` resolves here, for the device).
+        detail: where per-batch lines go.
+
+    Returns:
+        A Decoder holding the loaded model; its ``load_s`` is what this start-up took.
+    """
     t_load = time.perf_counter()
     cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
     if cfg.feature_workers > 0:
         start_worker_server()
         fault_point("asr.feature_server_started")
     lm = load_model(cfg)
-    load_s = time.perf_counter() - t_load
-    run = Decoder(lm, cfg, detail)
-    run.decode_groups(groups, Path(cache_dir), progress)
-    summary = run.summary(load_s, already_stored=already)
-    say(f"asr: {summary.audio_s:.0f} s of audio in {summary.wall_s:.1f} s ({summary.xrt:.1f}x realtime), "
-        f"model busy {summary.model_busy:.0%}, {summary.batches} batches, {summary.failed_segments} failed")
-    return summary.as_dict()
+    return Decoder(lm, cfg, detail, load_s=time.perf_counter() - t_load)
 
 
 def weights_bytes(model: str) -> int:
@@ -137,12 +150,7 @@ def replica_main(index: int, tasks, messages, cfg: AsrConfig, groups: list[PartG
     import resource
 
     silence_child_interrupts()
-    t_load = time.perf_counter()
-    cfg = replace(cfg, feature_workers=cfg.feature_workers_for(resolve_device(cfg.device).type))
-    if cfg.feature_workers > 0:
-        start_worker_server()
-    run = Decoder(load_model(cfg), cfg, lambda msg: messages.put((index, "log", msg)))
-    load_s = time.perf_counter() - t_load
+    run = start_decoder(cfg, lambda msg: messages.put((index, "log", msg)))
     while True:
         task = tasks.get()
         if fault_arg("asr_replica_crash") == str(index):
@@ -152,7 +160,7 @@ def replica_main(index: int, tasks, messages, cfg: AsrConfig, groups: list[PartG
         run.decode_groups([groups[task]], cache_dir, progress=False)
         messages.put((index, "group", len(groups[task].plans)))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    messages.put((index, "summary", {"summary": run.summary(load_s).as_dict(), "peak_rss_mb": peak_mb}))
+    messages.put((index, "summary", {"summary": run.summary().as_dict(), "peak_rss_mb": peak_mb}))
 
 
 def merge_summaries(parts: list[AsrSummary], wall_s: float, layout: Layout, rss_mb: list[float]) -> AsrSummary:
@@ -232,11 +240,11 @@ def part_groups(plans: list[BatchPlan], sizes: list[int], store: PartStore) -> l
 class Decoder:
     """Decodes part groups with one loaded model and keeps the running figures.
 
-    The local engine makes one per run; the Ray engine one per actor and group.
+    Made by :func:`start_decoder`: one per run, per replica, per Ray actor.
     """
 
-    def __init__(self, lm: LoadedModel, cfg: AsrConfig, detail: Callable[[str], object]) -> None:
-        self.lm, self.cfg, self.detail = lm, cfg, detail
+    def __init__(self, lm: LoadedModel, cfg: AsrConfig, detail: Callable[[str], object], load_s: float = 0.0) -> None:
+        self.lm, self.cfg, self.detail, self.load_s = lm, cfg, detail, load_s
         self.metrics: list[BatchMetrics] = []
         self.parts_written = 0
         self.feature_retries = 0
@@ -287,12 +295,13 @@ class Decoder:
         except torch.OutOfMemoryError:
             self.detail("asr: warm-up ran out of memory; continuing without it")
 
-    def summary(self, load_s: float, already_stored: int = 0) -> AsrSummary:
+    def summary(self, already_stored: int = 0) -> AsrSummary:
+        """The figures of every group decoded so far (model loading: ``load_s``)."""
         m = self.metrics
         audio_s, model_s = sum(x.audio_s for x in m), sum(x.model_ms for x in m) / 1000
         wall_s = max(self.wall_s, 1e-9)
         return AsrSummary(
-            audio_s=audio_s, wall_s=self.wall_s, load_s=load_s, model_s=model_s, xrt=audio_s / wall_s,
+            audio_s=audio_s, wall_s=self.wall_s, load_s=self.load_s, model_s=model_s, xrt=audio_s / wall_s,
             model_busy=model_s / wall_s, batches=len(m), segments=sum(x.n_items for x in m),
             failed_segments=sum(x.failed for x in m), parts_written=self.parts_written,
             already_stored=already_stored, oom_splits=sum(x.splits for x in m),

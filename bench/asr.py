@@ -60,6 +60,7 @@ from _funasr_baseline import (  # noqa: E402
     write_pcm,
 )
 from vadpack.asr.config import AsrConfig  # noqa: E402
+from vadpack.asr.types import AsrSummary  # noqa: E402
 from vadpack.core.cache import SAMPLE_RATE, pcm_path, read_segment  # noqa: E402
 from vadpack.core.tables import TRANSCRIPTS, VAD_SEGMENTS, read_table, to_table  # noqa: E402
 from vadpack.testkit.tiny import write_tiny_model  # noqa: E402
@@ -125,16 +126,16 @@ def compare(args: argparse.Namespace, work: Path, threads: int) -> tuple[dict, s
     audio_s = archive["audio_s"]
     identical = sum(their_tokens.get(k) == our_tokens.get(k) for k in our_tokens)
     return {
-        "model_busy": round(ours["model_busy"], 3),
-        "vadpack_xrt": round(ours["xrt"], 2),
+        "model_busy": round(ours.model_busy, 3),
+        "vadpack_xrt": round(ours.xrt, 2),
         "funasr_xrt": round(audio_s / funasr_s, 2),
-        "ratio_vs_funasr": round(ours["xrt"] / (audio_s / funasr_s), 2),
+        "ratio_vs_funasr": round(ours.xrt / (audio_s / funasr_s), 2),
         "identical_to_funasr": round(identical / max(len(our_tokens), 1), 4),
-        "segments": len(our_tokens), "audio_s": round(audio_s, 1), "batches": ours["batches"],
-        "vadpack_wall_s": round(ours["wall_s"], 2), "funasr_wall_s": round(funasr_s, 2),
+        "segments": len(our_tokens), "audio_s": round(audio_s, 1), "batches": ours.batches,
+        "vadpack_wall_s": round(ours.wall_s, 2), "funasr_wall_s": round(funasr_s, 2),
         "funasr_recordings_blanked": blanked, "model": f"random {args.family}-{args.size}",
         "threads": threads, "feature_workers": args.feature_workers, "budget_s": args.budget_s,
-    }, ours["device"]
+    }, ours.device
 
 
 def model_folder(work: Path, size: str, family: str = "paraformer") -> Path:
@@ -190,7 +191,7 @@ def pack(segments: pa.Table, budget_s: float) -> pa.Table:
 
 
 def run_vadpack(archive: dict, model_dir: Path, work: Path, args: argparse.Namespace,
-                threads: int) -> tuple[dict, dict[Key, tuple[str, ...]]]:
+                threads: int) -> tuple[AsrSummary, dict[Key, tuple[str, ...]]]:
     from vadpack.asr.stage import run_asr
 
     cfg = AsrConfig(model=str(model_dir), device=args.device, threads=threads,

@@ -112,7 +112,7 @@ work = Path(sys.argv[1])
 cfg = config_from_dict({"inputs": ["/archive"], "work_dir": str(work),
                         "stitch": {"formats": json.loads(sys.argv[2])}})
 t0 = time.perf_counter()
-summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary
+summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary.as_dict()
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   **summary}))

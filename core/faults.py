@@ -41,6 +41,8 @@ process, from 1, and only while a ``kill_at`` or ``interrupt_at`` asks for it:
   decodes (the run, or a replica) (asr/stage.py).
 - ``store.moved_aside``: a forced run's swap has renamed the old store aside (``<store>.replaced``)
   and not yet put the new one in its place (core/partstore.py).
+- ``asr.part_received``: the Ray engine's driver has received one part file an actor finished (the
+  part is in the store; the actors may be decoding others) (pipeline/engines/ray_engine.py).
 - ``stitch.table_written``: one public table is complete in the output folder (tokens, words, turns,
   speakers, then documents, segments, failures) (stitcher/stage.py).
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vadpack.core.atomic import write_text_atomic
 from vadpack.core.faults import fault_point
 from vadpack.core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
 from vadpack.pipeline.config import Config, config_to_yaml
+from vadpack.pipeline.engines.base import engine_for
 from vadpack.pipeline.lock import WorkDirLock
 from vadpack.pipeline.speaker_store import speakers_store
 from vadpack.pipeline.stages import (
@@ -60,6 +61,7 @@ class Runner:
         self.cfg = cfg
         self.work = WorkDir(cfg.work_path)
         self.progress = progress
+        self.engine = engine_for(cfg, progress)  # chosen once; every stage runs on it
 
     # ---- what is up to date -------------------------------------------------------------------
 
@@ -165,16 +167,16 @@ class Runner:
         t0 = time.perf_counter()
         fault_point(f"{stage}.started")
         try:
-            result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force))
+            result = RUNNERS[stage](StageContext(self.cfg, self.work, self.progress, force, self.engine))
         except BaseException:
             if stage == "stitch":  # no half-written table left in the folder people read
                 sweep_temp_files([self.cfg.output_path])
             raise
-        result.summary["wall_s"] = time.perf_counter() - t0
-        log.info("%s: done in %.1f s, %d rows", stage, result.summary["wall_s"], result.rows)
+        result = replace(result, wall_s=time.perf_counter() - t0)
+        log.info("%s: done in %.1f s, %d rows", stage, result.wall_s, result.rows)
         write_manifest(self.work.manifest(stage), new_manifest(stage, parts, input_fp,
                                                                output_fingerprint(self.cfg, stage), result.rows,
-                                                               result.summary))
+                                                               result.as_dict()))
         fault_point(f"{stage}.done")
         return result
 

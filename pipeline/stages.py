@@ -23,8 +23,17 @@ from vadpack.core.manifest import files_fingerprint
 from vadpack.core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, read_table, to_table, write_table
 from vadpack.core.types import RecordingRef
 from vadpack.pipeline.config import Config
+from vadpack.pipeline.engines.base import Engine, engine_for
 from vadpack.pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
 from vadpack.pipeline.store import asr_key, asr_store, next_batch_id, segment_results, todo_spans
+from vadpack.pipeline.types import (
+    AsrStageSummary,
+    PackSummary,
+    ScanSummary,
+    SpeakersStageSummary,
+    StageFigures,
+    VadSummary,
+)
 from vadpack.pipeline.workdir import WorkDir
 from vadpack.vad.types import VadOutcome
 
@@ -45,18 +54,37 @@ class StageContext:
 
     Attributes:
         force: redo the stage's work even where a cache says it stands (``--force``).
+        engine: where vad and asr run; chosen once from ``cfg.engine`` (``engine_for``) unless given.
     """
 
     cfg: Config
     work: WorkDir
     progress: bool = True
     force: bool = False
+    engine: Engine = field(default=None)  # type: ignore[assignment]  # filled in by __post_init__
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            object.__setattr__(self, "engine", engine_for(self.cfg, self.progress))
 
 
 @dataclass(frozen=True, slots=True)
 class StageResult:
+    """What a stage function returns: its row count and its figures (and, from the runner, its time).
+
+    Attributes:
+        rows: the rows of the stage's table (recordings, segments, batches, ...).
+        summary: the stage's figures.
+        wall_s: seconds the stage took, set by the runner (0 until then).
+    """
+
     rows: int
-    summary: dict = field(default_factory=dict)
+    summary: StageFigures
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        """The figures as the stage's manifest keeps them, the stage's wall time included."""
+        return {**self.summary.as_dict(), "wall_s": self.wall_s}
 
 
 def output_fingerprint(cfg: Config, stage: str) -> str:
@@ -117,8 +145,8 @@ def run_scan(ctx: StageContext) -> StageResult:
     write_table(table, ctx.work.recordings)
     failed = pc.sum(pc.equal(table["status"], "failed")).as_py() or 0
     seconds = pc.sum(table["duration_s"]).as_py() or 0.0
-    return StageResult(table.num_rows, {"files": table.num_rows, "failed": failed, "audio_h": seconds / 3600,
-                                        "skipped": len(listing.skipped)})
+    return StageResult(table.num_rows, ScanSummary(files=table.num_rows, failed=failed, audio_h=seconds / 3600,
+                                                   skipped=len(listing.skipped)))
 
 
 # ---- vad --------------------------------------------------------------------------------------
@@ -133,21 +161,15 @@ def run_vad(ctx: StageContext) -> StageResult:
     write_table(to_table(rec_rows, VAD_RECORDINGS), ctx.work.vad_recordings)
     audio_s = sum(r["n_samples"] for r in rec_rows) / SAMPLE_RATE
     failed = sum(r["status"] == "failed" for r in rec_rows)
-    return StageResult(len(seg_rows), {"segments": len(seg_rows), "failed": failed, "audio_h": audio_s / 3600,
-                                       "xrt": audio_s / max(wall, 1e-9)})
+    return StageResult(len(seg_rows), VadSummary(segments=len(seg_rows), failed=failed, audio_h=audio_s / 3600,
+                                                 xrt=audio_s / max(wall, 1e-9)))
 
 
 def vad_outcomes(ctx: StageContext, refs: list[RecordingRef]) -> Iterator[VadOutcome]:
-    """One VadOutcome per recording, from the configured engine."""
+    """One VadOutcome per recording, from the run's engine."""
     cache = ctx.work.pcm
     cache.mkdir(parents=True, exist_ok=True)
-    if ctx.cfg.engine == "ray":
-        from vadpack.pipeline.engines.ray_engine import ray_vad
-
-        return ray_vad(refs, cache, ctx.cfg.vad, ctx.cfg.ray, force=ctx.force)
-    from vadpack.vad.stage import run_vad as vad_stage
-
-    return vad_stage(refs, cache, ctx.cfg.vad, progress=ctx.progress, force=ctx.force)
+    return ctx.engine.vad_outcomes(refs, cache, ctx.cfg.vad, ctx.force)
 
 
 def recording_refs(recordings: pa.Table) -> list[RecordingRef]:
@@ -192,11 +214,11 @@ def run_pack(ctx: StageContext) -> StageResult:
         todo, keys=["content_id", "start_sample", "end_sample"], join_type="inner").num_rows if todo.num_rows else 0
     log.info("pack: %d of %d segments need decoding (%d reused from the store), %d batches", n_todo,
              segments.num_rows, segments.num_rows - n_todo, table.num_rows)
-    return StageResult(table.num_rows, {
-        "batches": table.num_rows, "budget_s": budget_s,
-        "budget_basis": budget_basis(ctx.cfg, device_info(ctx.cfg.asr.device)),
-        "segments_to_decode": n_todo, "segments_in_store": segments.num_rows - n_todo,
-        "padding_efficiency": result.stats.efficiency})
+    return StageResult(table.num_rows, PackSummary(
+        batches=table.num_rows, budget_s=budget_s,
+        budget_basis=budget_basis(ctx.cfg, device_info(ctx.cfg.asr.device)),
+        segments_to_decode=n_todo, segments_in_store=segments.num_rows - n_todo,
+        padding_efficiency=result.stats.efficiency))
 
 
 def device_info(spec: str) -> DeviceInfo:
@@ -246,30 +268,21 @@ def pack_budget_s(cfg: Config, measure: bool = True) -> float:
 
 def run_asr(ctx: StageContext) -> StageResult:
     """Decode the packed spans into the store; the summary says what was decoded and what reused."""
-    from vadpack.asr.stage import plan_work
-    from vadpack.asr.stage import run_asr as asr_stage
-
     batches = read_table(ctx.work.batches, BATCHES)
     final = asr_store(ctx.cfg.asr, ctx.work)
     store = final.working()  # a forced rerun writes beside the old results, which stay until the swap
     parts_before = set(store.parts())
     ensure_audio(ctx, batches)
-    if ctx.cfg.engine == "ray":
-        from vadpack.pipeline.engines.ray_engine import ray_asr
-
-        groups, already = plan_work(batches, store, ctx.cfg.asr.batches_per_part)
-        summary = {**ray_asr(groups, ctx.work.pcm, ctx.cfg.asr, ctx.cfg.ray), "already_stored": already}
-    else:
-        summary = asr_stage(batches, ctx.work.pcm, store, ctx.cfg.asr, progress=ctx.progress)
+    decoding = ctx.engine.decode(batches, ctx.work.pcm, store, ctx.cfg.asr)
     # Counted in segments, as status, pack's log line and the run summary count them: a span that two
     # copies of a file share is two segments, decoded once.
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     decoded = _segments_in(segments, sorted(set(store.parts()) - parts_before))
     final.finish_replacement()
-    summary.update(decoded_segments=decoded, decoded_audio_s=float(summary.get("audio_s", 0.0)),
-                   reused_segments=segments.num_rows - decoded)
     log.info("asr: %d segments decoded, %d reused from the store", decoded, segments.num_rows - decoded)
-    return StageResult(segments.num_rows, summary)
+    return StageResult(segments.num_rows, AsrStageSummary(
+        engine=ctx.engine.name, decoding=decoding, decoded_segments=decoded, decoded_audio_s=decoding.audio_s,
+        reused_segments=segments.num_rows - decoded))
 
 
 def _segments_in(segments: pa.Table, parts: list) -> int:
@@ -309,7 +322,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
     is a part file of the store, so an interrupted run keeps what it labelled.
     """
     if not ctx.cfg.speakers.enabled:
-        return StageResult(0, {"enabled": False})
+        return StageResult(0, SpeakersStageSummary(enabled=False))
     from vadpack.pipeline.speaker_store import segments_digests, todo_segments, write_part
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
@@ -317,7 +330,7 @@ def run_speakers(ctx: StageContext) -> StageResult:
     store = final.working()  # a forced rerun writes beside the old labels, which stay until the swap
     todo = todo_segments(segments, store)
     n_contents = len(pc.unique(segments["content_id"]))
-    summary: dict = {"enabled": True, "labelled_recordings": 0, "reused_recordings": n_contents}
+    summary = SpeakersStageSummary(enabled=True, reused_recordings=n_contents)
     if todo.num_rows:
         from vadpack.speakers.stage import SpeakerLabeller
 
@@ -328,13 +341,12 @@ def run_speakers(ctx: StageContext) -> StageResult:
         for results in labeller.run(todo, ctx.progress):
             write_part(store, results, digests)
             fault_point("speakers.part_written")
-        figures = labeller.summary()
-        figures.pop("speakers_per_recording")  # one entry per recording: too much for a manifest
-        summary.update(figures, labelled_recordings=len(todo_ids), reused_recordings=n_contents - len(todo_ids))
+        summary = SpeakersStageSummary(enabled=True, labelled_recordings=len(todo_ids),
+                                       reused_recordings=n_contents - len(todo_ids), labelling=labeller.figures())
     final.finish_replacement()
-    log.info("speakers: %d recordings labelled, %d from the store", summary["labelled_recordings"],
-             summary["reused_recordings"])
-    return StageResult(summary["labelled_recordings"], summary)
+    log.info("speakers: %d recordings labelled, %d from the store", summary.labelled_recordings,
+             summary.reused_recordings)
+    return StageResult(summary.labelled_recordings, summary)
 
 
 # ---- stitch -----------------------------------------------------------------------------------
@@ -353,7 +365,7 @@ def run_stitch(ctx: StageContext) -> StageResult:
                   if ctx.cfg.speakers.enabled else None),
     )
     summary = stitch_stage(inputs, ctx.cfg.stitch, ctx.cfg.output_path, ctx.cfg.asr.model, stable_hash(ctx.cfg))
-    return StageResult(int(summary.get("documents", 0)), summary)
+    return StageResult(summary.documents, summary)
 
 
 RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
+from vadpack.asr.types import AsrSummary
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.tables import BATCHES, FAILURES, RECORDINGS, VAD_RECORDINGS, read_table
 from vadpack.pipeline.config import Config
 from vadpack.pipeline.stages import StageResult
+from vadpack.pipeline.types import AsrStageSummary, PackSummary, SpeakersStageSummary
 from vadpack.pipeline.workdir import WorkDir
 
 FAILURES_SHOWN = 10  # a run over thousands of bad files must not flood the terminal
@@ -52,7 +54,7 @@ class RunSummary:
         xrt: decoded audio seconds per wall second; None when nothing was decoded.
         budget_s: the packer's budget, in padded seconds per batch, when pack ran.
         stage_wall_s: seconds per stage that ran.
-        asr: the asr stage's own figures (batches, OOM splits, peak memory, ...) when it ran.
+        asr: the asr stage's own figures (``decoding``: batches, OOM splits, peak memory, ...) when it ran.
         speakers: the speakers stage's own figures when it ran and was enabled.
         failures: the first failures (at most 10), each with its reason.
         n_failures: rows of ``failures.parquet``.
@@ -77,8 +79,8 @@ class RunSummary:
     xrt: float | None = None
     budget_s: float | None = None
     stage_wall_s: Mapping[str, float] = field(default_factory=dict)
-    asr: Mapping[str, int | float | str] | None = None
-    speakers: Mapping[str, int | float | str] | None = None
+    asr: AsrStageSummary | None = None
+    speakers: SpeakersStageSummary | None = None
     failures: tuple[FailureRow, ...] = ()
     n_failures: int = 0
     failures_path: str | None = None
@@ -105,8 +107,13 @@ class RunSummary:
         return default if value is None else value
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values, for JSON."""
-        return asdict(self)
+        """Plain values, for JSON: a stage's figures as its manifest keeps them (its wall time included)."""
+        out = asdict(self)
+        for name, figures in (("asr", self.asr), ("speakers", self.speakers)):
+            if figures is not None:
+                values = {**figures.as_dict(), "wall_s": self.stage_wall_s.get(name, 0.0)}
+                out[name] = {k: v for k, v in values.items() if isinstance(v, (int, float, str))}
+        return out
 
 
 _FIELDS = frozenset(f.name for f in fields(RunSummary))
@@ -133,17 +140,17 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         s.update(_batch_figures(_read(work.batches, BATCHES)))
     # Nothing decoded unless asr ran: every segment's transcript then came from the store.
     s.update(decoded_segments=0, decoded_audio_s=0.0, reused_segments=s.get("segments", 0))
-    s["stage_wall_s"] = {stage: float(r.summary.get("wall_s", 0.0)) for stage, r in results.items()}
-    for stage, r in results.items():
-        if stage == "speakers" and r.summary.get("enabled"):
-            s["speakers"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
-        if stage == "asr":
-            s["asr"] = {k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}
-            s["decoded_segments"] = int(r.summary.get("decoded_segments", 0))
-            s["decoded_audio_s"] = float(r.summary.get("decoded_audio_s", 0.0))
+    s["stage_wall_s"] = {stage: r.wall_s for stage, r in results.items()}
+    for r in results.values():
+        if isinstance(r.summary, SpeakersStageSummary) and r.summary.enabled:
+            s["speakers"] = r.summary
+        if isinstance(r.summary, AsrStageSummary):
+            s["asr"] = r.summary
+            s["decoded_segments"] = r.summary.decoded_segments
+            s["decoded_audio_s"] = r.summary.decoded_audio_s
             s["reused_segments"] = max(0, s.get("segments", 0) - s["decoded_segments"])
-        if stage == "pack":
-            s["budget_s"] = r.summary.get("budget_s")
+        if isinstance(r.summary, PackSummary):
+            s["budget_s"] = r.summary.budget_s
     if s["decoded_audio_s"] and wall_s > 0:
         # Only what was decoded counts: audio whose transcript came from the store cost nothing here.
         s["xrt"] = s["decoded_audio_s"] / wall_s
@@ -192,9 +199,9 @@ def print_summary(s: RunSummary) -> None:
                      f"(reused from the store: {s.reused_segments})")
     if s.speakers is not None:
         sp = s.speakers
-        speed = f", {sp['embed_xrt']:.0f}x real time" if sp.get("embed_xrt") else ""
-        lines.append(f"speakers       {sp['labelled_recordings']} recordings labelled{speed}  "
-                     f"(from the store: {sp['reused_recordings']})")
+        speed = f", {sp.embed_xrt:.0f}x real time" if sp.embed_xrt else ""
+        lines.append(f"speakers       {sp.labelled_recordings} recordings labelled{speed}  "
+                     f"(from the store: {sp.reused_recordings})")
     if s.failed_speakers:
         lines.append(f"               {s.failed_speakers} speaker failures (see failures.parquet)")
     if s.xrt is not None:
@@ -203,8 +210,8 @@ def print_summary(s: RunSummary) -> None:
         lines.append(f"budget         {s.budget_s:.0f} padded s per batch")
     if s.dtype != "float32":
         lines.append(f"precision      {precision_note(s.dtype)}")
-    if s.asr is not None and s.asr.get("batches"):
-        lines.append(f"batching       {batching_note(s.asr)}")
+    if s.asr is not None and s.asr.decoding.batches:
+        lines.append(f"batching       {batching_note(s.asr.decoding)}")
     lines.append(f"output         {s.output_dir}")
     lines += failure_lines(s)
     print("\n".join(lines))
@@ -220,12 +227,12 @@ def precision_note(dtype: str) -> str:
             f"identical, {m.batch_invariant:.0%} the same in every batching; bench/precision.py)")
 
 
-def batching_note(asr: Mapping[str, int | float | str]) -> str:
+def batching_note(asr: AsrSummary) -> str:
     """Whether this run's segments decoded bit-identically to themselves alone, and what the CPU probe saw."""
-    seen = f" ({asr['row_probe']})" if asr.get("row_probe") else ""
-    if asr.get("batch_invariant"):
+    seen = f" ({asr.row_probe})" if asr.row_probe else ""
+    if asr.batch_invariant:
         return f"each segment bit-identical to itself alone{seen}"
-    return f"results agree with a segment alone up to rounding (device {asr.get('device')}){seen}"
+    return f"results agree with a segment alone up to rounding (device {asr.device}){seen}"
 
 
 def failure_lines(s: RunSummary) -> list[str]:

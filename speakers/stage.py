@@ -164,6 +164,10 @@ class SpeakerLabeller:
 
     def summary(self) -> dict:
         """``SpeakersSummary.as_dict()`` of everything :meth:`run` labelled so far."""
+        return self.figures().as_dict()
+
+    def figures(self) -> SpeakersSummary:
+        """The figures of everything :meth:`run` labelled so far."""
         counts = self.speakers_per_content
         if self.windows:
             _log.info("speakers: %d recordings, %d windows in %.1f s, %d failed windows", len(counts),
@@ -173,7 +177,7 @@ class SpeakerLabeller:
             failed_recordings=sum(n == 0 for n in counts.values()), audio_s=self.audio_samples / SAMPLE_RATE,
             embed_s=self.embed_s, wall_s=self.wall_s, batches=self.batches, oom_splits=self.splits,
             device=str(self.embedder.device), backend=self.embedder.name, speakers_per_recording=dict(counts),
-        ).as_dict()
+        )
 
 
 def spectral_params(cfg: SpeakersConfig) -> SpectralParams:

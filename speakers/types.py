@@ -121,11 +121,16 @@ class SpeakersSummary:
     backend: str = ""
     speakers_per_recording: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def embed_xrt(self) -> float:
+        """Audio seconds labelled per wall second (0 when nothing was)."""
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
     def as_dict(self) -> dict:
         return {
             "recordings": self.recordings, "windows": self.windows, "failed_windows": self.failed_windows,
             "failed_recordings": self.failed_recordings, "audio_s": self.audio_s, "embed_s": self.embed_s,
-            "wall_s": self.wall_s, "embed_xrt": self.audio_s / self.wall_s if self.wall_s > 0 else 0.0,
+            "wall_s": self.wall_s, "embed_xrt": self.embed_xrt,
             "batches": self.batches, "oom_splits": self.oom_splits, "device": self.device,
             "backend": self.backend, "speakers_per_recording": dict(self.speakers_per_recording),
         }

@@ -39,7 +39,7 @@ from vadpack.stitcher.speakers import (
     token_speakers,
 )
 from vadpack.stitcher.tokens import absolute_token_times
-from vadpack.stitcher.types import StitchInputs
+from vadpack.stitcher.types import StitchInputs, StitchSummary
 
 log = logging.getLogger("vadpack")
 
@@ -50,7 +50,7 @@ def output_files(output_dir: Path) -> list[Path]:
 
 
 def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, model: str,
-                 config_hash: str) -> dict:
+                 config_hash: str) -> StitchSummary:
     """Build and write every public table and the per-recording exports.
 
     Documents, segments and failures hold one row per recording or segment and are built whole.
@@ -65,8 +65,8 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         config_hash: the hash of the whole run's config, recorded in table metadata.
 
     Returns:
-        Counts of what was written: documents, segments, tokens, words, turns, speakers, failures,
-        exports.
+        Counts of what was written (``StitchSummary``): documents, segments, tokens, words, turns,
+        speakers, failures, exports.
     """
     output_dir = Path(output_dir)
     labels = SpeakerLabels.from_rows(inputs.speakers) if inputs.speakers is not None else None
@@ -93,8 +93,8 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         sink.close()
         fault_point("stitch.table_written")
     removed = remove_stale_exports(output_dir, cfg.formats, documents)
-    return {"documents": documents.num_rows, "segments": seg_table.num_rows, **streamed.rows,
-            "failures": failures.num_rows, "exports": streamed.exports, "exports_removed": removed}
+    return StitchSummary(documents=documents.num_rows, segments=seg_table.num_rows, tables=streamed.rows,
+                         failures=failures.num_rows, exports=streamed.exports, exports_removed=removed)
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

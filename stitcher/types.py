@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -112,3 +114,28 @@ class StitchInputs:
     segments: pa.Table
     results: pa.Table
     speakers: pa.Table | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StitchSummary:
+    """Figures of the stitch stage: rows written to each public table, and the exports.
+
+    Attributes:
+        documents: rows of documents.parquet (one per input).
+        segments: rows of segments.parquet.
+        tables: rows of the tables written in chunks (tokens, words, turns, speakers), by name.
+        failures: rows of failures.parquet.
+        exports: export files written (SRT, VTT, JSON, TXT).
+        exports_removed: exports of recordings that left the archive, or of formats no longer asked for.
+    """
+
+    documents: int = 0
+    segments: int = 0
+    tables: Mapping[str, int] = field(default_factory=dict)
+    failures: int = 0
+    exports: int = 0
+    exports_removed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"documents": self.documents, "segments": self.segments, **self.tables,
+                "failures": self.failures, "exports": self.exports, "exports_removed": self.exports_removed}

@@ -234,7 +234,7 @@ def test_a_copy_under_another_name_is_decoded_once(tmp_path, archive, tiny_model
     # this run, but the model decoded the shared spans once.
     assert report.summary.decoded_segments == sum(per_file.values())
     assert report.summary.asr is not None
-    assert report.summary.asr["segments"] == sum(per_file.values()) - per_file["call0-copy.wav"]
+    assert report.summary.asr.decoding.segments == sum(per_file.values()) - per_file["call0-copy.wav"]
     assert np.isclose(report.summary["decoded_audio_s"], speech_s(tmp_path / "live" / "work" / "output",
                                                                     set(per_file) - {"call0-copy.wav"}))
 

@@ -258,7 +258,7 @@ def test_stage_rows_do_not_depend_on_the_packing(sv_model: Path, archive: Archiv
     monkeypatch.setenv("VADPACK_FAULTS", "cuda_oom=2")  # and every batch of more than 2 is halved
     summary = run_asr(pack(spans, 30, rng=np.random.default_rng(3)), archive.cache_dir, tmp_path / "small", cfg,
                       progress=False)
-    assert summary["oom_splits"] > 0 and summary["failed_segments"] == 0
+    assert summary.oom_splits > 0 and summary.failed_segments == 0
     big, small = _stage_rows(tmp_path / "big"), _stage_rows(tmp_path / "small")
     # Invariant: a span's row (tokens, times, text, language, emotion, event) is the same in any batch.
     assert big == small and len(big) == len(spans)

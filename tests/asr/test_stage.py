@@ -70,13 +70,13 @@ def test_rerun_decodes_only_what_the_store_lacks(baseline: Path, cpu_cfg: AsrCon
     victim.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.parquet")}
     summary = run_asr(batches, archive.cache_dir, parts, cpu_cfg, progress=False)
-    assert summary["parts_written"] == 1 and summary["segments"] == lost
-    assert summary["already_stored"] == len(archive.keys) - lost
+    assert summary.parts_written == 1 and summary.segments == lost
+    assert summary.already_stored == len(archive.keys) - lost
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.parquet") if p.name in before} == before
     assert len(list(parts.glob("*.parquet"))) == len(before) + 1 and rows(parts) == rows(baseline)
     # A rerun with every span stored does nothing, not even load the model.
     again = run_asr(batches, archive.cache_dir, parts, cpu_cfg, progress=False)
-    assert again["batches"] == 0 and again["already_stored"] == len(archive.keys)
+    assert again.batches == 0 and again.already_stored == len(archive.keys)
 
 
 def test_injected_oom_splits_and_gives_identical_results(
@@ -84,7 +84,7 @@ def test_injected_oom_splits_and_gives_identical_results(
         batches: pa.Table, tmp_path: Path) -> None:
     monkeypatch.setenv("VADPACK_FAULTS", "cuda_oom=1")
     summary = run_asr(batches, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
-    assert summary["oom_splits"] > 0 and summary["failed_segments"] == 0
+    assert summary.oom_splits > 0 and summary.failed_segments == 0
     assert rows(tmp_path) == rows(baseline)
 
 
@@ -93,7 +93,7 @@ def test_feature_failure_is_retried_inline(monkeypatch: pytest.MonkeyPatch, base
                                            tmp_path: Path) -> None:
     monkeypatch.setenv("VADPACK_FAULTS", f"feature_worker={batches['batch_id'][0].as_py()}")
     summary = run_asr(batches, archive.cache_dir, tmp_path, cpu_cfg, progress=False)
-    assert summary["failed_segments"] == 0 and summary["feature_retries"] == 1
+    assert summary.failed_segments == 0 and summary.feature_retries == 1
     assert rows(tmp_path) == rows(baseline)
 
 
@@ -106,8 +106,8 @@ def test_feature_worker_process_failure_is_survived(monkeypatch: pytest.MonkeyPa
     messages: list[str] = []
     summary = run_asr(batches, archive.cache_dir, tmp_path, cfg, progress=False,
                       log=messages.append)
-    assert summary["failed_segments"] == 0 and summary["batches"] == batches.num_rows
-    assert summary["feature_retries"] == 1
+    assert summary.failed_segments == 0 and summary.batches == batches.num_rows
+    assert summary.feature_retries == 1
     assert rows(tmp_path) == rows(baseline)
     assert sum("asr: batch" in m for m in messages) == batches.num_rows
 
@@ -127,7 +127,7 @@ def test_unreadable_segments_fail_with_a_reason(cpu_cfg: AsrConfig, archive: Arc
            Span("no-such-recording", 0, 16000)]  # no cache file at all
     summary = run_asr(one_batch(good + bad), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
     got = {span_of(r): r for r in rows(tmp_path)}
-    assert summary["failed_segments"] == 3 and len(got) == 7
+    assert summary.failed_segments == 3 and len(got) == 7
     assert "outside" in got[bad[0]]["error"] and "window" in got[bad[1]]["error"]
     assert "No such file" in got[bad[2]]["error"]
     assert all(got[s]["status"] == "failed" for s in bad)
@@ -138,20 +138,20 @@ def test_unreadable_segments_fail_with_a_reason(cpu_cfg: AsrConfig, archive: Arc
 
 def test_no_batches_is_a_quick_no_op(cpu_cfg: AsrConfig, archive: Archive, tmp_path: Path) -> None:
     summary = run_asr(BATCHES.empty_table(), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
-    assert summary["batches"] == 0 and not list(tmp_path.glob("*.parquet"))
+    assert summary.batches == 0 and not list(tmp_path.glob("*.parquet"))
 
 
 def test_a_failed_span_is_retried_and_its_part_never_overwritten(cpu_cfg: AsrConfig, archive: Archive,
                                                                  baseline: Path, tmp_path: Path) -> None:
     span = sorted(archive.spans().values())[5]
     missing = Span("later", span.start_sample, span.end_sample)
-    assert run_asr(one_batch([missing]), archive.cache_dir, tmp_path, cpu_cfg, progress=False)["failed_segments"] == 1
+    assert run_asr(one_batch([missing]), archive.cache_dir, tmp_path, cpu_cfg, progress=False).failed_segments == 1
     # The audio turns up (a file decoded again); the same batch id decodes it into a second part.
     shutil.copy(archive.cache_dir / f"{span.content_id}.s16", archive.cache_dir / "later.s16")
     try:
         summary = run_asr(one_batch([missing]), archive.cache_dir, tmp_path, cpu_cfg, progress=False)
     finally:
         (archive.cache_dir / "later.s16").unlink()
-    assert summary["segments"] == 1 and summary["failed_segments"] == 0
+    assert summary.segments == 1 and summary.failed_segments == 0
     assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["part-00000000.parquet", "part-00000001.parquet"]
     assert sorted(r["status"] for r in rows(tmp_path)) == ["failed", "ok"]

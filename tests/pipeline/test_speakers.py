@@ -149,21 +149,24 @@ def test_an_archive_that_changes_costs_only_its_own_embedding(tmp_path, real_dat
     (archive / "reader.wav").rename(tmp_path / "reader.wav")
     cfg = write_config(tmp_path, [str(archive)], tiny_model, speakers=SPEAKERS_ON)
     out = tmp_path / "work" / "output"
-    first = vadpack.run(cfg).summary["speakers"]
-    assert (first["labelled_recordings"], first["reused_recordings"]) == (1, 0)  # silence has no segments
+    first = vadpack.run(cfg).summary.speakers
+    # silence has no segments
+    assert first is not None and (first.labelled_recordings, first.reused_recordings) == (1, 0)
     # A new file and a copy under another name: only the new file is embedded.
     shutil.move(tmp_path / "reader.wav", archive / "reader.wav")
     shutil.copy(archive / "meeting.wav", archive / "meeting-copy.wav")
-    again = vadpack.run(cfg).summary["speakers"]
-    assert (again["labelled_recordings"], again["reused_recordings"]) == (1, 1)
+    again = vadpack.run(cfg).summary.speakers
+    assert again is not None and again.labelling is not None
+    assert (again.labelled_recordings, again.reused_recordings) == (1, 1)
     reader = file_of(out, "reader.wav")
-    assert again["windows"] == len([w for w in _windows(tmp_path, reader)])
+    assert again.labelling.windows == len([w for w in _windows(tmp_path, reader)])
     docs = {d["path"].rsplit("/", 1)[1]: d["n_speakers"] for d in read(out, "documents")}
     assert docs == {"meeting.wav": 2, "meeting-copy.wav": 2, "reader.wav": 1, "silence.wav": 0}
     # A deleted file leaves the turns and speakers tables too.
     gone = file_of(out, "meeting-copy.wav")
     (archive / "meeting-copy.wav").unlink()
-    assert vadpack.run(cfg).summary.get("speakers", {}).get("labelled_recordings", 0) == 0
+    gone_run = vadpack.run(cfg).summary.speakers
+    assert gone_run is None or gone_run.labelled_recordings == 0
     assert not [r for name in TABLES for r in read(out, name) if r.get("recording_id") == gone]
     assert {r["recording_id"] for r in read(out, "turns")} == {file_of(out, "meeting.wav"), reader}
     # prune drops the labels of contents no recording has any more, and keeps the rest.
@@ -234,7 +237,9 @@ def test_campp_backend_runs_offline_on_random_weights(tmp_path, real_data, tiny_
     cfg = write_config(tmp_path, [str(tmp_path / "archive")], tiny_model,
                        speakers={**SPEAKERS_ON, "backend": "campp", "model": str(model)})
     report = vadpack.run(cfg)
-    assert report.failed == 0 and report.summary["speakers"]["backend"] == f"campp:{model}"
+    assert report.failed == 0 and report.summary.speakers is not None
+    assert report.summary.speakers.labelling is not None
+    assert report.summary.speakers.labelling.backend == f"campp:{model}"
     out = tmp_path / "work" / "output"
     # Random weights: the labels mean nothing, but every token of speech has one.
     assert all(t["speaker"] and t["speaker"].startswith("S") for t in read(out, "tokens"))
