@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from vadpack.asr.config import AsrConfig
     from vadpack.asr.types import AsrSummary
+    from vadpack.core.partstore import PartStore
     from vadpack.core.types import RecordingRef
     from vadpack.pipeline.config import Config
     from vadpack.vad.config import VadConfig
