@@ -113,8 +113,7 @@ def ray_asr(groups: list, cache_dir: Path, cfg: AsrConfig, ray_cfg: RayConfig) -
         ``wall_s`` the decoding window: from the first group an actor started to the last one it
         finished, without Ray's start-up and the actors' model loading.
     """
-    from vadpack.asr.replicas import Layout
-    from vadpack.asr.stage import merge_summaries
+    from vadpack.asr.stage import Layout, merge_summaries  # the stage's entry point
 
     todo = [i for i, g in enumerate(groups) if not g.path.exists()]
     if not todo:
