@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -94,6 +97,27 @@ class DocumentText:
     languages: tuple[str, ...] = ()
 
 
+class ResultSource(Protocol):
+    """Where stitch loads stored results from, a group of recordings at a time (the pipeline's stores).
+
+    Attributes:
+        with_speakers: whether the speakers stage ran (speaker rows are loaded, else None).
+    """
+
+    with_speakers: bool
+
+    def versions(self) -> pa.Table:
+        """``content_id``, ``version``: a digest of the stored results each content has, which changes
+        whenever they may have (new, rewritten or removed store parts)."""
+        ...
+
+    def load_groups(self, segments: pa.Table, group_of_row: np.ndarray,
+                    n_groups: int) -> Iterator[tuple[int, pa.Table, pa.Table | None]]:
+        """For each group 0..n_groups-1 in order: the results (``SEGMENT_RESULTS``) of the rows of
+        ``segments`` in that group and their recordings' speaker rows (``SPEAKER_LABELS``, or None)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class StitchInputs:
     """The work tables the stitch stage reads (schemas in ``core.tables``).
@@ -102,13 +126,18 @@ class StitchInputs:
         recordings: the scan stage's table (``RECORDINGS``).
         vad_recordings: the vad stage's per-recording table (``VAD_RECORDINGS``).
         segments: the vad stage's segments (``VAD_SEGMENTS``).
-        results: each segment's asr result (``SEGMENT_RESULTS``, read from the transcript store).
-        speakers: each recording's speaker rows (``SPEAKER_LABELS``, read from the speaker store);
-            None when the speakers stage is off.
+        results: each segment's asr result (``SEGMENT_RESULTS``), when given whole; else ``source``.
+        speakers: each recording's speaker rows (``SPEAKER_LABELS``), when given whole; None when the
+            speakers stage is off.
+        source: where to load results a group at a time; with it, stitch rebuilds only the
+            recordings whose inputs changed (without it, every recording, every run).
+        export_roots: the input folders; export files mirror the folders below their common base.
     """
 
     recordings: pa.Table
     vad_recordings: pa.Table
     segments: pa.Table
-    results: pa.Table
+    results: pa.Table | None = None
     speakers: pa.Table | None = None
+    source: ResultSource | None = None
+    export_roots: tuple[str, ...] = ()
