@@ -39,8 +39,9 @@ process, from 1, and only while a ``kill_at`` or ``interrupt_at`` asks for it:
   Ctrl-C still held back (asr/replicas.py, ``asr.replicas`` > 1).
 - ``asr.part_written``: one part file of the transcript store is written, in the process that
   decodes (the run, or a replica) (asr/stage.py).
-- ``stitch.table_written``: one public table is complete in the output folder (tokens, words, turns,
-  speakers, then documents, segments, failures) (stitcher/stage.py).
+- ``stitch.table_written``: one part file of a public table is staged (written aside, not yet live;
+  the tables become the new ones all together when the manifest is renamed into place)
+  (stitcher/incremental.py).
 
 Nothing here runs in production: with the variable unset, every check is a dictionary lookup.
 """
