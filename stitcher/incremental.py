@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,15 +198,19 @@ def export_files(inputs: StitchInputs, formats: tuple[str, ...]) -> dict[str, li
 # ---- the rewrite ------------------------------------------------------------------------------
 
 def run_plan(plan: Plan, inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, previous: Manifest | None,
-             model: str, meta: dict[str, str]) -> tuple[Manifest, tuple[int, int, int]]:
+             meta: dict[str, str], build: Callable[[StitchInputs], dict[str, pa.Table]],
+             export: Callable[[dict[str, pa.Table], dict[str, list[str]]], int],
+             ) -> tuple[Manifest, tuple[int, int, int]]:
     """Rebuild the plan's recordings a group of buckets at a time, stage the touched buckets' parts,
     commit, then remove the exports that are no longer anyone's.
+
+    Args:
+        build: every public table of some recordings (their inputs, results loaded).
+        export: writes the export files of built tables (given each recording's files); how many.
 
     Returns:
         The new manifest, and (exports written, exports removed, parts written).
     """
-    from vadpack.stitcher.stage import build_tables
-
     commit = Commit(output_dir, previous, plan.n_buckets, plan.layout)
     dirty = set(plan.dirty)
     replaced = dirty | set(plan.gone)
@@ -220,8 +224,8 @@ def run_plan(plan: Plan, inputs: StitchInputs, cfg: StitchConfig, output_dir: Pa
         rids = {r for r in dirty if group_of_bucket.get(plan.buckets[r]) == g}
         sub = StitchInputs(_only(inputs.recordings, rids), _only(inputs.vad_recordings, rids),
                            _only(segments, rids), results, speakers)
-        tables = build_tables(sub, cfg, model)
-        exports_written += write_group_exports(tables, output_dir, cfg, plan.exports)
+        tables = build(sub)
+        exports_written += export(tables, plan.exports)
         for b in plan.groups[g]:
             parts += stage_bucket(commit, b, tables, plan, replaced, live, meta)
     state = new_state(plan, replaced)
@@ -280,26 +284,6 @@ def new_state(plan: Plan, replaced: set[str]) -> pa.Table:
                         "digest": [plan.digests[r] for r in plan.dirty],
                         "exports": [plan.exports.get(r, []) for r in plan.dirty]}, schema=STATE)
     return pa.concat_tables([kept, rebuilt]).sort_by("recording_id")
-
-
-def write_group_exports(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
-                        exports: dict[str, list[str]]) -> int:
-    """Write the export files of the documents of one group; return how many."""
-    from vadpack.stitcher.export import write_document_files
-    from vadpack.stitcher.stage import group_offsets
-
-    if not cfg.formats:
-        return 0
-    docs, segs, toks = tables["documents"], tables["segments"], tables["tokens"]
-    seg_groups, tok_groups = group_offsets(segs["recording_id"]), group_offsets(toks["recording_id"])
-    n = 0
-    for doc in docs.to_pylist():
-        rid = doc["recording_id"]
-        s_lo, s_hi = seg_groups.get(rid, (0, 0))
-        t_lo, t_hi = tok_groups.get(rid, (0, 0))
-        n += write_document_files(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo).to_pylist(),
-                                  toks.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.sentence_gap_s)
-    return n
 
 
 def remove_exports(output_dir: Path, plan: Plan, replaced: set[str]) -> int:

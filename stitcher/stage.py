@@ -83,7 +83,9 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         assert previous is not None
         return summary_counts(previous, plan, exports=0, exports_removed=0, parts=0)
     meta = {"model": model, "config_hash": config_hash}
-    manifest, written = run_plan(plan, inputs, cfg, output_dir, previous, model, meta)
+    manifest, written = run_plan(plan, inputs, cfg, output_dir, previous, meta,
+                                 build=lambda sub: build_tables(sub, cfg, model),
+                                 export=lambda tables, files: write_group_exports(tables, output_dir, cfg, files))
     return summary_counts(manifest, plan, *written)
 
 
@@ -117,6 +119,25 @@ def build_tables(inputs: StitchInputs, cfg: StitchConfig, model: str) -> dict[st
     documents = with_word_counts(documents, seg_table)
     return {"documents": documents.sort_by("recording_id"), "segments": seg_table, **tables,
             "failures": failures}
+
+
+def write_group_exports(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
+                        exports: dict[str, list[str]]) -> int:
+    """Write the export files of the documents of one group; return how many."""
+    from vadpack.stitcher.export import write_document_files
+
+    if not cfg.formats:
+        return 0
+    docs, segs, toks = tables["documents"], tables["segments"], tables["tokens"]
+    seg_groups, tok_groups = group_offsets(segs["recording_id"]), group_offsets(toks["recording_id"])
+    n = 0
+    for doc in docs.to_pylist():
+        rid = doc["recording_id"]
+        s_lo, s_hi = seg_groups.get(rid, (0, 0))
+        t_lo, t_hi = tok_groups.get(rid, (0, 0))
+        n += write_document_files(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo).to_pylist(),
+                                  toks.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.sentence_gap_s)
+    return n
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
