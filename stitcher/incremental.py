@@ -197,7 +197,7 @@ def export_files(inputs: StitchInputs, formats: tuple[str, ...]) -> dict[str, li
 
 # ---- the rewrite ------------------------------------------------------------------------------
 
-def run_plan(plan: Plan, inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, previous: Manifest | None,
+def run_plan(plan: Plan, inputs: StitchInputs, output_dir: Path, previous: Manifest | None,
              meta: dict[str, str], build: Callable[[StitchInputs], dict[str, pa.Table]],
              export: Callable[[dict[str, pa.Table], dict[str, list[str]]], int],
              ) -> tuple[Manifest, tuple[int, int, int]]:

@@ -83,7 +83,7 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         assert previous is not None
         return summary_counts(previous, plan, exports=0, exports_removed=0, parts=0)
     meta = {"model": model, "config_hash": config_hash}
-    manifest, written = run_plan(plan, inputs, cfg, output_dir, previous, meta,
+    manifest, written = run_plan(plan, inputs, output_dir, previous, meta,
                                  build=lambda sub: build_tables(sub, cfg, model),
                                  export=lambda tables, files: write_group_exports(tables, output_dir, cfg, files))
     return summary_counts(manifest, plan, *written)
