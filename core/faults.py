@@ -43,8 +43,9 @@ process, from 1, and only while a ``kill_at`` or ``interrupt_at`` asks for it:
   and not yet put the new one in its place (core/partstore.py).
 - ``asr.part_received``: the Ray engine's driver has received one part file an actor finished (the
   part is in the store; the actors may be decoding others) (pipeline/engines/ray_engine.py).
-- ``stitch.table_written``: one public table is complete in the output folder (tokens, words, turns,
-  speakers, then documents, segments, failures) (stitcher/stage.py).
+- ``stitch.table_written``: one part file of a public table is staged (written aside, not yet live;
+  the tables become the new ones all together when the manifest is renamed into place)
+  (stitcher/incremental.py).
 
 Nothing here runs in production: with the variable unset, every check is a dictionary lookup.
 """

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,25 +212,32 @@ def prune(config: Config | str | os.PathLike[str], dry_run: bool = False, overri
         return prune_work_dir(cfg, dry_run)
 
 
-def read_tables(output_dir: str | os.PathLike[str], as_arrow: bool = False) -> Tables:
-    """Read the public tables of an output folder (a file or a folder of parts each).
+def read_tables(output_dir: str | os.PathLike[str], as_arrow: bool = False,
+                recording_ids: Sequence[str] | None = None) -> Tables:
+    """Read the public tables of an output folder, as of its last complete stitch.
+
+    Each table is a folder of part files; the output folder's manifest lists the live ones, so a
+    stitch running (or killed) meanwhile is never half seen.
 
     Args:
         output_dir: the run's ``output_dir`` (``<work_dir>/output`` by default; ``cfg.output_path``).
         as_arrow: return pyarrow Tables instead of pandas DataFrames.
+        recording_ids: only these recordings' rows, reading only the part files that hold them (one
+            per table for one recording, however large the archive).
 
     Raises:
         FileNotFoundError: a table is missing (the run has not finished its stitch stage).
     """
-    from vadpack.core.tables import OUTPUT_SCHEMAS, read_table
+    from vadpack.core.dataset import read_dataset
+    from vadpack.core.tables import OUTPUT_SCHEMAS
 
     out = Path(_check_path("output_dir", output_dir))
+    if isinstance(recording_ids, str):
+        raise TypeError("read_tables: recording_ids must be a list of ids, not one string; "
+                        f"write recording_ids=[{recording_ids!r}]")
     tables: dict[str, Any] = {}
     for name in OUTPUT_SCHEMAS:
-        path = out / f"{name}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; run `vadpack run CONFIG` to write the tables")
-        table = read_table(path, OUTPUT_SCHEMAS[name])
+        table = read_dataset(out, name, OUTPUT_SCHEMAS[name], recording_ids)
         tables[name] = table if as_arrow else table.to_pandas()
     return Tables(**tables)
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import pcm_path
 from vadpack.core.partstore import PartStore
-from vadpack.core.tables import DOCUMENTS, RECORDINGS, VAD_SEGMENTS, read_table
+from vadpack.core.tables import RECORDINGS, VAD_SEGMENTS, read_table
 from vadpack.pipeline.config import Config
 from vadpack.pipeline.speaker_store import segments_digests, speakers_store, todo_segments
 from vadpack.pipeline.store import asr_store, spans_of, todo_spans
@@ -114,14 +114,17 @@ def _compact(store: PartStore, live: pa.Table, kind: str, report: PruneReport, d
 
 
 def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
+    from vadpack.core.dataset import read_manifest, read_state
     from vadpack.stitcher.config import FORMATS
     from vadpack.stitcher.export import stale_exports
+    from vadpack.stitcher.incremental import STATE
 
-    docs_path = cfg.output_path / "documents.parquet"
-    if not docs_path.exists():
+    manifest = read_manifest(cfg.output_path)
+    if manifest is None:
         return
-    docs = read_table(docs_path, DOCUMENTS, columns=["recording_id", "path"])
-    for path in stale_exports(cfg.output_path, FORMATS, docs):
+    state = read_state(cfg.output_path, manifest, STATE)
+    owned = {f for files in state["exports"].to_pylist() for f in files or ()}
+    for path in stale_exports(cfg.output_path, FORMATS, owned):
         report.add("exports", path)
         if not dry_run:
             path.unlink()

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -24,8 +25,8 @@ from vadpack.core.tables import BATCHES, RECORDINGS, VAD_RECORDINGS, VAD_SEGMENT
 from vadpack.core.types import RecordingRef
 from vadpack.pipeline.config import Config
 from vadpack.pipeline.engines.base import Engine, engine_for
-from vadpack.pipeline.speaker_store import speaker_labels, speakers_key, speakers_store
-from vadpack.pipeline.store import asr_key, asr_store, next_batch_id, segment_results, todo_spans
+from vadpack.pipeline.speaker_store import speakers_key, speakers_store
+from vadpack.pipeline.store import asr_key, asr_store, next_batch_id, todo_spans
 from vadpack.pipeline.types import (
     AsrStageSummary,
     PackSummary,
@@ -352,20 +353,34 @@ def run_speakers(ctx: StageContext) -> StageResult:
 # ---- stitch -----------------------------------------------------------------------------------
 
 def run_stitch(ctx: StageContext) -> StageResult:
+    from vadpack.pipeline.stitch_source import StoreSource
     from vadpack.stitcher.stage import stitch_stage
     from vadpack.stitcher.types import StitchInputs
 
-    segments = read_table(ctx.work.segments, VAD_SEGMENTS)
+    speakers = speakers_store(ctx.cfg.speakers, ctx.work) if ctx.cfg.speakers.enabled else None
     inputs = StitchInputs(
         recordings=read_table(ctx.work.recordings, RECORDINGS),
         vad_recordings=read_table(ctx.work.vad_recordings, VAD_RECORDINGS),
-        segments=segments,
-        results=segment_results(segments, asr_store(ctx.cfg.asr, ctx.work)),
-        speakers=(speaker_labels(segments, speakers_store(ctx.cfg.speakers, ctx.work))
-                  if ctx.cfg.speakers.enabled else None),
+        segments=read_table(ctx.work.segments, VAD_SEGMENTS),
+        source=StoreSource(asr_store(ctx.cfg.asr, ctx.work), speakers, ctx.work.root / "stitch"),
+        export_roots=tuple(export_roots(ctx.cfg)),
     )
     summary = stitch_stage(inputs, ctx.cfg.stitch, ctx.cfg.output_path, ctx.cfg.asr.model, stable_hash(ctx.cfg))
     return StageResult(summary.documents, summary)
+
+
+def export_roots(cfg: Config) -> list[str]:
+    """The input folders (a glob's folder part) the exports mirror; files and list files name none."""
+    roots = []
+    for spec in cfg.inputs:
+        path = str(cfg.resolve_input(spec))
+        head = path.split("*")[0].split("?")[0].split("[")[0]
+        folder = head if head != path else path
+        if Path(folder).is_dir():
+            roots.append(folder)
+        elif head != path:
+            roots.append(str(Path(head).parent))
+    return roots
 
 
 RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {

@@ -124,7 +124,7 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
     work = WorkDir(cfg.work_path)
     recs = _read(work.recordings, RECORDINGS)
     vad = _read(work.vad_recordings, VAD_RECORDINGS)
-    failures = _read(cfg.output_path / "failures.parquet", FAILURES)
+    failures = _read_output(cfg.output_path, "failures", FAILURES)
     s: dict[str, Any] = {"stages_run": tuple(results), "wall_s": wall_s, "output_dir": str(cfg.output_path),
                          "dtype": cfg.asr.dtype, "files": recs.num_rows if recs is not None else 0}
     failed = 0
@@ -182,6 +182,16 @@ def failure_rows(failures: Any, path: Path, show: int = FAILURES_SHOWN) -> dict[
 
 def _read(path: Path, schema):
     return read_table(path, schema) if path.exists() else None
+
+
+def _read_output(output_dir: Path, name: str, schema):
+    """A public table as of the last complete stitch (the parts its manifest lists), or None."""
+    from vadpack.core.dataset import read_dataset
+
+    try:
+        return read_dataset(output_dir, name, schema)
+    except FileNotFoundError:
+        return None
 
 
 def print_summary(s: RunSummary) -> None:

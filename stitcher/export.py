@@ -13,8 +13,9 @@ not shown by players); JSON has ``language``, ``emotion`` and ``event`` per segm
 ``languages`` per document. ``nospeech`` is no language and gets no marker. Paraformer's exports
 are unchanged.
 
-Files go to ``<output_dir>/<format>/<safe_export_name>.<format>``, written to a temporary name and
-renamed, so a reader never sees half a file.
+Files mirror the inputs' folders: ``/data/2024/05/x.wav`` (inputs ``/data``) is exported to
+``<output_dir>/srt/2024/05/x.srt``, the path relative to the common base of the input folders (see
+``export_stems``). Each is written to a temporary name and renamed, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import pyarrow as pa
 from vadpack.core.atomic import write_text_atomic
 from vadpack.stitcher.config import FORMATS
 from vadpack.stitcher.text import split_sentences
@@ -212,8 +212,8 @@ def _id_part(recording_id: str) -> str:
     return "id-" + hashlib.sha256(recording_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def stale_exports(output_dir: str | Path, formats: Iterable[str], documents: pa.Table) -> list[Path]:
-    """Export files in ``<output_dir>/<format>/`` that belong to no recording of ``documents``.
+def stale_exports(output_dir: str | Path, formats: Iterable[str], owned: set[str]) -> list[Path]:
+    """Export files under ``<output_dir>/<format>/`` (any depth) that no recording owns.
 
     Only files named like exports (``*.<format>`` in a format's folder) are considered, so other
     files a person keeps there are never touched.
@@ -221,16 +221,66 @@ def stale_exports(output_dir: str | Path, formats: Iterable[str], documents: pa.
     Args:
         output_dir: the run's output folder.
         formats: the format folders to look in.
-        documents: the documents now in the archive (``recording_id`` and ``path`` columns).
+        owned: the export files of the recordings now in the tables, relative to ``output_dir``.
     """
-    names = {safe_export_name(p, r) for r, p in zip(documents["recording_id"].to_pylist(),
-                                                     documents["path"].to_pylist())}
     stale = []
     for fmt in formats:
         folder = Path(output_dir) / fmt
         if folder.is_dir():
-            stale += [p for p in sorted(folder.glob(f"*.{fmt}")) if p.is_file() and p.stem not in names]
+            stale += [p for p in sorted(folder.rglob(f"*.{fmt}"))
+                      if p.is_file() and p.relative_to(output_dir).as_posix() not in owned]
     return stale
+
+
+MAX_NAME_BYTES = 240  # a file name plus ".json" stays under 255 bytes (ext4, APFS)
+
+
+def export_base(paths: Iterable[str], roots: Iterable[str] = ()) -> str:
+    """The folder exports are laid out from: the common base of ``roots`` (the input folders) and
+    of the folders of ``paths`` (a file given alone, or through a list file, lies anywhere)."""
+    folders = [os.path.abspath(r) for r in roots] + [os.path.dirname(os.path.abspath(p)) for p in paths]
+    return os.path.commonpath(folders) if folders else ""
+
+
+def export_stems(paths: dict[str, str], roots: Iterable[str] = ()) -> dict[str, str]:
+    """Each recording's export path without extension, relative to a format's folder (``/``-separated).
+
+    The input's path below ``export_base`` with its extension dropped (``2024/05/x``). Where two
+    recordings would get the same stem (``x.wav`` and ``x.mp3`` in one folder), each keeps its
+    extension (``x.wav``, ``x.mp3``); a file name too long for a file system gets the safe name of
+    ``safe_export_name`` in the same folder. The names depend on the archive alone, not on the
+    order of anything, so every run gives the same.
+
+    Args:
+        paths: recording id -> the input file's path.
+        roots: the input folders as configured.
+    """
+    base = export_base(paths.values(), roots)
+    rel = {rid: os.path.relpath(os.path.abspath(p), base).replace(os.sep, "/") for rid, p in paths.items()}
+    stems = {rid: os.path.splitext(r)[0] for rid, r in rel.items()}
+    seen: dict[str, int] = {}
+    for stem in stems.values():
+        seen[stem] = seen.get(stem, 0) + 1
+    out = {}
+    for rid, stem in stems.items():
+        stem = rel[rid] if seen[stem] > 1 else stem
+        folder, _, name = stem.rpartition("/")
+        if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES or name in (".", ".."):
+            name = safe_export_name(paths[rid], rid)
+        out[rid] = f"{folder}/{name}" if folder else name
+    return out
+
+
+def write_document_files(output_dir: str | Path, files: Sequence[str], doc: dict, segments: Sequence[dict],
+                         tokens: Sequence[dict], gap_s: float) -> int:
+    """Write the exports of one document (given as table rows) to ``files`` (``<format>/<stem>.<format>``
+    relative to ``output_dir``); return how many were written."""
+    text = document_from_rows(doc, segments, tokens)
+    for rel in files:
+        fmt = rel.rsplit(".", 1)[-1]
+        # Not fsync-ed: exports are cheap to recompute and written by the thousand.
+        write_text_atomic(Path(output_dir) / rel, render(text, fmt, gap_s), durable=False)
+    return len(files)
 
 
 def write_exports(doc: DocumentText, formats: Iterable[str], output_dir: str | Path,

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from vadpack.core.cache import SAMPLE_RATE
-from vadpack.core.faults import fault_point
+from vadpack.core.dataset import Manifest, manifest_path, read_manifest, sweep
 from vadpack.core.tables import (
     DOCUMENTS,
     FAILURES,
@@ -25,7 +25,7 @@ from vadpack.core.tables import (
     SEGMENTS,
     SPEAKERS,
     TOKENS,
-    TableSink,
+    TURNS,
     to_table,
 )
 from vadpack.core.text import join_tokens
@@ -40,36 +40,71 @@ from vadpack.stitcher.speakers import (
 )
 from vadpack.stitcher.tokens import absolute_token_times
 from vadpack.stitcher.types import StitchInputs, StitchSummary
+from vadpack.stitcher.words import words_per_segment
 
 log = logging.getLogger("vadpack")
 
 
 def output_files(output_dir: Path) -> list[Path]:
-    """The public tables stitch writes into ``output_dir``."""
-    return [Path(output_dir) / f"{name}.parquet" for name in OUTPUT_SCHEMAS]
+    """What a change to stitch's output changes: the output folder's manifest (see ``core.dataset``)."""
+    return [manifest_path(Path(output_dir))]
 
 
 def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, model: str,
                  config_hash: str) -> StitchSummary:
-    """Build and write every public table and the per-recording exports.
+    """Bring the public tables and the exports up to date with ``inputs``, rewriting only what changed.
 
-    Documents, segments and failures hold one row per recording or segment and are built whole.
-    The tokens, words, turns and speakers tables and the exports are produced in chunks of whole
-    recordings, so memory beyond the transcripts themselves does not grow with the archive.
+    Each recording's rows depend on its own inputs only (its scan and vad rows, its segments, its
+    stored results, its export name). Stitch compares a digest of those with the one it recorded
+    last time, and rebuilds the recordings that are new or changed, removes those that left, and
+    rewrites only the part files of the buckets they hash to (``core.dataset``). A run from nothing
+    is the same process with every recording new, a group of buckets at a time, so memory follows
+    the size of a group, not of the archive.
 
     Args:
-        inputs: the work tables stitch reads (``speakers`` None when the speakers stage is off).
+        inputs: the work tables stitch reads, and where to load results from.
         cfg: the stitch options.
         output_dir: where the public tables and the exports go.
         model: the asr model as configured, recorded in documents and table metadata.
-        config_hash: the hash of the whole run's config, recorded in table metadata.
+        config_hash: the hash of the whole run's config, recorded in the metadata of the parts written.
 
     Returns:
-        Counts of what was written (``StitchSummary``): documents, segments, tokens, words, turns,
-        speakers, failures, exports.
+        Counts: rows of every table (documents, segments, tokens, words, turns, speakers,
+        failures), recordings rebuilt and removed, export files written and removed, parts written.
     """
+    from vadpack.stitcher.incremental import plan_stitch, run_plan
+
     output_dir = Path(output_dir)
+    previous = read_manifest(output_dir)
+    if previous is not None:
+        sweep(output_dir, previous)  # what a killed run left
+    plan = plan_stitch(inputs, cfg, output_dir, previous, model)
+    if plan.nothing_to_do:
+        assert previous is not None
+        return summary_counts(previous, plan, exports=0, exports_removed=0, parts=0)
+    meta = {"model": model, "config_hash": config_hash}
+    manifest, written = run_plan(plan, inputs, output_dir, previous, meta,
+                                 build=lambda sub: build_tables(sub, cfg, model),
+                                 export=lambda tables, files: write_group_exports(tables, output_dir, cfg, files))
+    return summary_counts(manifest, plan, *written)
+
+
+def summary_counts(manifest: Manifest, plan: object, exports: int, exports_removed: int, parts: int) -> StitchSummary:
+    """The stitch stage's summary: rows of every table, and what this run rewrote."""
+    rows = {name: manifest.total_rows(name) for name in OUTPUT_SCHEMAS}
+    return StitchSummary(
+        documents=rows.pop("documents"), segments=rows.pop("segments"), failures=rows.pop("failures"), tables=rows,
+        exports=exports, exports_removed=exports_removed, recordings_rebuilt=len(getattr(plan, "dirty", ())),
+        recordings_removed=len(getattr(plan, "gone", ())), parts_written=parts)
+
+
+def build_tables(inputs: StitchInputs, cfg: StitchConfig, model: str) -> dict[str, pa.Table]:
+    """Every public table of the recordings of ``inputs`` (whose ``results`` are loaded), in memory.
+
+    Rows come sorted by recording id (then segment, token, word, turn order).
+    """
     labels = SpeakerLabels.from_rows(inputs.speakers) if inputs.speakers is not None else None
+    assert inputs.results is not None
     joined = join_transcripts(inputs.segments, inputs.results)
     seg_table = joined.segments_table()
     if labels is not None:
@@ -81,20 +116,30 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
         from vadpack.stitcher.punc import punctuate
 
         documents = _set(documents, "text", pa.array(punctuate(documents["text"].to_pylist(), cfg.punc_model)))
-    meta = {"model": model, "config_hash": config_hash}
-    streamed = write_chunked_tables(cfg, output_dir, documents, seg_table, joined, labels, meta)
-    # Word counts exist only once the words are made (chunk by chunk, above): now the tables that
-    # carry them are complete.
-    seg_table = _set(seg_table, "n_words", pa.array(streamed.n_words, pa.int32()))
+    tables = chunk_tables(joined.tokens_table(0, seg_table.num_rows), seg_table, labels)
+    seg_table = _set(seg_table, "n_words", words_per_segment(tables["words"], seg_table).cast(pa.int32()))
     documents = with_word_counts(documents, seg_table)
-    for name, table in (("documents", documents), ("segments", seg_table), ("failures", failures)):
-        sink = TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
-        sink.write(table)
-        sink.close()
-        fault_point("stitch.table_written")
-    removed = remove_stale_exports(output_dir, cfg.formats, documents)
-    return StitchSummary(documents=documents.num_rows, segments=seg_table.num_rows, tables=streamed.rows,
-                         failures=failures.num_rows, exports=streamed.exports, exports_removed=removed)
+    return {"documents": documents.sort_by("recording_id"), "segments": seg_table, **tables,
+            "failures": failures}
+
+
+def write_group_exports(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
+                        exports: dict[str, list[str]]) -> int:
+    """Write the export files of the documents of one group; return how many."""
+    from vadpack.stitcher.export import write_document_files
+
+    if not cfg.formats:
+        return 0
+    docs, segs, toks = tables["documents"], tables["segments"], tables["tokens"]
+    seg_groups, tok_groups = group_offsets(segs["recording_id"]), group_offsets(toks["recording_id"])
+    n = 0
+    for doc in docs.to_pylist():
+        rid = doc["recording_id"]
+        s_lo, s_hi = seg_groups.get(rid, (0, 0))
+        t_lo, t_hi = tok_groups.get(rid, (0, 0))
+        n += write_document_files(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo).to_pylist(),
+                                  toks.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.sentence_gap_s)
+    return n
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
@@ -113,18 +158,6 @@ def with_word_counts(documents: pa.Table, seg_table: pa.Table) -> pa.Table:
                                      pa.array(n_words, pa.int32()))
     return documents.set_column(documents.schema.get_field_index("words_per_minute"), "words_per_minute",
                                 pa.array(wpm, pa.float64()))
-
-
-def remove_stale_exports(output_dir: Path, formats: tuple[str, ...], documents: pa.Table) -> int:
-    """Delete the exports of recordings that left the archive (deleted, moved or modified files)."""
-    from vadpack.stitcher.export import stale_exports
-
-    stale = stale_exports(output_dir, formats, documents)
-    for path in stale:
-        path.unlink(missing_ok=True)
-    if stale:
-        log.info("stitch: removed %d exports of recordings no longer in the archive", len(stale))
-    return len(stale)
 
 
 @dataclass(frozen=True)
@@ -320,102 +353,19 @@ def group_offsets(col: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
     return dict(zip(runs.values.to_pylist(), zip(starts.tolist(), ends.tolist())))
 
 
-@dataclass(frozen=True, slots=True)
-class Streamed:
-    """What the chunked pass wrote: rows per table, export files, and words per segment row."""
+def chunk_tables(tokens: pa.Table, segments: pa.Table, labels: SpeakerLabels | None) -> dict[str, pa.Table]:
+    """The tokens (with speakers), words, turns and speakers tables of some recordings, from their
+    tokens and segments (both sorted by recording)."""
+    from vadpack.stitcher.words import tokens_to_words
 
-    rows: dict[str, int]
-    exports: int
-    n_words: np.ndarray
-
-
-class ChunkedTables:
-    """The tables written a chunk of whole recordings at a time: tokens, words, turns and speakers.
-
-    Args:
-        cfg: the stitch options (partitioning).
-        output_dir: where the tables go.
-        meta: table metadata.
-        labels: the speakers stage's rows; None when it is off (null speakers, a turn per segment).
-    """
-
-    NAMES = ("tokens", "words", "turns", "speakers")
-
-    def __init__(self, cfg: StitchConfig, output_dir: Path, meta: dict[str, str],
-                 labels: SpeakerLabels | None) -> None:
-        self.labels = labels
-        self.sinks = {name: TableSink(output_dir / f"{name}.parquet", OUTPUT_SCHEMAS[name], meta, cfg.partition_rows)
-                      for name in self.NAMES}
-
-    def write(self, tokens: pa.Table, segments: pa.Table, rids: list[str]) -> tuple[pa.Table, pa.Table]:
-        """Write one chunk (the tokens and segments of ``rids``, in order); return its tokens (with
-        speakers) and its words."""
-        from vadpack.stitcher.words import tokens_to_words
-
-        if self.labels is None:
-            turns, speakers = segment_turns(segments), SPEAKERS.empty_table()
-        else:
-            spans = self.labels.chunk(rids[0], rids[-1])
-            tokens = _set(tokens, "speaker", token_speakers(tokens, spans, SAMPLE_RATE))
-            turns = build_turns(tokens, tokens["speaker"], join_tokens)
-            speakers = speakers_table(spans, turns, SAMPLE_RATE)
-        words = tokens_to_words(tokens)
-        for name, table in zip(self.NAMES, (tokens, words, turns, speakers)):
-            self.sinks[name].write(table)
-        return tokens, words
-
-    def close(self) -> dict[str, int]:
-        """Finish every table; the rows each got."""
-        for sink in self.sinks.values():
-            sink.close()
-            fault_point("stitch.table_written")
-        return {name: sink.rows for name, sink in self.sinks.items()}
-
-
-def write_chunked_tables(cfg: StitchConfig, output_dir: Path, documents: pa.Table, seg_table: pa.Table,
-                         joined: Joined, labels: SpeakerLabels | None, meta: dict[str, str],
-                         chunk_segments: int = 50_000) -> Streamed:
-    """Write the tokens, words, turns and speakers tables and the human exports, a chunk of whole
-    recordings at a time."""
-    from vadpack.stitcher.export import write_document_exports
-    from vadpack.stitcher.words import words_per_segment
-
-    tables = ChunkedTables(cfg, output_dir, meta, labels)
-    seg_groups = group_offsets(seg_table["recording_id"])
-    docs = {d["recording_id"]: d for d in documents.to_pylist()}
-    n_words = np.zeros(seg_table.num_rows, dtype=np.int64)
-    n_exports = 0
-
-    def export(rid: str, segs: pa.Table, toks: pa.Table) -> int:
-        if not cfg.formats or rid not in docs:
-            return 0
-        return write_document_exports(output_dir, cfg.formats, docs[rid], segs.to_pylist(), toks.to_pylist(),
-                                      cfg.sentence_gap_s)
-
-    for lo, hi, rids in recording_chunks(seg_groups, chunk_segments):
-        chunk_segs = seg_table.slice(lo, hi - lo)
-        tokens, words = tables.write(joined.tokens_table(lo, hi), chunk_segs, rids)
-        n_words[lo:hi] = words_per_segment(words, chunk_segs).to_numpy(zero_copy_only=False)
-        tok_groups = group_offsets(tokens["recording_id"]) if cfg.formats else {}
-        for rid in rids if cfg.formats else ():
-            s_lo, s_hi = seg_groups[rid]
-            t_lo, t_hi = tok_groups.get(rid, (0, 0))
-            n_exports += export(rid, seg_table.slice(s_lo, s_hi - s_lo), tokens.slice(t_lo, t_hi - t_lo))
-    for rid in sorted(set(docs) - set(seg_groups)):  # recordings without speech still get their files
-        n_exports += export(rid, seg_table.slice(0, 0), TOKENS.empty_table())
-    return Streamed(tables.close(), n_exports, n_words)
-
-
-def recording_chunks(groups: dict[str, tuple[int, int]], target: int) -> list[tuple[int, int, list[str]]]:
-    """Consecutive row ranges of about ``target`` segments that never split a recording."""
-    chunks: list[tuple[int, int, list[str]]] = []
-    start, rids = 0, []
-    end = 0
-    for rid, (_, end) in sorted(groups.items(), key=lambda kv: kv[1]):
-        rids.append(rid)
-        if end - start >= target:
-            chunks.append((start, end, rids))
-            start, rids = end, []
-    if rids:
-        chunks.append((start, end, rids))
-    return chunks
+    if labels is None:
+        turns, speakers = segment_turns(segments), SPEAKERS.empty_table()
+    elif segments.num_rows == 0:
+        turns, speakers = TURNS.empty_table(), SPEAKERS.empty_table()
+    else:
+        rids = segments["recording_id"]
+        spans = labels.chunk(rids[0].as_py(), rids[-1].as_py())
+        tokens = _set(tokens, "speaker", token_speakers(tokens, spans, SAMPLE_RATE))
+        turns = build_turns(tokens, tokens["speaker"], join_tokens)
+        speakers = speakers_table(spans, turns, SAMPLE_RATE)
+    return {"tokens": tokens, "words": tokens_to_words(tokens), "turns": turns, "speakers": speakers}

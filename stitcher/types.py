@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -96,6 +97,27 @@ class DocumentText:
     languages: tuple[str, ...] = ()
 
 
+class ResultSource(Protocol):
+    """Where stitch loads stored results from, a group of recordings at a time (the pipeline's stores).
+
+    Attributes:
+        with_speakers: whether the speakers stage ran (speaker rows are loaded, else None).
+    """
+
+    with_speakers: bool
+
+    def versions(self) -> pa.Table:
+        """``content_id``, ``version``: a digest of the stored results each content has, which changes
+        whenever they may have (new, rewritten or removed store parts)."""
+        ...
+
+    def load_groups(self, segments: pa.Table, group_of_row: np.ndarray,
+                    n_groups: int) -> Iterator[tuple[int, pa.Table, pa.Table | None]]:
+        """For each group 0..n_groups-1 in order: the results (``SEGMENT_RESULTS``) of the rows of
+        ``segments`` in that group and their recordings' speaker rows (``SPEAKER_LABELS``, or None)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class StitchInputs:
     """The work tables the stitch stage reads (schemas in ``core.tables``).
@@ -104,29 +126,37 @@ class StitchInputs:
         recordings: the scan stage's table (``RECORDINGS``).
         vad_recordings: the vad stage's per-recording table (``VAD_RECORDINGS``).
         segments: the vad stage's segments (``VAD_SEGMENTS``).
-        results: each segment's asr result (``SEGMENT_RESULTS``, read from the transcript store).
-        speakers: each recording's speaker rows (``SPEAKER_LABELS``, read from the speaker store);
-            None when the speakers stage is off.
+        results: each segment's asr result (``SEGMENT_RESULTS``), when given whole; else ``source``.
+        speakers: each recording's speaker rows (``SPEAKER_LABELS``), when given whole; None when the
+            speakers stage is off.
+        source: where to load results a group at a time; with it, stitch rebuilds only the
+            recordings whose inputs changed (without it, every recording, every run).
+        export_roots: the input folders; export files mirror the folders below their common base.
     """
 
     recordings: pa.Table
     vad_recordings: pa.Table
     segments: pa.Table
-    results: pa.Table
+    results: pa.Table | None = None
     speakers: pa.Table | None = None
+    source: ResultSource | None = None
+    export_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StitchSummary:
-    """Figures of the stitch stage: rows written to each public table, and the exports.
+    """Figures of the stitch stage: rows of each public table, and what this run rewrote.
 
     Attributes:
-        documents: rows of documents.parquet (one per input).
-        segments: rows of segments.parquet.
-        tables: rows of the tables written in chunks (tokens, words, turns, speakers), by name.
-        failures: rows of failures.parquet.
-        exports: export files written (SRT, VTT, JSON, TXT).
+        documents: rows of the documents table (one per input).
+        segments: rows of the segments table.
+        tables: rows of the other tables (tokens, words, turns, speakers), by name.
+        failures: rows of the failures table.
+        exports: export files this run wrote (SRT, VTT, JSON, TXT), for the recordings it rebuilt.
         exports_removed: exports of recordings that left the archive, or of formats no longer asked for.
+        recordings_rebuilt: recordings whose rows this run rebuilt (new or changed).
+        recordings_removed: recordings whose rows this run removed (deleted or moved away).
+        parts_written: table part files this run wrote.
     """
 
     documents: int = 0
@@ -135,7 +165,12 @@ class StitchSummary:
     failures: int = 0
     exports: int = 0
     exports_removed: int = 0
+    recordings_rebuilt: int = 0
+    recordings_removed: int = 0
+    parts_written: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"documents": self.documents, "segments": self.segments, **self.tables,
-                "failures": self.failures, "exports": self.exports, "exports_removed": self.exports_removed}
+                "failures": self.failures, "recordings_rebuilt": self.recordings_rebuilt,
+                "recordings_removed": self.recordings_removed, "exports": self.exports,
+                "exports_removed": self.exports_removed, "parts_written": self.parts_written}

@@ -92,12 +92,14 @@ def test_every_change_costs_only_its_own_work(tmp_path, archive, tiny_model, cap
     assert tables(out) == from_scratch(tmp_path, archive, tiny_model, "b")
 
     # (c) A renamed folder: the files are recognised by their content.
-    old_exports = {p.name for p in out.glob("srt/call*")}
+    old_exports = {p.relative_to(out / "srt").as_posix() for p in out.glob("srt/calls/*.srt")}
     (archive / "calls").rename(archive / "phone-calls")
     report = vadpack.run(cfg)
     assert report.summary["decoded_segments"] == 0
-    new_exports = {p.name for p in out.glob("srt/call*")}
-    assert len(new_exports) == len(old_exports) and not new_exports & old_exports  # old paths' exports gone
+    new_exports = {p.relative_to(out / "srt").as_posix() for p in out.glob("srt/phone-calls/*.srt")}
+    # The exports mirror the input folders: they move with the folder, and the old ones are gone.
+    assert {e.split("/", 1)[1] for e in new_exports} == {e.split("/", 1)[1] for e in old_exports} != set()
+    assert not (out / "srt" / "calls").exists()
     assert tables(out) == from_scratch(tmp_path, archive, tiny_model, "c")
 
     # (d) One file modified: it alone is decoded again.
@@ -112,7 +114,7 @@ def test_every_change_costs_only_its_own_work(tmp_path, archive, tiny_model, cap
     assert report.summary["decoded_segments"] == 0
     snap = tables(out)
     assert not any("jfk" in str(row) for name in TABLES for row in snap[name])
-    assert not list(out.glob("*/jfk*"))
+    assert not list(out.glob("*/**/jfk*"))
     assert snap == from_scratch(tmp_path, archive, tiny_model, "e")
 
     # prune: the deleted and modified files' cache and results go, the rest stays and is enough.

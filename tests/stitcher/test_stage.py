@@ -67,11 +67,10 @@ def test_same_file_names_in_two_folders_give_two_documents(tmp_path, tiny_model)
     out = tmp_path / "work" / "output"
     docs = pd.read_parquet(out / "documents.parquet")
     assert len(docs) == 2 and docs["recording_id"].nunique() == 2
-    for fmt in ("srt", "vtt", "json", "txt"):
-        files = sorted((out / fmt).iterdir())
-        assert len(files) == 2 and files[0].name != files[1].name
-        assert all(f.name.startswith("meeting") for f in files)
-    srt = (out / "srt" / sorted(p.name for p in (out / "srt").iterdir())[0]).read_text()
+    for fmt in ("srt", "vtt", "json", "txt"):  # the exports mirror the input folders
+        files = sorted(f.relative_to(out / fmt).as_posix() for f in (out / fmt).rglob("*") if f.is_file())
+        assert files == [f"monday/meeting.{fmt}", f"tuesday/meeting.{fmt}"]
+    srt = (out / "srt" / "monday" / "meeting.srt").read_text()
     assert srt.startswith("1\n00:00:") and " --> " in srt
 
 
@@ -88,11 +87,12 @@ def test_tables_carry_metadata(tmp_path, small_archive, tiny_model):
     cfg = write_config(tmp_path, [str(small_archive)], tiny_model)
     main(["run", str(cfg), "--no-progress"])
     for name in OUTPUT_SCHEMAS:
-        meta = pq.read_schema(tmp_path / "work" / "output" / f"{name}.parquet").metadata
+        part = next((tmp_path / "work" / "output" / f"{name}.parquet").glob("part-*.parquet"))
+        meta = pq.read_schema(part).metadata
         assert meta[b"schema_version"] == SCHEMA_VERSION.encode()
         assert meta[b"model"] == str(tiny_model).encode()
         assert len(meta[b"config_hash"]) == 16 and b"vadpack_version" in meta
-    pf = pq.ParquetFile(tmp_path / "work" / "output" / "tokens.parquet")
+    pf = pq.ParquetFile(next((tmp_path / "work" / "output" / "tokens.parquet").glob("part-*.parquet")))
     assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from vadpack.core.dataset import read_dataset
 from vadpack.core.tables import OUTPUT_SCHEMAS
 
 TABLES = tuple(OUTPUT_SCHEMAS)  # every public table
@@ -18,10 +18,12 @@ def snapshot(out: Path, with_batch_ids: bool = False) -> dict[str, list[tuple]]:
     """
     snap = {}
     for name in TABLES:
-        table = pq.read_table(Path(out) / f"{name}.parquet")
+        table = read_dataset(out, name, OUTPUT_SCHEMAS[name])
         if name == "segments" and not with_batch_ids:
             table = table.drop_columns(["batch_id"])
         snap[name] = sorted(tuple(str(v) for v in r.values()) for r in table.to_pylist())
-    for fmt in sorted(p for p in Path(out).iterdir() if p.is_dir()):
-        snap[fmt.name] = sorted((f.name, f.read_bytes()) for f in fmt.iterdir())
+    for fmt in sorted(p for p in Path(out).iterdir() if p.is_dir() and p.suffix != ".parquet"
+                      and not p.name.startswith("_")):  # the export folders
+        snap[fmt.name] = sorted((f.relative_to(fmt).as_posix(), f.read_bytes()) for f in fmt.rglob("*")
+                                if f.is_file())
     return snap

@@ -1,0 +1,220 @@
+"""Benchmark: a large living archive. What stitch costs when few recordings change.
+
+Builds the work_dir a stitched archive would leave after asr (recordings, vad results, segments,
+transcript store; synthetic, as bench/stitch.py), then runs the real stitch stage (``run_stitch``, a
+fresh process each time, for its peak RSS) through these steps:
+
+  first     a stitch from nothing,
+  add       ``--changes`` new recordings (their transcripts stored, as asr would),
+  modify    ``--changes`` recordings get new content (new segments and transcripts),
+  delete    ``--changes`` recordings leave the archive,
+  nothing   nothing changed.
+
+After each step the tables are compared with a stitch from nothing of the archive as it then stands
+(every row, order-insensitive, by DuckDB's ``EXCEPT ALL`` both ways).
+
+    .venv/bin/python bench/archive_scale.py [--recordings 400] [--hours-each 0.1] [--changes 10]
+    .venv/bin/python bench/archive_scale.py --recordings 10000 --hours-each 1   # the issue's size
+
+The last line of output is one JSON object (see ../shared/BENCH.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vadpack.asr.config import AsrConfig
+from vadpack.core.cache import SAMPLE_RATE
+from vadpack.core.tables import RECORDINGS, VAD_RECORDINGS, VAD_SEGMENTS, to_table, write_table
+from vadpack.pipeline.store import asr_store
+from vadpack.pipeline.workdir import WorkDir
+
+from bench.stitch import write_transcripts
+
+STITCH_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from vadpack.pipeline.config import config_from_dict
+from vadpack.pipeline.stages import StageContext, run_stitch
+from vadpack.pipeline.workdir import WorkDir
+work, out = Path(sys.argv[1]), sys.argv[2]
+cfg = config_from_dict({"inputs": ["/archive"], "work_dir": str(work), "output_dir": out,
+                        "stitch": {"formats": json.loads(sys.argv[3])}})
+t0 = time.perf_counter()
+summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary
+print(json.dumps({"wall_s": time.perf_counter() - t0,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **summary}))
+"""
+
+
+class Archive:
+    """A synthetic work_dir: recordings of ``seconds_each`` s, 2-30 s segments, ~3 tokens per speech second."""
+
+    def __init__(self, work: Path, seconds_each: float, seed: int = 0) -> None:
+        self.work, self.seconds_each = work, seconds_each
+        self.rng = np.random.default_rng(seed)
+        self.store = asr_store(AsrConfig(), WorkDir(work))
+        self.part = 0
+        self.rec = RECORDINGS.empty_table()
+        self.vad = VAD_RECORDINGS.empty_table()
+        self.seg = VAD_SEGMENTS.empty_table()
+
+    def add(self, rids: list[str], tag: str = "") -> None:
+        """New recordings (or new content for existing ids): their rows and their stored transcripts."""
+        self.remove(rids)
+        n = int(self.seconds_each * SAMPLE_RATE)
+        starts, ends, owners = [], [], []
+        for rid in rids:
+            t = 0
+            while True:
+                t += int(self.rng.integers(int(0.3 * SAMPLE_RATE), 3 * SAMPLE_RATE))
+                length = int(self.rng.integers(2 * SAMPLE_RATE, 30 * SAMPLE_RATE))
+                if t + length > n:
+                    break
+                starts.append(t)
+                ends.append(t + length)
+                owners.append(rid)
+                t += length
+        cids = {rid: f"{rid}-{tag}" for rid in rids}
+        owners_a = np.array(owners, dtype=object)
+        index = np.zeros(len(owners), dtype=np.int32)
+        for k in range(1, len(owners)):
+            index[k] = index[k - 1] + 1 if owners[k] == owners[k - 1] else 0
+        k = len(rids)
+        self.rec = pa.concat_tables([self.rec, to_table({
+            "recording_id": rids, "path": [f"/archive/{r[-1]}/{r}.wav" for r in rids],
+            "content_id": [cids[r] for r in rids], "duration_s": [self.seconds_each] * k,
+            "sample_rate": [SAMPLE_RATE] * k, "channels": [1] * k, "codec": ["pcm_s16le"] * k,
+            "size_bytes": [n * 2] * k, "mtime_ns": [0] * k, "status": ["ok"] * k, "error": [None] * k},
+            RECORDINGS)])
+        start_a, end_a = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+        speech = {r: 0 for r in rids}
+        n_seg = {r: 0 for r in rids}
+        for o, s, e in zip(owners, starts, ends):
+            speech[o] += e - s
+            n_seg[o] += 1
+        self.vad = pa.concat_tables([self.vad, to_table({
+            "recording_id": rids, "n_samples": [n] * k, "n_segments": [n_seg[r] for r in rids],
+            "speech_samples": [speech[r] for r in rids], "status": ["ok"] * k, "error": [None] * k,
+            "warning": [None] * k}, VAD_RECORDINGS)])
+        seg_cids = np.array([cids[o] for o in owners], dtype=object)
+        self.seg = pa.concat_tables([self.seg, to_table({
+            "recording_id": owners_a.tolist(), "segment_index": index, "start_sample": start_a, "end_sample": end_a,
+            "backend": ["webrtc"] * len(owners), "content_id": seg_cids.tolist()}, VAD_SEGMENTS)])
+        parts = self.store / f"batch-{self.part:06d}"
+        parts.mkdir(parents=True)
+        write_transcripts(parts, seg_cids, start_a, end_a, self.rng)
+        for p in sorted(parts.glob("*.parquet")):  # the store is one flat folder of part files
+            p.rename(self.store / f"part-{self.part:06d}-{p.stem.split('-')[-1]}.parquet")
+        parts.rmdir()
+        self.part += 1
+
+    def remove(self, rids: list[str]) -> None:
+        gone = pa.array(rids, pa.string())
+        self.rec, self.vad, self.seg = (t.filter(pc.invert(pc.is_in(t["recording_id"], gone)))
+                                        for t in (self.rec, self.vad, self.seg))
+
+    def save(self) -> None:
+        work = WorkDir(self.work)
+        write_table(self.rec, work.recordings)
+        write_table(self.vad, work.vad_recordings)
+        write_table(self.seg.sort_by([("recording_id", "ascending"), ("segment_index", "ascending")]),
+                    work.segments)
+
+
+def stitch(work: Path, out: Path, formats: str) -> dict:
+    """The stitch stage in a fresh process: its wall time, peak RSS and summary."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", STITCH_CHILD, str(work), str(out), formats], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"archive_scale: the stitch stage failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tables_equal(a: Path, b: Path) -> bool:
+    """Every public table of two output folders holds the same rows (as multisets)."""
+    import duckdb
+    from vadpack.core.tables import OUTPUT_SCHEMAS
+
+    con = duckdb.connect()
+    for name in OUTPUT_SCHEMAS:
+        x, y = f"'{a}/{name}.parquet/*.parquet'", f"'{b}/{name}.parquet/*.parquet'"
+        diff = con.execute(f"SELECT (SELECT count(*) FROM (FROM {x} EXCEPT ALL FROM {y})) + "
+                           f"(SELECT count(*) FROM (FROM {y} EXCEPT ALL FROM {x}))").fetchone()[0]
+        if diff:
+            print(f"archive_scale: {name}: {diff} rows differ", file=sys.stderr)
+            return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recordings", type=int, default=400)
+    ap.add_argument("--hours-each", type=float, default=0.1)
+    ap.add_argument("--changes", type=int, default=10)
+    ap.add_argument("--formats", default='["srt", "json"]', help="exports, as JSON")
+    ap.add_argument("--no-compare", action="store_true", help="skip the from-nothing comparisons")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vadpack-bench-archive-scale-"))
+    try:
+        arch = Archive(tmp / "work", args.hours_each * 3600)
+        t0 = time.perf_counter()
+        ids = [f"r{i:07d}" for i in range(args.recordings)]
+        for lo in range(0, len(ids), 500):
+            arch.add(ids[lo:lo + 500], "v0")
+        arch.save()
+        print(f"archive_scale: built {args.recordings} recordings, {arch.seg.num_rows} segments in "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        live, steps = tmp / "live", {}
+        k = args.changes
+        for step in ("first", "add", "modify", "delete", "nothing"):
+            if step == "add":
+                arch.add([f"n{i:07d}" for i in range(k)], "v0")
+            elif step == "modify":
+                arch.add(ids[1:1 + 7 * k:7], "v1")
+            elif step == "delete":
+                arch.remove(ids[2:2 + 11 * k:11])
+            arch.save()
+            result = stitch(tmp / "work", live, args.formats)
+            steps[step] = {"wall_s": round(result["wall_s"], 3), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                           "rebuilt": result["recordings_rebuilt"], "removed": result["recordings_removed"],
+                           "parts_written": result["parts_written"], "tokens": result["tokens"]}
+            if not args.no_compare:
+                scratch = tmp / "scratch"
+                shutil.rmtree(scratch, ignore_errors=True)
+                stitch(tmp / "work", scratch, args.formats)
+                steps[step]["equal_from_scratch"] = tables_equal(live, scratch)
+            print(f"archive_scale: {step}: {steps[step]}", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({
+        "recordings": args.recordings, "hours_each": args.hours_each, "changes": k,
+        "tokens": steps["first"]["tokens"], "formats": json.loads(args.formats),
+        "first_wall_s": steps["first"]["wall_s"], "first_peak_rss_mb": steps["first"]["peak_rss_mb"],
+        **{f"{s}_{key}": steps[s][key] for s in ("add", "modify", "delete", "nothing")
+           for key in ("wall_s", "peak_rss_mb")},
+        "all_equal_from_scratch": None if args.no_compare else all(s["equal_from_scratch"] for s in steps.values()),
+        "steps": steps, "device": f"cpu x{os.cpu_count()}", "date": date.today().isoformat()}))
+
+
+if __name__ == "__main__":
+    from vadpack.pipeline.cli import exit_process
+
+    main()
+    exit_process(0)  # skips the interpreter teardown in which pyarrow's threads can abort
