@@ -56,7 +56,7 @@ work, out = Path(sys.argv[1]), sys.argv[2]
 cfg = config_from_dict({"inputs": ["/archive"], "work_dir": str(work), "output_dir": out,
                         "stitch": {"formats": json.loads(sys.argv[3])}})
 t0 = time.perf_counter()
-summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary
+summary = run_stitch(StageContext(cfg, WorkDir(work), progress=False)).summary.as_dict()
 print(json.dumps({"wall_s": time.perf_counter() - t0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **summary}))
 """
@@ -116,11 +116,13 @@ class Archive:
         self.seg = pa.concat_tables([self.seg, to_table({
             "recording_id": owners_a.tolist(), "segment_index": index, "start_sample": start_a, "end_sample": end_a,
             "backend": ["webrtc"] * len(owners), "content_id": seg_cids.tolist()}, VAD_SEGMENTS)])
-        parts = self.store / f"batch-{self.part:06d}"
+        parts = self.store.folder.parent / f"batch-{self.part:06d}"
         parts.mkdir(parents=True)
         write_transcripts(parts, seg_cids, start_a, end_a, self.rng)
-        for p in sorted(parts.glob("*.parquet")):  # the store is one flat folder of part files
-            p.rename(self.store / f"part-{self.part:06d}-{p.stem.split('-')[-1]}.parquet")
+        files = sorted(parts.glob("*.parquet"))
+        self.store.folder.mkdir(parents=True, exist_ok=True)
+        for p, name in zip(files, self.store.new_parts(len(files))):  # the store: one flat folder of parts
+            p.rename(name)
         parts.rmdir()
         self.part += 1
 

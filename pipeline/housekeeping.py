@@ -114,17 +114,9 @@ def _compact(store: PartStore, live: pa.Table, kind: str, report: PruneReport, d
 
 
 def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
-    from vadpack.core.dataset import read_manifest, read_state
-    from vadpack.stitcher.config import FORMATS
-    from vadpack.stitcher.export import stale_exports
-    from vadpack.stitcher.incremental import STATE
+    from vadpack.stitcher.stage import stale_export_files
 
-    manifest = read_manifest(cfg.output_path)
-    if manifest is None:
-        return
-    state = read_state(cfg.output_path, manifest, STATE)
-    owned = {f for files in state["exports"].to_pylist() for f in files or ()}
-    for path in stale_exports(cfg.output_path, FORMATS, owned):
+    for path in stale_export_files(cfg.output_path):
         report.add("exports", path)
         if not dry_run:
             path.unlink()

@@ -89,6 +89,21 @@ def stitch_stage(inputs: StitchInputs, cfg: StitchConfig, output_dir: Path, mode
     return summary_counts(manifest, plan, *written)
 
 
+def stale_export_files(output_dir: Path) -> list[Path]:
+    """Export files under ``output_dir`` that no recording of the last complete stitch owns ([] before one)."""
+    from vadpack.core.dataset import read_state
+    from vadpack.stitcher.config import FORMATS
+    from vadpack.stitcher.export import stale_exports
+    from vadpack.stitcher.incremental import STATE
+
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        return []
+    state = read_state(output_dir, manifest, STATE)
+    owned = {f for files in state["exports"].to_pylist() for f in files or ()}
+    return list(stale_exports(output_dir, FORMATS, owned))
+
+
 def summary_counts(manifest: Manifest, plan: object, exports: int, exports_removed: int, parts: int) -> StitchSummary:
     """The stitch stage's summary: rows of every table, and what this run rewrote."""
     rows = {name: manifest.total_rows(name) for name in OUTPUT_SCHEMAS}
