@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from vadpack.asr.budget import measure_memory as measure_memory  # the pipeline's budget plan asks it
 from vadpack.asr.config import AsrConfig
 from vadpack.asr.features import FeatureFeeder, start_worker_server
 from vadpack.asr.infer import decode_batch, decode_features
 from vadpack.asr.model import bit_exact_batches, load_model, resolve_device, row_summary
+from vadpack.asr.model import device_info as device_info  # the pipeline describes the device with it
 from vadpack.asr.replicas import Layout, plan_layout, run_replicas, silence_child_interrupts
 from vadpack.asr.types import (
     AsrSummary,

@@ -36,7 +36,7 @@ def speakers_key(cfg: SpeakersConfig) -> ResultKey:
     Raises:
         ConfigError: the backend's extra is not installed (the message names it).
     """
-    from vadpack.speakers.embed import weights_spec
+    from vadpack.speakers.stage import weights_spec
 
     try:
         spec = weights_spec(cfg)

@@ -200,7 +200,7 @@ def vad_rows(outcomes: Iterable[VadOutcome], backend: str,
 
 def run_pack(ctx: StageContext) -> StageResult:
     """Pack the spans that have no result in the store yet (all of them on a first run)."""
-    from vadpack.packer.pack import pack_segments
+    from vadpack.packer.stage import pack_segments
 
     segments = read_table(ctx.work.segments, VAD_SEGMENTS)
     store = asr_store(ctx.cfg.asr, ctx.work).working()  # a forced rerun's own folder while it lasts
@@ -223,8 +223,8 @@ def run_pack(ctx: StageContext) -> StageResult:
 
 
 def device_info(spec: str) -> DeviceInfo:
-    """The asr device, described without loading a model (``asr.model.device_info``)."""
-    from vadpack.asr.model import device_info as describe
+    """The asr device, described without loading a model (``asr.stage.device_info``)."""
+    from vadpack.asr.stage import device_info as describe
 
     return describe(spec)
 
@@ -235,7 +235,7 @@ def budget_basis(cfg: Config, device: DeviceInfo) -> str:
     A number is itself. ``auto`` is the CPU budget on the CPU; on CUDA it is measured, so it depends
     on the device (name and memory), the model, the dtype and the memory fraction.
     """
-    from vadpack.packer.budget import needs_measurement, resolve_budget_s
+    from vadpack.packer.stage import needs_measurement, resolve_budget_s
 
     if not needs_measurement(cfg.packer, device.kind):
         return f"{resolve_budget_s(cfg.packer, device.kind):g}"
@@ -248,7 +248,7 @@ def pack_budget_s(cfg: Config, measure: bool = True) -> float:
 
     ``measure=False`` (nothing to pack) loads no model and looks at no device: ``auto`` gives the CPU budget.
     """
-    from vadpack.packer.budget import is_auto, needs_measurement, resolve_budget_s
+    from vadpack.packer.stage import is_auto, needs_measurement, resolve_budget_s
 
     kind = device_info(cfg.asr.device).kind if measure else "cpu"
     if not needs_measurement(cfg.packer, kind):
@@ -256,7 +256,7 @@ def pack_budget_s(cfg: Config, measure: bool = True) -> float:
         if measure and is_auto(cfg.packer):
             log.info("packer.budget_s = auto: no CUDA device, using %.0f padded seconds", budget)
         return budget
-    from vadpack.asr.budget import measure_memory
+    from vadpack.asr.stage import measure_memory
 
     probe = measure_memory(cfg.asr)
     budget = resolve_budget_s(cfg.packer, kind, probe.bytes_per_padded_s, probe.free_bytes)

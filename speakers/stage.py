@@ -31,6 +31,7 @@ from vadpack.core.types import Span
 from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
+from vadpack.speakers.embed import weights_spec as weights_spec  # what keys the speaker store
 from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
 from vadpack.speakers.spectral import SpectralParams, spectral_windows
 from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
