@@ -61,7 +61,7 @@ def segments_digests(segments: pa.Table) -> pa.Table:
     ids = spans["content_id"].to_pylist()
     bounds = np.stack([spans["start_sample"].to_numpy(), spans["end_sample"].to_numpy()], axis=1) \
         if spans.num_rows else np.zeros((0, 2), np.int64)
-    cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+    cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)] if ids else [0]
     contents = [ids[lo] for lo in cuts[:-1]]
     digests = [stable_hash(bounds[lo:hi].tolist()) for lo, hi in zip(cuts[:-1], cuts[1:])]
     return pa.table({"content_id": pa.array(contents, pa.string()), "segments_digest": pa.array(digests, pa.string())})

@@ -59,7 +59,8 @@ def test_segments_carry_language_emotion_and_event(finished_run):
     assert rows and all(r[3] is not None for r in rows)  # every segment decoded
     assert {r[0] for r in rows} <= set(LANGUAGE_TAGS)
     assert {r[1] for r in rows} <= EMOTIONS and {r[2] for r in rows} <= EVENTS
-    assert pq.read_schema(_path(finished_run, "segments")).metadata[b"schema_version"] == SCHEMA_VERSION.encode()
+    part = next(Path(_path(finished_run, "segments")).glob("part-*.parquet"))  # a table is a folder of parts
+    assert pq.read_schema(part).metadata[b"schema_version"] == SCHEMA_VERSION.encode()
 
 
 def test_text_holds_no_tags(finished_run):
