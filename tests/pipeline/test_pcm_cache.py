@@ -63,9 +63,10 @@ def test_auto_past_the_limit_drops_finished_pcm_and_a_rerun_decodes_it_again(tmp
     assert first.summary.pcm_cache_bytes is None  # nothing left past the limit
     out = tmp_path / "work" / "output"
     assert snapshot(out) == snapshot(tmp_path / "kept" / "work" / "output")
-    # Rerunning asr alone needs the audio: it is decoded again, and the tables are the same.
+    # Rerunning asr alone needs the audio: it is decoded again (in 2 worker processes), and the
+    # tables are the same.
     capsys.readouterr()
-    run(str(cfg), "--stage", "asr", "--force", "asr")
+    run(str(cfg), "--stage", "asr", "--force", "asr", "-o", "vad.workers=2")
     assert f"decoded        {first.summary.segments} segments" in capsys.readouterr().out
     assert not list(pcm.glob("*.s16"))  # finished again, past the limit again: dropped
     run(str(cfg))
