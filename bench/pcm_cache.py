@@ -8,9 +8,12 @@ repeated to ``--minutes`` per file) in three formats: wav, flac and mp3. For eac
 * decoding the source again into the cache (what ``ensure_contents_audio`` does when the PCM is
   gone: the extra cost of ``--stage speakers`` or a new asr model with ``vad.keep_pcm`` off);
 * the cache file stored as FLAC instead (size, and the time to read it back), to see whether a
-  compressed cache would be cheap.
+  compressed cache would be cheap;
+* a real rerun, ``vadpack run --stage asr --force asr`` on the three files (a tiny random model, so
+  that decoding the audio weighs as much as it can): with the cache, and with it dropped
+  (``vad.keep_pcm: false``), where the run decodes the sources again first.
 
-Usage: .venv/bin/python bench/pcm_cache.py [--minutes 5] [--repeat 3]
+Usage: .venv/bin/python bench/pcm_cache.py [--minutes 5] [--repeat 3] [--workers 1]
 The last line of output is one JSON object (see ../shared/BENCH.md).
 """
 
@@ -70,10 +73,43 @@ def read_all(path: Path) -> float:
     return total
 
 
+def rerun_asr(tmp: Path, sources: list[Path], args: argparse.Namespace) -> dict:
+    """Wall seconds of ``--stage asr --force asr`` with the PCM cache, and with it dropped."""
+    from vadpack.testkit.tiny import write_tiny_model
+
+    import vadpack
+
+    archive = tmp / "archive"
+    archive.mkdir()
+    for src in sources:
+        os.link(src, archive / src.name)
+    model = write_tiny_model(tmp / "tiny", size="tiny", seed=0)
+    out = {}
+    for keep in (True, False):
+        cfg = vadpack.make_config(inputs=archive, work_dir=tmp / f"work-{keep}",
+                                  vad={"workers": args.workers, "keep_pcm": keep},
+                                  asr={"model": str(model), "device": "cpu", "threads": 1, "warmup": False},
+                                  stitch={"formats": []})
+        first = vadpack.run(cfg, log_to_stderr=False)
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            vadpack.run(cfg, stage="asr", force="asr", log_to_stderr=False)
+            times.append(time.perf_counter() - t0)
+        pcm_left = len(list((tmp / f"work-{keep}" / "pcm").glob("*.s16")))
+        out["with_cache_s" if keep else "without_cache_s"] = round(min(times), 2)
+        out["pcm_files_left" + ("_with" if keep else "_without")] = pcm_left
+    hours = first.summary.audio_h
+    out.update(audio_h=round(hours, 3), workers=args.workers,
+               extra_s_per_audio_hour=round((out["without_cache_s"] - out["with_cache_s"]) / hours, 1))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0, help="audio minutes per file")
     ap.add_argument("--repeat", type=int, default=3, help="timings are the best of this many runs")
+    ap.add_argument("--workers", type=int, default=1, help="vad.workers of the rerun (decoding processes)")
     args = ap.parse_args()
 
     audio_s = args.minutes * 60
@@ -103,6 +139,7 @@ def main() -> None:
         assert np.array_equal(back, pcm), "FLAC is lossless: the samples come back unchanged"
         pcm_hours = len(pcm) / SAMPLE_RATE / HOUR_S
         flac_bytes = flac.stat().st_size
+        out["rerun_asr"] = rerun_asr(tmp, [tmp / f"speech.{fmt}" for fmt in out["formats"]], args)
     redecode = {fmt: f["redecode_s_per_hour"] for fmt, f in out["formats"].items()}
     out.update({
         "cache_mb_per_audio_hour": round(cache_bytes_per_hour / 1e6, 2),

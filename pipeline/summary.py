@@ -247,7 +247,7 @@ def pcm_cache_note(s: RunSummary) -> str:
     left = "" if s.keep_pcm == "true" else ", all of recordings not yet finished"
     return (f"{size} = {hours:.1f} h of audio (vad.keep_pcm: {s.keep_pcm}{left}), past vad.pcm_limit_gb: "
             f"{s.pcm_limit_gb:g}; keep_pcm: auto or false drops finished recordings' PCM, decoded again "
-            "only when a run needs it (~10 s per audio hour)")
+            "only when a run needs it (10-20 s per audio hour and core)")
 
 
 def precision_note(dtype: str) -> str:
