@@ -244,10 +244,10 @@ def pcm_cache_note(s: RunSummary) -> str:
     n = s.pcm_cache_bytes or 0
     size = f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
     hours = n / (2 * SAMPLE_RATE * 3600)
-    left = "" if s.keep_pcm == "true" else ", all of recordings not yet finished"
+    left = "" if s.keep_pcm == "true" else ", all of it unfinished recordings"
     return (f"{size} = {hours:.1f} h of audio (vad.keep_pcm: {s.keep_pcm}{left}), past vad.pcm_limit_gb: "
             f"{s.pcm_limit_gb:g}; keep_pcm: auto or false drops finished recordings' PCM, decoded again "
-            "only when a run needs it (10-20 s per audio hour and core)")
+            "only when a run needs it (10-50 s per audio hour and core)")
 
 
 def precision_note(dtype: str) -> str:

@@ -50,7 +50,7 @@ class VadConfig:
             all its segments are transcribed (and labelled, with speakers on); ``auto`` (the default)
             keeps it all while the cache is at most ``pcm_limit_gb`` and, past that, drops the PCM of
             the finished recordings as ``false`` does. Dropped PCM is decoded again only if a later
-            run needs the audio (another model, changed settings, ``--stage speakers``): 10-20
+            run needs the audio (another model, changed settings, ``--stage speakers``): 10-50
             s per audio hour on one core (bench/pcm_cache.py), against 0.1 s to read the cache.
         pcm_limit_gb: the cache size (GB, 10^9 bytes) past which ``keep_pcm: auto`` drops finished
             recordings' PCM, and past which the run summary says how large the cache is. 100 GB is

@@ -212,7 +212,7 @@ def ensure_pcm_many(refs: Sequence[RecordingRef], cache_dir: Path, n_workers: in
     """:func:`ensure_pcm` for many recordings, ``n_workers`` at a time; content id -> why it failed.
 
     A rerun that needs the audio of a whole archive whose PCM was dropped (``vad.keep_pcm``) decodes it
-    all again before the stage starts, ~10-20 s per audio hour on one core (bench/pcm_cache.py): in
+    all again before the stage starts, ~10-50 s per audio hour on one core (bench/pcm_cache.py): in
     worker processes, as vad decoded it. A pool that breaks (a crash in native code) leaves the rest to
     be decoded here, one by one.
     """
