@@ -3,7 +3,8 @@
 The PCM cache (about 115 MB per audio hour) and the stores grow with every recording ever seen.
 ``prune`` removes what no recording of the archive, as it stands now, uses: the cache and results of
 deleted or modified files, the results of other models and settings, and exports of recordings that
-are gone. ``vad.keep_pcm: false`` drops each recording's PCM once all its segments are transcribed.
+are gone. ``vad.keep_pcm: false`` drops each recording's PCM once all its segments are transcribed;
+``auto`` (the default) does so once the cache passes ``vad.pcm_limit_gb``.
 """
 
 from __future__ import annotations
@@ -122,9 +123,29 @@ def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
             path.unlink()
 
 
+def pcm_cache_bytes(cfg: Config) -> int:
+    """Bytes of the decoded-audio cache files (``work_dir/pcm/*.s16``)."""
+    pcm = WorkDir(cfg.work_path).pcm
+    return sum(p.stat().st_size for p in pcm.glob("*.s16")) if pcm.is_dir() else 0
+
+
+def pcm_over_limit(cfg: Config) -> int | None:
+    """The cache's bytes when they pass ``vad.pcm_limit_gb``; None while they do not."""
+    n = pcm_cache_bytes(cfg)
+    return n if n > cfg.vad.pcm_limit_gb * 1e9 else None
+
+
+def drops_pcm(cfg: Config) -> bool:
+    """Whether this run drops finished recordings' PCM: always with ``vad.keep_pcm: false``, never with
+    ``true``, and with ``auto`` once the cache has grown past ``vad.pcm_limit_gb``."""
+    if cfg.vad.keep_pcm == "auto":
+        return pcm_over_limit(cfg) is not None
+    return cfg.vad.keep_pcm is False
+
+
 def drop_transcribed_pcm(cfg: Config) -> int:
-    """``vad.keep_pcm: false``: delete the PCM of every recording whose segments all have results
-    (and, with speakers on, that has its speaker labels).
+    """``vad.keep_pcm: false`` (or ``auto`` past ``vad.pcm_limit_gb``): delete the PCM of every
+    recording whose segments all have results (and, with speakers on, that has its speaker labels).
 
     The vad sidecar stays, so its segments stand; asr or speakers decode the file again only if they
     ever need the audio (another model, a failed segment retried).
@@ -145,5 +166,6 @@ def drop_transcribed_pcm(cfg: Config) -> int:
             path.unlink()
             n += 1
     if n:
-        log.info("vad.keep_pcm = false: removed the PCM of %d fully transcribed recordings", n)
+        log.info("vad.keep_pcm = %s: removed the PCM of %d fully transcribed recordings",
+                 str(cfg.vad.keep_pcm).lower(), n)
     return n

@@ -149,10 +149,11 @@ class Runner:
                     log.info("%s: up to date, skipped", stage)
                     continue
                 results[stage] = self.run_stage(stage, force=stage in force)
-            if results and not self.cfg.vad.keep_pcm:
-                from vadpack.pipeline.housekeeping import drop_transcribed_pcm
+            if results:
+                from vadpack.pipeline.housekeeping import drop_transcribed_pcm, drops_pcm
 
-                drop_transcribed_pcm(self.cfg)
+                if drops_pcm(self.cfg):
+                    drop_transcribed_pcm(self.cfg)
         return results
 
     def run_stage(self, stage: str, force: bool = False) -> StageResult:

@@ -303,15 +303,14 @@ def ensure_audio(ctx: StageContext, batches: pa.Table) -> None:
 
 def ensure_contents_audio(ctx: StageContext, content_ids: set[str], stage: str) -> None:
     """Decode again the recordings of ``content_ids`` whose PCM cache file is gone."""
-    from vadpack.vad.stage import ensure_pcm
+    from vadpack.vad.stage import ensure_pcm_many
 
     refs = {r.content_id: r for r in recording_refs(read_table(ctx.work.recordings, RECORDINGS))}
-    for content_id in sorted(content_ids):
-        if content_id in refs and not pcm_path(ctx.work.pcm, content_id).exists():
-            error = ensure_pcm(refs[content_id], ctx.work.pcm)
-            if error:
-                log.warning("%s: cannot decode %s again (%s); it will fail there", stage, refs[content_id].path,
-                            error)
+    gone = [refs[c] for c in sorted(content_ids) if c in refs and not pcm_path(ctx.work.pcm, c).exists()]
+    if gone:
+        log.info("%s: decoding %d recordings again (their PCM was dropped: vad.keep_pcm)", stage, len(gone))
+    for content_id, error in ensure_pcm_many(gone, ctx.work.pcm, ctx.cfg.vad.n_workers).items():
+        log.warning("%s: cannot decode %s again (%s); it will fail there", stage, refs[content_id].path, error)
 
 
 # ---- speakers ---------------------------------------------------------------------------------

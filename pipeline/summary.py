@@ -12,6 +12,7 @@ from vadpack.asr.types import AsrSummary
 from vadpack.core.cache import SAMPLE_RATE
 from vadpack.core.tables import BATCHES, FAILURES, RECORDINGS, VAD_RECORDINGS, read_table
 from vadpack.pipeline.config import Config
+from vadpack.pipeline.housekeeping import pcm_over_limit
 from vadpack.pipeline.stages import StageResult
 from vadpack.pipeline.types import AsrStageSummary, PackSummary, SpeakersStageSummary
 from vadpack.pipeline.workdir import WorkDir
@@ -59,6 +60,10 @@ class RunSummary:
         failures: the first failures (at most 10), each with its reason.
         n_failures: rows of ``failures.parquet``.
         failures_path: where the failures are, when there are any.
+        pcm_cache_bytes: bytes of the decoded-audio cache after the run, when they are past
+            ``vad.pcm_limit_gb`` (None below it, where the summary says nothing of the cache).
+        keep_pcm: ``vad.keep_pcm`` as the run had it (``true``, ``false`` or ``auto``).
+        pcm_limit_gb: ``vad.pcm_limit_gb`` as the run had it.
     """
 
     stages_run: tuple[str, ...] = ()
@@ -84,6 +89,9 @@ class RunSummary:
     failures: tuple[FailureRow, ...] = ()
     n_failures: int = 0
     failures_path: str | None = None
+    pcm_cache_bytes: int | None = None
+    keep_pcm: str = "auto"
+    pcm_limit_gb: float = 100.0
 
     @property
     def failed(self) -> int:
@@ -155,6 +163,8 @@ def run_summary(cfg: Config, results: dict[str, StageResult], wall_s: float) -> 
         # Only what was decoded counts: audio whose transcript came from the store cost nothing here.
         s["xrt"] = s["decoded_audio_s"] / wall_s
     s.update(failure_rows(failures, cfg.output_path / "failures.parquet"))
+    s.update(pcm_cache_bytes=pcm_over_limit(cfg), keep_pcm=str(cfg.vad.keep_pcm).lower(),
+             pcm_limit_gb=cfg.vad.pcm_limit_gb)
     return RunSummary(**s)
 
 
@@ -223,8 +233,21 @@ def print_summary(s: RunSummary) -> None:
     if s.asr is not None and s.asr.decoding.batches:
         lines.append(f"batching       {batching_note(s.asr.decoding)}")
     lines.append(f"output         {s.output_dir}")
+    if s.pcm_cache_bytes is not None:
+        lines.append(f"pcm cache      {pcm_cache_note(s)}")
     lines += failure_lines(s)
     print("\n".join(lines))
+
+
+def pcm_cache_note(s: RunSummary) -> str:
+    """What the summary says of a decoded-audio cache past ``vad.pcm_limit_gb``."""
+    n = s.pcm_cache_bytes or 0
+    size = f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    hours = n / (2 * SAMPLE_RATE * 3600)
+    left = "" if s.keep_pcm == "true" else ", all of it unfinished recordings"
+    return (f"{size} = {hours:.1f} h of audio (vad.keep_pcm: {s.keep_pcm}{left}), past vad.pcm_limit_gb: "
+            f"{s.pcm_limit_gb:g}; keep_pcm: auto or false drops finished recordings' PCM, decoded again "
+            "only when a run needs it (10-50 s per audio hour and core)")
 
 
 def precision_note(dtype: str) -> str:

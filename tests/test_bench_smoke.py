@@ -139,3 +139,14 @@ def test_vad_bench_prints_per_file_quality_and_its_keys(real_data: Path) -> None
     assert keys <= out.keys(), f"missing keys: {keys - out.keys()}"
     assert 0 < out["min_file_recall"] <= out["recall"] <= 1 and 0 < out["precision"] <= 1
     assert out["xrt_per_core"] > 0
+
+
+@pytest.mark.slow
+def test_pcm_cache_bench_prints_the_cache_and_rerun_figures() -> None:
+    out = run_bench("pcm_cache.py", "--minutes", "0.2", "--repeat", "1")
+    assert out["cache_mb_per_audio_hour"] == 115.2  # 16 kHz x 2 bytes x 3600 s, exactly
+    assert set(out["formats"]) == {"wav", "flac", "mp3"}
+    assert all(f["redecode_s_per_hour"] > f["cached_read_s_per_hour"] for f in out["formats"].values())
+    rerun = out["rerun_asr"]
+    assert rerun["pcm_files_left_with"] == 3 and rerun["pcm_files_left_without"] == 0
+    assert {"device", "date", "flac_cache_mb_per_audio_hour"} <= set(out)

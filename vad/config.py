@@ -45,14 +45,20 @@ class VadConfig:
         merge_up_to_s: adjacent short segments are merged up to this length; 0 turns merging off.
         workers: worker processes; 0 means one per CPU core.
         fsmn_model: local fsmn-vad model folder for ``backend: fsmn``.
-        keep_pcm: keep each recording's decoded 16 kHz audio in the cache (about 115 MB per audio
-            hour). ``false`` deletes it once all the recording's segments are transcribed; the file is
-            then decoded again only if a later run needs its audio (another model, changed vad
-            settings).
+        keep_pcm: keep each recording's decoded 16 kHz audio in the cache (115.2 MB per audio hour,
+            1.15 TB at 10,000 hours). ``true`` keeps it all; ``false`` deletes a recording's PCM once
+            all its segments are transcribed (and labelled, with speakers on); ``auto`` (the default)
+            keeps it all while the cache is at most ``pcm_limit_gb`` and, past that, drops the PCM of
+            the finished recordings as ``false`` does. Dropped PCM is decoded again only if a later
+            run needs the audio (another model, changed settings, ``--stage speakers``): 10-50
+            s per audio hour on one core (bench/pcm_cache.py), against 0.1 s to read the cache.
+        pcm_limit_gb: the cache size (GB, 10^9 bytes) past which ``keep_pcm: auto`` drops finished
+            recordings' PCM, and past which the run summary says how large the cache is. 100 GB is
+            about 870 audio hours.
     """
 
     # Change speed or disk use, never segments.
-    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("workers", "keep_pcm")
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("workers", "keep_pcm", "pcm_limit_gb")
 
     backend: str = "webrtc"
     # Defaults tuned on the human-labelled recordings of ../shared/data/real (bench/vad.py).
@@ -71,7 +77,8 @@ class VadConfig:
     merge_up_to_s: float = 0.0
     workers: int = 0
     fsmn_model: str | None = None
-    keep_pcm: bool = True
+    keep_pcm: bool | str = "auto"
+    pcm_limit_gb: float = 100.0
 
     def __post_init__(self) -> None:
         check_fields(self, "vad")
@@ -90,6 +97,8 @@ class VadConfig:
         check_range("vad.soft_edge_s", self.soft_edge_s, 0, 1)
         check_range("vad.silero_threshold", self.silero_threshold, 0, 1)
         check_range("vad.workers", self.workers, 0, 1024)
+        check_choice("vad.keep_pcm", self.keep_pcm, (True, False, "auto"))
+        check_range("vad.pcm_limit_gb", self.pcm_limit_gb, 0, None)
         if self.backend == "fsmn" and not self.fsmn_model:
             raise ValueError("vad.backend = 'fsmn' needs vad.fsmn_model: a local fsmn-vad model folder")
 

@@ -208,6 +208,39 @@ def ensure_pcm(ref: RecordingRef, cache_dir: Path) -> str | None:
     return None
 
 
+def ensure_pcm_many(refs: Sequence[RecordingRef], cache_dir: Path, n_workers: int) -> dict[str, str]:
+    """:func:`ensure_pcm` for many recordings, ``n_workers`` at a time; content id -> why it failed.
+
+    A rerun that needs the audio of a whole archive whose PCM was dropped (``vad.keep_pcm``) decodes it
+    all again before the stage starts, ~10-50 s per audio hour on one core (bench/pcm_cache.py): in
+    worker processes, as vad decoded it. A pool that breaks (a crash in native code) leaves the rest to
+    be decoded here, one by one.
+    """
+    errors: dict[str, str] = {}
+    todo = list(refs)
+    if n_workers > 1 and len(todo) > 1:
+        pool = ProcessPoolExecutor(min(n_workers, len(todo)), mp_context=_mp_context(), initializer=quiet_worker)
+        try:
+            futures = {ref.content_id: pool.submit(ensure_pcm, ref, cache_dir) for ref in todo}
+            done = []
+            for ref in todo:
+                try:
+                    error = futures[ref.content_id].result()
+                except BrokenProcessPool:
+                    break
+                done.append(ref)
+                if error:
+                    errors[ref.content_id] = error
+            todo = todo[len(done):]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for ref in todo:
+        error = ensure_pcm(ref, cache_dir)
+        if error:
+            errors[ref.content_id] = error
+    return errors
+
+
 def pcm_complete(pcm_file: Path, n_samples: int) -> bool:
     """Whether the cache file holds exactly ``n_samples`` samples (a complete, current decode)."""
     try:
