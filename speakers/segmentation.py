@@ -237,7 +237,7 @@ def regions_from_frames(centres: np.ndarray, active: np.ndarray, n_samples: int,
     regions: list[list[int]] = []
     for i in np.flatnonzero(active):
         s, e = int(bounds[i]), int(bounds[i + 1])
-        if regions and s - regions[-1][1] < min_gap_s * SAMPLE_RATE:
+        if regions and (s <= regions[-1][1] or s - regions[-1][1] < min_gap_s * SAMPLE_RATE):
             regions[-1][1] = e
         else:
             regions.append([s, e])
