@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
+from vadpack.core.cache import pcm_path
+from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.segmentation import (
     SegmentationNet,
     decode_powerset,
@@ -17,6 +20,7 @@ from vadpack.speakers.segmentation import (
     regions_from_frames,
     segment_speech,
 )
+from vadpack.speakers.stage import run_speakers
 
 from tests.conftest import REPO
 from tests.speakers.meeting import _librivox
@@ -93,3 +97,52 @@ def test_speech_in_silence_is_found_within_tolerance(model: SegmentationNet, rea
     covered = sum(min(e, lead + len(utt)) - max(s, lead) for s, e in regions.speech)
     assert covered >= 0.9 * len(utt)  # pauses inside the utterance may fall out
     assert regions.overlap == []  # one voice
+
+
+def test_regions_key_is_checked_and_left_out_of_the_store_key_at_its_default() -> None:
+    from vadpack.core.configtools import as_plain, stable_hash
+    from vadpack.pipeline.speaker_store import speakers_key
+
+    with pytest.raises(ValueError, match="speakers.regions"):
+        SpeakersConfig(regions="oracle")
+    plain = as_plain(SpeakersConfig(enabled=True))
+    for key in (*SpeakersConfig.SPEED_ONLY, "model", "regions"):
+        plain.pop(key)
+    assert speakers_key(SpeakersConfig(enabled=True)).settings == stable_hash(plain)  # as before the key
+    assert speakers_key(SpeakersConfig(enabled=True, regions="segmentation")).settings != stable_hash(plain)
+
+
+def test_check_names_the_make_target_when_weights_are_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadpack.speakers.check import segmentation_problem
+
+    monkeypatch.setenv("VADPACK_SEGMENTATION_MODEL", str(tmp_path))
+    problem = segmentation_problem()
+    assert problem is not None and "make speaker-models" in problem and "speakers.regions" in problem
+
+
+@needs_weights
+def test_stage_drops_windows_outside_segmentation_speech(real_data: Path, tmp_path: Path) -> None:
+    """Two hand-made segments: a real utterance, and 6 s of digital silence. With ``regions:
+    segmentation`` the silent segment's windows are not embedded, so it gets no speaker span; a
+    recording that is all silence keeps its windows (and its spans)."""
+    pytest.importorskip("resemblyzer")
+    utt = _librivox(real_data, "0870")
+    gap, silent = 2 * SR, 6 * SR
+    pcm = np.concatenate([np.zeros(gap, np.int16), utt, np.zeros(gap + silent, np.int16)])
+    pcm.astype("<i2").tofile(pcm_path(tmp_path, "rec"))
+    np.zeros(silent, np.int16).tofile(pcm_path(tmp_path, "quiet"))
+    speech_seg = (gap, gap + len(utt))
+    silent_seg = (2 * gap + len(utt), len(pcm))
+    segments = pa.Table.from_pylist(
+        [{"recording_id": "rec", "segment_index": i, "start_sample": s, "end_sample": e, "content_id": "rec"}
+         for i, (s, e) in enumerate((speech_seg, silent_seg))]
+        + [{"recording_id": "quiet", "segment_index": 0, "start_sample": 0, "end_sample": silent,
+            "content_id": "quiet"}])
+    cfg = SpeakersConfig(enabled=True, device="cpu", backend="resemblyzer", regions="segmentation")
+    out = run_speakers(segments, tmp_path, cfg, progress=False)
+    rec = out.spans.filter(pa.compute.equal(out.spans["content_id"], "rec"))
+    assert rec.num_rows >= 1
+    assert min(rec["start_sample"].to_pylist()) == speech_seg[0]
+    assert max(rec["end_sample"].to_pylist()) == speech_seg[1]  # nothing in the silent segment
+    quiet = out.spans.filter(pa.compute.equal(out.spans["content_id"], "quiet"))
+    assert quiet.num_rows >= 1 and out.failures.num_rows == 0
