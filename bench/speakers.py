@@ -22,7 +22,11 @@ LibriSpeech, AISHELL) report how many speakers they get (``single_voice_speakers
 ``embed_xrt_per_core`` divides it by the torch threads. ``der`` and ``pooled_der`` are with vadpack's
 own VAD, ``oracle_vad_*`` with the human speech regions; both are always measured.
 
+``--regions segmentation`` embeds only the windows in segmentation-3.0's speech (``speakers.regions``),
+for every run above (own VAD and human regions alike).
+
 Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
+       [--regions vad]
 (``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
@@ -258,7 +262,7 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
         "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.resolved_window_s,
         "hop_s": cfg.resolved_hop_s, "clustering": cfg.resolved_clustering,
-        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity,
+        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "regions": cfg.regions,
         "date": datetime.date.today().isoformat(), "files": files,
     }
 
@@ -270,10 +274,12 @@ def main() -> None:
     parser.add_argument("--model", default="", help="speakers.model (campp: hub id or folder)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out grids (a quick run)")
+    parser.add_argument("--regions", default="vad", choices=("vad", "segmentation"),
+                        help="speakers.regions: embed every window, or only those in segmentation-3.0 speech")
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
     cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
-                         device=args.device)
+                         device=args.device, regions=args.regions)
     with tempfile.TemporaryDirectory() as tmp:
         result = report(cfg, measure(cfg, Path(tmp), with_loo=not args.no_loo))
     for f in result["files"]:

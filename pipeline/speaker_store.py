@@ -42,7 +42,8 @@ def speakers_key(cfg: SpeakersConfig) -> ResultKey:
         spec = weights_spec(cfg)
     except ImportError as e:
         raise ConfigError(f"speakers.enabled is true, but {e}") from e
-    return ResultKey(model_identity(spec), settings_hash(cfg))
+    # speakers.regions at its default stays out, so stores written before the key existed stay valid
+    return ResultKey(model_identity(spec), settings_hash(cfg, leave_out=("regions",) if cfg.regions == "vad" else ()))
 
 
 def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> PartStore:

@@ -57,11 +57,11 @@ def asr_key(cfg: AsrConfig) -> ResultKey:
     return ResultKey(model_identity(cfg.model), settings_hash(cfg, results_version=RESULTS_VERSION))
 
 
-def settings_hash(cfg: object, **extra: object) -> str:
+def settings_hash(cfg: object, leave_out: tuple[str, ...] = (), **extra: object) -> str:
     """The hash of a stage config's settings that change results: neither its ``SPEED_ONLY`` keys nor
-    ``model`` (the model counts by its identity, not by how it is named); ``extra`` values join them
-    (asr's ``results_version``: a fix that changes results makes old ones stale)."""
-    return result_hash(cfg, leave_out=("model",), **extra)
+    ``model`` (the model counts by its identity, not by how it is named) nor ``leave_out``; ``extra``
+    values join them (asr's ``results_version``: a fix that changes results makes old ones stale)."""
+    return result_hash(cfg, leave_out=("model", *leave_out), **extra)
 
 
 def asr_store(cfg: AsrConfig, work: WorkDir) -> PartStore:

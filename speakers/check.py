@@ -32,7 +32,20 @@ def check(section: SpeakersConfig, base_dir: str = ".") -> list[str]:
     elif section.model and not Path(section.model).expanduser().is_file():
         problems.append(f"speakers.model = {section.model!r}: no such checkpoint file; give a resemblyzer "
                         "VoiceEncoder checkpoint (.pt), or leave it empty for the weights in the wheel")
+    if section.regions == "segmentation":
+        problems.append(segmentation_problem())
     return [p for p in problems if p]
+
+
+def segmentation_problem() -> str | None:
+    """The segmentation-3.0 weights that ``speakers.regions: segmentation`` needs are there."""
+    from vadpack.speakers.segmentation import SEGMENTATION_MAKE_TARGET, WEIGHTS_FILE, default_segmentation_dir
+
+    weights = default_segmentation_dir() / WEIGHTS_FILE
+    if weights.is_file():
+        return None
+    return (f"speakers.regions = 'segmentation' needs the segmentation-3.0 weights in {weights.parent}; "
+            f"run `{SEGMENTATION_MAKE_TARGET}` (or set speakers.regions: vad)")
 
 
 def default_campp_problem(folder: str) -> str | None:

@@ -13,6 +13,7 @@ from vadpack.core.device import check_device_spec
 
 BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
+REGIONS = ("vad", "segmentation")
 # Per backend: (window_s, hop_s). CAM++ is trained on short segments and gives its best on 1.5 s windows
 # every 0.75 s (3D-Speaker's diarization recipe); resemblyzer on 3 s windows every 1.5 s.
 WINDOWS = {"resemblyzer": (3.0, 1.5), "campp": (1.5, 0.75)}
@@ -85,6 +86,10 @@ class SpeakersConfig:
             many, and every window then takes the nearest cluster (keeps linkage memory bounded).
         threads: torch intra-op threads; 1 by default, since two threads collapse under load.
         prefetch: batches whose audio and features are prepared ahead of the model.
+        regions: which windows are embedded: ``vad`` (default: every window of the vad segments) or
+            ``segmentation`` (only windows whose centre lies in the speech of pyannote's
+            segmentation-3.0 model, see :mod:`speakers.segmentation`; needs ``make speaker-models``).
+            Segments left with no window get no speaker span; a recording left with none keeps all.
     """
 
     # Change speed (or whether the stage runs), never a label: embeddings do not depend on the
@@ -112,6 +117,7 @@ class SpeakersConfig:
     max_cluster_windows: int = 4000
     threads: int = 1
     prefetch: int = 4
+    regions: str = "vad"
 
     def __post_init__(self) -> None:
         check_fields(self, "speakers")
@@ -119,6 +125,7 @@ class SpeakersConfig:
             raise ValueError(f"speakers.enabled must be true or false, got {self.enabled!r}")
         check_choice("speakers.backend", self.backend, BACKENDS)
         check_choice("speakers.clustering", self.clustering, CLUSTERINGS)
+        check_choice("speakers.regions", self.regions, REGIONS)
         check_range("speakers.pval", self.pval, 0, 1)
         if not isinstance(self.model, str):
             raise ValueError(f"speakers.model must be a hub id or a path (a string), got {self.model!r}")

@@ -32,6 +32,7 @@ from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appea
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
 from vadpack.speakers.embed import weights_spec as weights_spec  # what keys the speaker store
+from vadpack.speakers.segmentation import SegmentationNet, load_segmentation, segment_speech
 from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
 from vadpack.speakers.spectral import SpectralParams, spectral_windows
 from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
@@ -92,6 +93,7 @@ class SpeakerLabeller:
     def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None) -> None:
         self.cfg, self.cache_dir = cfg, Path(cache_dir)
         self.embedder = embedder or load_embedder(cfg)
+        self.segmenter: SegmentationNet | None = load_segmentation() if cfg.regions == "segmentation" else None
         self.speakers_per_content: dict[str, int] = {}
         self.windows = self.failed_windows = 0
         self.audio_samples = 0
@@ -118,6 +120,10 @@ class SpeakerLabeller:
         """Embed every window of a group of contents, then label each content."""
         t0 = time.perf_counter()
         windows = make_windows(spans, self.cfg.window_samples, self.cfg.hop_samples)
+        if self.segmenter is not None:
+            kept = self._in_speech(windows)
+            advance(len(windows) - len(kept))
+            windows = kept
         embedded: dict[Window, np.ndarray] = {}
         failed: dict[str, list[WindowFailure]] = defaultdict(list)
         feeder = Prefetcher(lambda b: featurize(self.embedder, self.cache_dir, b), self.cfg.prefetch)
@@ -132,6 +138,22 @@ class SpeakerLabeller:
         self.embed_s += time.perf_counter() - t0
         return [self.label_content(cid, list(segs), embedded, failed[cid])
                 for cid, segs in groupby(spans, key=lambda s: s.content_id)]
+
+    def _in_speech(self, windows: list[Window]) -> list[Window]:
+        """The windows whose centre lies in the segmentation model's speech; all of a content's windows
+        when none does (or its audio is gone), so a content is never left without windows by this."""
+        assert self.segmenter is not None
+        kept: list[Window] = []
+        for cid, group in groupby(windows, key=lambda w: w.content_id):
+            mine = list(group)
+            try:
+                speech = segment_speech(self.segmenter, open_pcm(pcm_path(self.cache_dir, cid))).speech
+            except OSError:
+                kept += mine
+                continue
+            inside = [w for w in mine if any(s <= w.center_sample < e for s, e in speech)]
+            kept += inside or mine
+        return kept
 
     def label_content(self, content_id: str, segs: list[Span], embedded: dict[Window, np.ndarray],
                       failed: list[WindowFailure]) -> ContentSpeakers:

@@ -1,0 +1,148 @@
+"""The segmentation-3.0 module: powerset decoding and region cleanup on hand-made values; with the
+trained weights (``make speaker-models``), its strict load and speech regions on a real utterance
+set in digital silence (exact truth from the sample offsets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from vadpack.core.cache import pcm_path
+from vadpack.speakers.config import SpeakersConfig
+from vadpack.speakers.segmentation import (
+    SegmentationNet,
+    decode_powerset,
+    load_segmentation,
+    powerset_classes,
+    regions_from_frames,
+    segment_speech,
+)
+from vadpack.speakers.stage import run_speakers
+
+from tests.conftest import REPO
+from tests.speakers.meeting import _librivox
+
+SR = 16_000
+TRAINED_SEGMENTATION = REPO / "runs" / "models" / "segmentation-3.0"
+needs_weights = pytest.mark.skipif(not (TRAINED_SEGMENTATION / "pytorch_model.bin").is_file(),
+                                   reason=f"no {TRAINED_SEGMENTATION}/pytorch_model.bin (run `make speaker-models`)")
+
+
+@pytest.fixture(scope="module")
+def model() -> SegmentationNet:
+    torch.set_num_threads(1)
+    return load_segmentation(TRAINED_SEGMENTATION)
+
+
+def test_powerset_classes_are_pyannotes_order() -> None:
+    assert powerset_classes() == [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
+
+
+def test_decode_powerset_by_hand() -> None:
+    probs = np.array([
+        [1.0, 0, 0, 0, 0, 0, 0],          # nobody
+        [0, 0, 0.5, 0.5, 0, 0, 0],        # one speaker, unsure which
+        [0, 0, 0, 0, 0.2, 0.3, 0.5],      # two at once
+        [0.4, 0.1, 0, 0, 0, 0.5, 0],      # mixed
+    ])
+    with np.errstate(divide="ignore"):
+        speech, overlap = decode_powerset(np.log(probs))
+    np.testing.assert_allclose(speech, [0.0, 1.0, 1.0, 0.6])
+    np.testing.assert_allclose(overlap, [0.0, 0.0, 1.0, 0.5])
+
+
+def test_regions_fill_short_gaps_and_drop_short_runs() -> None:
+    centres = np.arange(20) * 1600 + 800  # one frame per 0.1 s
+    active = np.zeros(20, bool)
+    active[[2, 3, 5, 6, 7, 15]] = True  # a 0.1 s gap at frame 4; frame 15 alone
+    regions = regions_from_frames(centres, active, 32000, min_duration_s=0.15, min_gap_s=0.15)
+    assert regions == [(2 * 1600, 8 * 1600)]  # frame i spans [i, i + 1) * 1600
+    assert regions_from_frames(centres, active, 32000, min_duration_s=0.0, min_gap_s=0.0) == [
+        (2 * 1600, 4 * 1600), (5 * 1600, 8 * 1600), (15 * 1600, 16 * 1600)]
+
+
+def test_missing_weights_names_the_make_target(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="make speaker-models"):
+        load_segmentation(tmp_path)
+
+
+@needs_weights
+def test_strict_load_matches_every_key() -> None:
+    net = load_segmentation(TRAINED_SEGMENTATION)  # load_state_dict(strict=True) inside
+    assert sum(p.numel() for p in net.parameters()) > 1_000_000
+    out = net(torch.zeros(2, 1, 10 * SR))
+    assert out.shape == (2, 589, 7)
+    np.testing.assert_allclose(out.exp().sum(-1).detach().numpy(), 1.0, rtol=1e-5)
+
+
+@needs_weights
+def test_silence_has_no_speech(model: SegmentationNet) -> None:
+    regions = segment_speech(model, np.zeros(25 * SR, np.int16))
+    assert regions.speech == [] and regions.overlap == []
+
+
+@needs_weights
+def test_speech_in_silence_is_found_within_tolerance(model: SegmentationNet, real_data: Path) -> None:
+    utt = _librivox(real_data, "0870")  # cut at its human .lab onset and offset
+    lead, tail = 4 * SR, 7 * SR
+    pcm = np.concatenate([np.zeros(lead, np.int16), utt, np.zeros(tail, np.int16)])
+    regions = segment_speech(model, pcm)
+    tol = round(0.3 * SR)
+    assert regions.speech, "no speech found"
+    assert abs(regions.speech[0][0] - lead) <= tol
+    assert abs(regions.speech[-1][1] - (lead + len(utt))) <= tol
+    covered = sum(min(e, lead + len(utt)) - max(s, lead) for s, e in regions.speech)
+    assert covered >= 0.9 * len(utt)  # pauses inside the utterance may fall out
+    assert regions.overlap == []  # one voice
+
+
+def test_regions_key_is_checked_and_left_out_of_the_store_key_at_its_default() -> None:
+    from vadpack.core.configtools import as_plain, stable_hash
+    from vadpack.pipeline.speaker_store import speakers_key
+
+    with pytest.raises(ValueError, match="speakers.regions"):
+        SpeakersConfig(regions="oracle")
+    plain = as_plain(SpeakersConfig(enabled=True))
+    for key in (*SpeakersConfig.SPEED_ONLY, "model", "regions"):
+        plain.pop(key)
+    assert speakers_key(SpeakersConfig(enabled=True)).settings == stable_hash(plain)  # as before the key
+    assert speakers_key(SpeakersConfig(enabled=True, regions="segmentation")).settings != stable_hash(plain)
+
+
+def test_check_names_the_make_target_when_weights_are_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadpack.speakers.check import segmentation_problem
+
+    monkeypatch.setenv("VADPACK_SEGMENTATION_MODEL", str(tmp_path))
+    problem = segmentation_problem()
+    assert problem is not None and "make speaker-models" in problem and "speakers.regions" in problem
+
+
+@needs_weights
+def test_stage_drops_windows_outside_segmentation_speech(real_data: Path, tmp_path: Path) -> None:
+    """Two hand-made segments: a real utterance, and 6 s of digital silence. With ``regions:
+    segmentation`` the silent segment's windows are not embedded, so it gets no speaker span; a
+    recording that is all silence keeps its windows (and its spans)."""
+    pytest.importorskip("resemblyzer")
+    utt = _librivox(real_data, "0870")
+    gap, silent = 2 * SR, 6 * SR
+    pcm = np.concatenate([np.zeros(gap, np.int16), utt, np.zeros(gap + silent, np.int16)])
+    pcm.astype("<i2").tofile(pcm_path(tmp_path, "rec"))
+    np.zeros(silent, np.int16).tofile(pcm_path(tmp_path, "quiet"))
+    speech_seg = (gap, gap + len(utt))
+    silent_seg = (2 * gap + len(utt), len(pcm))
+    segments = pa.Table.from_pylist(
+        [{"recording_id": "rec", "segment_index": i, "start_sample": s, "end_sample": e, "content_id": "rec"}
+         for i, (s, e) in enumerate((speech_seg, silent_seg))]
+        + [{"recording_id": "quiet", "segment_index": 0, "start_sample": 0, "end_sample": silent,
+            "content_id": "quiet"}])
+    cfg = SpeakersConfig(enabled=True, device="cpu", backend="resemblyzer", regions="segmentation")
+    out = run_speakers(segments, tmp_path, cfg, progress=False)
+    rec = out.spans.filter(pa.compute.equal(out.spans["content_id"], "rec"))
+    assert rec.num_rows >= 1
+    assert min(rec["start_sample"].to_pylist()) == speech_seg[0]
+    assert max(rec["end_sample"].to_pylist()) == speech_seg[1]  # nothing in the silent segment
+    quiet = out.spans.filter(pa.compute.equal(out.spans["content_id"], "quiet"))
+    assert quiet.num_rows >= 1 and out.failures.num_rows == 0
