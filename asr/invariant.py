@@ -84,9 +84,9 @@ def _rounded_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``Linear.forward`` on a row count rounded as this machine's probe found (zero rows appended)."""
     rows = x.numel() // x.size(-1) if x.numel() else 0
     target = self.rows.padded_rows(rows) if rows else 0
-    flat = x.reshape(rows, x.size(-1)) if rows else x
     if target == rows:
         return torch.nn.functional.linear(x.contiguous(), self.weight, self.bias)
+    flat = x.reshape(rows, x.size(-1))
     if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):  # out= has no autograd
         padded = torch.cat((flat, flat.new_zeros(target - rows, flat.size(1))))
         return torch.nn.functional.linear(padded, self.weight, self.bias)[:rows].reshape(*x.shape[:-1], -1)
