@@ -30,6 +30,11 @@ FULL_LANE = (
     "tests/asr/test_infer.py::test_stock_paraformer_is_not_padding_invariant",  # FunASR's own model, padded
     "tests/asr/test_stage.py::test_feature_worker_process_failure_is_survived",  # a forkserver and its workers
     "tests/asr/test_sensevoice.py::test_stage_rows_do_not_depend_on_the_packing",  # the stage, packed four ways
+    "tests/asr/test_sensevoice.py::test_cli_writes_the_same_bytes_for_the_same_seed",  # two models built
+    "tests/test_api.py::test_api_logs_in_its_own_format_from_the_first_line",  # two whole runs in fresh Pythons
+    "tests/test_api.py::test_resolved_config_names_absolute_paths_and_status_reads_it_from_anywhere",  # a whole run
+    "tests/test_typing.py",  # mypy --strict over the public API (also `make typecheck`)
+    "tests/stitcher/test_incremental_stitch.py::test_each_change_rewrites_only_its_buckets_and_equals_a_stitch_from_nothing",
 )
 # Parametrised tests run with these model variants in the full lane only; the fast lane decodes with
 # Paraformer and SenseVoice.
