@@ -22,11 +22,13 @@ LibriSpeech, AISHELL) report how many speakers they get (``single_voice_speakers
 ``embed_xrt_per_core`` divides it by the torch threads. ``der`` and ``pooled_der`` are with vadpack's
 own VAD, ``oracle_vad_*`` with the human speech regions; both are always measured.
 
-``--regions segmentation`` embeds only the windows in segmentation-3.0's speech (``speakers.regions``),
-for every run above (own VAD and human regions alike).
+``--regions`` sets ``speakers.regions`` for every run above (own VAD and human regions alike): ``auto``
+(the default: ``trim`` with the segmentation-3.0 weights, else ``vad``), ``vad``, ``trim`` (vad's spans
+cut to segmentation-3.0 speech) or ``segmentation`` (only windows in that speech embedded).
+``--collar 0 --score-overlap`` scores the strict way (no collar, overlapped speech scored).
 
 Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
-       [--regions vad]
+       [--regions auto] [--collar 0.5] [--score-overlap]
 (``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
@@ -51,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vadpack.core.cache import SAMPLE_RATE, pcm_path  # noqa: E402
-from vadpack.speakers.config import SpeakersConfig  # noqa: E402
+from vadpack.speakers.config import REGIONS, SpeakersConfig  # noqa: E402
 from vadpack.speakers.embed import load_embedder  # noqa: E402
 from vadpack.speakers.stage import run_speakers  # noqa: E402
 from vadpack.vad.config import VadConfig  # noqa: E402
@@ -73,6 +75,7 @@ ONE_VOICE = {
     "jfk": ["short_refs/jfk.flac"], "librispeech": ["short_refs/librispeech-1995-1837-0001.wav"],
     "aishell": ["short_refs/aishell-BAC009S0724W0121.wav"],
 }
+SCORING = {"collar": 0.5, "skip_overlap": True}  # --collar / --score-overlap change it
 GRID = [(t, m) for t in (0.9, 1.0, 1.1, 1.2) for m in (0.8, 0.85, 0.88, 0.9, 0.95, 1.01)]
 
 
@@ -148,7 +151,7 @@ def der(reference: list, spans: pa.Table, rid: str, uem: list[tuple[float, float
     rows = spans.filter(pa.compute.equal(spans["content_id"], rid))
     for i, (s, e, spk) in enumerate(zip(*(rows[c].to_pylist() for c in ("start_sample", "end_sample", "speaker")))):
         hyp[Segment(s / SAMPLE_RATE, e / SAMPLE_RATE), i] = spk
-    metric = DiarizationErrorRate(collar=0.5, skip_overlap=True)
+    metric = DiarizationErrorRate(**SCORING)
     detail = metric(ref, hyp, uem=Timeline([Segment(s, e) for s, e in uem]), detailed=True)
     error = detail["confusion"] + detail["missed detection"] + detail["false alarm"]
     return float(error), float(detail["total"])
@@ -262,7 +265,8 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
         "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.resolved_window_s,
         "hop_s": cfg.resolved_hop_s, "clustering": cfg.resolved_clustering,
-        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "regions": cfg.regions,
+        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "regions": cfg.resolved_regions,
+        "collar": SCORING["collar"], "overlap_scored": not SCORING["skip_overlap"],
         "date": datetime.date.today().isoformat(), "files": files,
     }
 
@@ -274,9 +278,14 @@ def main() -> None:
     parser.add_argument("--model", default="", help="speakers.model (campp: hub id or folder)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out grids (a quick run)")
-    parser.add_argument("--regions", default="vad", choices=("vad", "segmentation"),
-                        help="speakers.regions: embed every window, or only those in segmentation-3.0 speech")
+    parser.add_argument("--regions", default="auto", choices=REGIONS,
+                        help="speakers.regions: auto (trim with the segmentation weights, else vad), vad (every "
+                             "window), trim (vad's spans cut to segmentation-3.0 speech) or segmentation (only "
+                             "windows in that speech embedded)")
+    parser.add_argument("--collar", type=float, default=0.5, help="scoring collar in seconds (0.5: ±0.25 s)")
+    parser.add_argument("--score-overlap", action="store_true", help="score overlapped speech too")
     args = parser.parse_args()
+    SCORING.update(collar=args.collar, skip_overlap=not args.score_overlap)
     warnings.simplefilter("ignore", DeprecationWarning)
     cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
                          device=args.device, regions=args.regions)
