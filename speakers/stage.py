@@ -60,7 +60,7 @@ class SpeakersResult:
 
 
 def run_speakers(segments: pa.Table, cache_dir: Path, cfg: SpeakersConfig, progress: bool = True,
-                 embedder: Embedder | None = None) -> SpeakersResult:
+                 embedder: Embedder | None = None, segmenter: SegmentationNet | None = None) -> SpeakersResult:
     """Label who speaks when in every recording's content of ``segments``, all at once.
 
     Args:
@@ -70,12 +70,14 @@ def run_speakers(segments: pa.Table, cache_dir: Path, cfg: SpeakersConfig, progr
         progress: show a progress bar (only on a terminal).
         embedder: an already loaded backend (for tools that run the stage many times); None loads
             the one ``cfg`` names.
+        segmenter: an already loaded segmentation model, likewise (used only when ``cfg``'s regions
+            need one).
 
     Raises:
         ValueError: the segments table lacks a column or holds a negative segment.
         ImportError: the backend's extra is not installed.
     """
-    labeller = SpeakerLabeller(cfg, cache_dir, embedder)
+    labeller = SpeakerLabeller(cfg, cache_dir, embedder, segmenter)
     parts = list(labeller.run(segments, progress))
     rows = pa.concat_tables(parts) if parts else SPEAKER_RESULTS.empty_table()
     status = rows["status"]
@@ -91,13 +93,17 @@ class SpeakerLabeller:
         cache_dir: the PCM cache folder.
         embedder: an already loaded backend; None loads the one ``cfg`` names (here, so that a
             caller with nothing to label never loads a model).
+        segmenter: an already loaded segmentation model; None loads it when the regions need it.
     """
 
-    def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None) -> None:
+    def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None,
+                 segmenter: SegmentationNet | None = None) -> None:
         self.cfg, self.cache_dir = cfg, Path(cache_dir)
         self.embedder = embedder or load_embedder(cfg)
         self.regions = cfg.resolved_regions
-        self.segmenter: SegmentationNet | None = load_segmentation() if self.regions != "vad" else None
+        self.segmenter: SegmentationNet | None = None
+        if self.regions != "vad":
+            self.segmenter = segmenter or load_segmentation()
         self._model_regions: dict[str, SegmentationRegions | None] = {}  # of the group being labelled
         self.speakers_per_content: dict[str, int] = {}
         self.windows = self.failed_windows = 0

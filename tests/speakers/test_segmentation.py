@@ -121,6 +121,11 @@ def test_check_names_the_make_target_when_weights_are_absent(tmp_path: Path, mon
     monkeypatch.setenv("VADPACK_SEGMENTATION_MODEL", str(tmp_path))
     problem = segmentation_problem()
     assert problem is not None and "make speaker-models" in problem and "speakers.regions" in problem
+    from vadpack.speakers.check import check
+
+    trim = check(SpeakersConfig(enabled=True, device="cpu", backend="resemblyzer", regions="trim"))
+    assert any("speakers.regions = 'trim'" in p and "make speaker-models" in p for p in trim)
+    assert check(SpeakersConfig(enabled=True, device="cpu", backend="resemblyzer", regions="auto")) == []
 
 
 @pytest.fixture()
