@@ -7,8 +7,9 @@ the pyannote sample (a 2-party call) and the four AMI excerpts (with their UEM).
   (``vad.stage.segment_recording(pcm, VadConfig())`` on the 16 kHz int16 samples);
 - ``oracle_vad_der``: the same on the human speech regions (the union of the RTTM turns);
 - ``one_speaker_der``: the baseline that calls every VAD segment one speaker (and its oracle twin);
-- ``loo_der``: leave-one-out: the clustering thresholds that give the lowest mean DER on the *other*
-  files (a grid over ``threshold`` x ``merge_similarity``), applied to this file; ``oracle_vad_loo_der``
+- ``loo_der``: leave-one-out: the clustering settings that give the lowest mean DER on the *other*
+  files (a grid over ``threshold`` x ``merge_similarity`` for ahc, ``pval`` x ``min_cluster_windows``
+  for spectral; ``loo_params`` the point chosen), applied to this file; ``oracle_vad_loo_der``
   the same on the human speech regions. Their means are what to expect on new audio: the defaults
   were chosen partly on these files;
 - ``speakers_ref`` / ``speakers_hyp``: the speaker counts.
@@ -22,11 +23,13 @@ LibriSpeech, AISHELL) report how many speakers they get (``single_voice_speakers
 ``embed_xrt_per_core`` divides it by the torch threads. ``der`` and ``pooled_der`` are with vadpack's
 own VAD, ``oracle_vad_*`` with the human speech regions; both are always measured.
 
-``--regions segmentation`` embeds only the windows in segmentation-3.0's speech (``speakers.regions``),
-for every run above (own VAD and human regions alike).
+``--regions`` sets ``speakers.regions`` for every run above (own VAD and human regions alike): ``auto``
+(the default: ``trim`` with the segmentation-3.0 weights, else ``vad``), ``vad``, ``trim`` (vad's spans
+cut to segmentation-3.0 speech) or ``segmentation`` (only windows in that speech embedded).
+``--collar 0 --score-overlap`` scores the strict way (no collar, overlapped speech scored).
 
 Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
-       [--regions vad]
+       [--regions auto] [--collar 0.5] [--score-overlap]
 (``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
@@ -51,8 +54,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vadpack.core.cache import SAMPLE_RATE, pcm_path  # noqa: E402
-from vadpack.speakers.config import SpeakersConfig  # noqa: E402
+from vadpack.speakers.config import REGIONS, SpeakersConfig  # noqa: E402
 from vadpack.speakers.embed import load_embedder  # noqa: E402
+from vadpack.speakers.segmentation import load_segmentation  # noqa: E402
 from vadpack.speakers.stage import run_speakers  # noqa: E402
 from vadpack.vad.config import VadConfig  # noqa: E402
 from vadpack.vad.stage import segment_recording  # noqa: E402
@@ -73,7 +77,12 @@ ONE_VOICE = {
     "jfk": ["short_refs/jfk.flac"], "librispeech": ["short_refs/librispeech-1995-1837-0001.wav"],
     "aishell": ["short_refs/aishell-BAC009S0724W0121.wav"],
 }
-GRID = [(t, m) for t in (0.9, 1.0, 1.1, 1.2) for m in (0.8, 0.85, 0.88, 0.9, 0.95, 1.01)]
+SCORING = {"collar": 0.5, "skip_overlap": True}  # --collar / --score-overlap change it
+# Leave-one-out grids per clustering: (keys, points).
+GRIDS = {"ahc": (("threshold", "merge_similarity"),
+                 [(t, m) for t in (0.9, 1.0, 1.1, 1.2) for m in (0.8, 0.85, 0.88, 0.9, 0.95, 1.01)]),
+         "spectral": (("pval", "min_cluster_windows"),
+                      [(p, k) for p in (0.006, 0.012, 0.02, 0.03) for k in (2, 4, 6, 8)])}
 
 
 def decode(paths: list[str]) -> np.ndarray:
@@ -137,6 +146,20 @@ class MemoEmbedder:
         return np.stack([self.embs[k] for k in keys])
 
 
+class MemoSegmenter:
+    """Bench-only: remembers the segmentation model's outputs by input, so the grid re-runs it for free."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.outputs: dict[bytes, object] = {}
+
+    def __call__(self, x):
+        key = hashlib.sha1(x.numpy().tobytes()).digest()
+        if key not in self.outputs:
+            self.outputs[key] = self.inner(x)
+        return self.outputs[key]
+
+
 def der(reference: list, spans: pa.Table, rid: str, uem: list[tuple[float, float]]) -> tuple[float, float]:
     """(error seconds, scored reference seconds) of one file; their ratio is its DER."""
     from pyannote.core import Annotation, Segment, Timeline
@@ -148,7 +171,7 @@ def der(reference: list, spans: pa.Table, rid: str, uem: list[tuple[float, float
     rows = spans.filter(pa.compute.equal(spans["content_id"], rid))
     for i, (s, e, spk) in enumerate(zip(*(rows[c].to_pylist() for c in ("start_sample", "end_sample", "speaker")))):
         hyp[Segment(s / SAMPLE_RATE, e / SAMPLE_RATE), i] = spk
-    metric = DiarizationErrorRate(collar=0.5, skip_overlap=True)
+    metric = DiarizationErrorRate(**SCORING)
     detail = metric(ref, hyp, uem=Timeline([Segment(s, e) for s, e in uem]), detailed=True)
     error = detail["confusion"] + detail["missed detection"] + detail["false alarm"]
     return float(error), float(detail["total"])
@@ -197,13 +220,13 @@ def prepare(cache: Path) -> tuple[dict, dict, dict, dict]:
     return refs, uems, vad, oracle
 
 
-def one_voice_counts(cache: Path, cfg: SpeakersConfig, embedder) -> dict[str, int]:
+def one_voice_counts(cache: Path, cfg: SpeakersConfig, models: tuple) -> dict[str, int]:
     regions = {}
     for name, paths in ONE_VOICE.items():
         pcm = decode(paths)
         pcm.astype("<i2").tofile(pcm_path(cache, name))
         regions[name] = segment_recording(pcm, VadConfig())
-    return run_speakers(segments_table(regions), cache, cfg, False, embedder).summary["speakers_per_recording"]
+    return run_speakers(segments_table(regions), cache, cfg, False, *models).summary["speakers_per_recording"]
 
 
 def device_name(device: str) -> str:
@@ -215,11 +238,13 @@ def device_name(device: str) -> str:
     return f"cpu x{os.cpu_count()}"
 
 
-def grid_loo(regions: dict, cache: Path, cfg: SpeakersConfig, embedder, refs: dict, uems: dict) -> dict:
-    """Leave-one-out over ``GRID`` (threshold x merge_similarity) on these speech regions."""
+def grid_loo(regions: dict, cache: Path, cfg: SpeakersConfig, models: tuple, refs: dict, uems: dict) -> dict:
+    """Leave-one-out over the clustering's grid (``GRIDS``: ahc threshold x merge_similarity, spectral
+    pval x min_cluster_windows) on these speech regions."""
     table = segments_table(regions)
-    grid = {(t, m): per_file_der(run_speakers(table, cache, replace(cfg, threshold=t, merge_similarity=m), False,
-                                              embedder).spans, refs, uems) for t, m in GRID}
+    keys, points = GRIDS[cfg.resolved_clustering]
+    grid = {p: per_file_der(run_speakers(table, cache, replace(cfg, **dict(zip(keys, p))), False, *models).spans,
+                            refs, uems) for p in points}
     return leave_one_out(grid)
 
 
@@ -228,22 +253,23 @@ def measure(cfg: SpeakersConfig, cache: Path, with_loo: bool) -> dict:
     refs, uems, vad, oracle = prepare(cache)
     embedder = MemoEmbedder(load_embedder(cfg))
     real = run_speakers(segments_table(vad), cache, cfg, False, embedder)  # first: the timed run
-    oracle_spans = run_speakers(segments_table(oracle), cache, cfg, False, embedder).spans
+    models = (embedder, MemoSegmenter(load_segmentation()) if cfg.resolved_regions != "vad" else None)
+    oracle_spans = run_speakers(segments_table(oracle), cache, cfg, False, *models).spans
     ders = {"der": per_file_der(real.spans, refs, uems), "oracle_vad_der": per_file_der(oracle_spans, refs, uems),
             "one_speaker_der": per_file_der(one_speaker(segments_table(vad)), refs, uems),
             "oracle_one_speaker_der": per_file_der(one_speaker(segments_table(oracle)), refs, uems)}
     pooled = {"pooled_der": pooled_der(real.spans, refs, uems),
               "one_speaker_pooled_der": pooled_der(one_speaker(segments_table(vad)), refs, uems),
               "oracle_vad_pooled_der": pooled_der(oracle_spans, refs, uems)}
-    loo = {"loo": grid_loo(vad, cache, cfg, embedder, refs, uems),
-           "oracle_vad_loo": grid_loo(oracle, cache, cfg, embedder, refs, uems)} if with_loo else {}
+    loo = {"loo": grid_loo(vad, cache, cfg, models, refs, uems),
+           "oracle_vad_loo": grid_loo(oracle, cache, cfg, models, refs, uems)} if with_loo else {}
     counts = real.summary["speakers_per_recording"]
     files = [{"file": name, "speakers_ref": len({s for _, _, s in refs[name]}), "speakers_hyp": counts.get(name, 0),
               **{key: round(d[name], 4) for key, d in ders.items()},
               **{f"{key}_der": round(out[name][1], 4) for key, out in loo.items()},
-              **{f"{key}_threshold_merge": list(out[name][0]) for key, out in loo.items()}} for name in FILES]
+              **{f"{key}_params": list(out[name][0]) for key, out in loo.items()}} for name in FILES]
     return {"files": files, "ders": ders, "pooled": pooled, "loo": loo, "summary": real.summary,
-            "singles": one_voice_counts(cache, cfg, embedder)}
+            "singles": one_voice_counts(cache, cfg, models)}
 
 
 def report(cfg: SpeakersConfig, m: dict) -> dict:
@@ -262,7 +288,10 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
         "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.resolved_window_s,
         "hop_s": cfg.resolved_hop_s, "clustering": cfg.resolved_clustering,
-        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "regions": cfg.regions,
+        "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "pval": cfg.pval,
+        "min_cluster_windows": cfg.resolved_min_cluster_windows,
+        "loo_grid": list(GRIDS[cfg.resolved_clustering][0]), "regions": cfg.resolved_regions,
+        "collar": SCORING["collar"], "overlap_scored": not SCORING["skip_overlap"],
         "date": datetime.date.today().isoformat(), "files": files,
     }
 
@@ -274,9 +303,14 @@ def main() -> None:
     parser.add_argument("--model", default="", help="speakers.model (campp: hub id or folder)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out grids (a quick run)")
-    parser.add_argument("--regions", default="vad", choices=("vad", "segmentation"),
-                        help="speakers.regions: embed every window, or only those in segmentation-3.0 speech")
+    parser.add_argument("--regions", default="auto", choices=REGIONS,
+                        help="speakers.regions: auto (trim with the segmentation weights, else vad), vad (every "
+                             "window), trim (vad's spans cut to segmentation-3.0 speech) or segmentation (only "
+                             "windows in that speech embedded)")
+    parser.add_argument("--collar", type=float, default=0.5, help="scoring collar in seconds (0.5: ±0.25 s)")
+    parser.add_argument("--score-overlap", action="store_true", help="score overlapped speech too")
     args = parser.parse_args()
+    SCORING.update(collar=args.collar, skip_overlap=not args.score_overlap)
     warnings.simplefilter("ignore", DeprecationWarning)
     cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
                          device=args.device, regions=args.regions)

@@ -22,7 +22,8 @@ from vadpack.core.atomic import atomic_path, fsync_file, tmp_name
 # 2: words table, n_words in documents and segments; wpm counts words.
 # 3: speaker columns (documents.n_speakers, segments/tokens/words.speaker), turns, speakers.
 # 4: segments.language/emotion/event and documents.languages (SenseVoice; null/empty for Paraformer).
-SCHEMA_VERSION = "4"
+# 5: turns.overlap (seconds of the turn that segmentation-3.0 calls overlapped speech).
+SCHEMA_VERSION = "5"
 
 # ---- work_dir tables (between stages) ---------------------------------------------------------
 
@@ -113,7 +114,9 @@ SPEAKER_RESULTS = pa.schema([
     ("start_sample", pa.int64()),
     ("end_sample", pa.int64()),
     ("speaker", pa.string()),  # S1, S2, ... in order of first appearance in the recording; null if failed
-    ("status", pa.string()),  # ok | failed
+    # ok | failed | overlap: a region the segmentation model calls >= 2 speakers (null speaker); a content
+    # the model ran on without any has one empty overlap row [0, 0), so "none found" differs from "not run"
+    ("status", pa.string()),
     ("error", pa.string()),
 ])
 
@@ -200,6 +203,9 @@ TURNS = pa.schema([
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),
     ("text", pa.string()),
+    # seconds of [start_s, end_s] that segmentation-3.0 calls >= 2 speakers at once; null where it did
+    # not run (speakers off, speakers.regions vad, a recording without labels)
+    ("overlap", pa.float64()),
 ])
 
 # One row per speaker of a recording (empty without speakers).

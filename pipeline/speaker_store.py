@@ -14,6 +14,7 @@ changed (another vad setting) is labelled again.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,11 @@ def speakers_key(cfg: SpeakersConfig) -> ResultKey:
         spec = weights_spec(cfg)
     except ImportError as e:
         raise ConfigError(f"speakers.enabled is true, but {e}") from e
-    # speakers.regions at its default stays out, so stores written before the key existed stay valid
-    return ResultKey(model_identity(spec), settings_hash(cfg, leave_out=("regions",) if cfg.regions == "vad" else ()))
+    # speakers.regions is keyed as it resolves (auto follows the segmentation weights); vad stays out, so
+    # stores written before the key existed stay valid
+    resolved = replace(cfg, regions=cfg.resolved_regions)
+    return ResultKey(model_identity(spec),
+                     settings_hash(resolved, leave_out=("regions",) if resolved.regions == "vad" else ()))
 
 
 def speakers_store(cfg: SpeakersConfig, work: WorkDir) -> PartStore:

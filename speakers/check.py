@@ -32,20 +32,21 @@ def check(section: SpeakersConfig, base_dir: str = ".") -> list[str]:
     elif section.model and not Path(section.model).expanduser().is_file():
         problems.append(f"speakers.model = {section.model!r}: no such checkpoint file; give a resemblyzer "
                         "VoiceEncoder checkpoint (.pt), or leave it empty for the weights in the wheel")
-    if section.regions == "segmentation":
-        problems.append(segmentation_problem())
+    if section.regions in ("segmentation", "trim"):
+        problems.append(segmentation_problem(section.regions))
     return [p for p in problems if p]
 
 
-def segmentation_problem() -> str | None:
-    """The segmentation-3.0 weights that ``speakers.regions: segmentation`` needs are there."""
+def segmentation_problem(regions: str = "segmentation") -> str | None:
+    """The segmentation-3.0 weights that ``speakers.regions: segmentation`` or ``trim`` needs are there
+    (``auto`` does without them)."""
     from vadpack.speakers.segmentation import SEGMENTATION_MAKE_TARGET, WEIGHTS_FILE, default_segmentation_dir
 
     weights = default_segmentation_dir() / WEIGHTS_FILE
     if weights.is_file():
         return None
-    return (f"speakers.regions = 'segmentation' needs the segmentation-3.0 weights in {weights.parent}; "
-            f"run `{SEGMENTATION_MAKE_TARGET}` (or set speakers.regions: vad)")
+    return (f"speakers.regions = {regions!r} needs the segmentation-3.0 weights in {weights.parent}; "
+            f"run `{SEGMENTATION_MAKE_TARGET}` (or set speakers.regions: auto or vad)")
 
 
 def default_campp_problem(folder: str) -> str | None:

@@ -13,7 +13,7 @@ from vadpack.core.device import check_device_spec
 
 BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
-REGIONS = ("vad", "segmentation")
+REGIONS = ("auto", "vad", "segmentation", "trim")
 # Per backend: (window_s, hop_s). CAM++ is trained on short segments and gives its best on 1.5 s windows
 # every 0.75 s (3D-Speaker's diarization recipe); resemblyzer on 3 s windows every 1.5 s.
 WINDOWS = {"resemblyzer": (3.0, 1.5), "campp": (1.5, 0.75)}
@@ -30,6 +30,13 @@ def default_campp_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parents[1] / "runs" / "models" / "campplus"
+
+
+def segmentation_weights_ready() -> bool:
+    """The segmentation-3.0 weights ``make speaker-models`` writes are there (``speakers.regions: auto``)."""
+    from vadpack.speakers.segmentation import WEIGHTS_FILE, default_segmentation_dir
+
+    return (default_segmentation_dir() / WEIGHTS_FILE).is_file()
 
 
 def campp_folder_ready(folder: str | Path) -> bool:
@@ -86,10 +93,14 @@ class SpeakersConfig:
             many, and every window then takes the nearest cluster (keeps linkage memory bounded).
         threads: torch intra-op threads; 1 by default, since two threads collapse under load.
         prefetch: batches whose audio and features are prepared ahead of the model.
-        regions: which windows are embedded: ``vad`` (default: every window of the vad segments) or
-            ``segmentation`` (only windows whose centre lies in the speech of pyannote's
-            segmentation-3.0 model, see :mod:`speakers.segmentation`; needs ``make speaker-models``).
-            Segments left with no window get no speaker span; a recording left with none keeps all.
+        regions: which speech the speakers are found in: ``auto`` (default: ``trim`` when the
+            segmentation-3.0 weights of ``make speaker-models`` are there, else ``vad``), ``vad`` (every
+            window of the vad segments is embedded and the spans tile the segments), ``trim`` (the
+            windows and clustering of ``vad``, then each span is cut to the speech of pyannote's
+            segmentation-3.0 model, see :mod:`speakers.segmentation`: non-speech sound inside a vad
+            segment stops counting as anyone's speech) or ``segmentation`` (only windows whose centre
+            lies in that speech are embedded; segments left with no window get no span). With
+            ``trim`` and ``segmentation`` a recording whose model speech is empty keeps its vad spans.
     """
 
     # Change speed (or whether the stage runs), never a label: embeddings do not depend on the
@@ -117,7 +128,7 @@ class SpeakersConfig:
     max_cluster_windows: int = 4000
     threads: int = 1
     prefetch: int = 4
-    regions: str = "vad"
+    regions: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(self, "speakers")
@@ -167,6 +178,13 @@ class SpeakersConfig:
         if self.backend != "auto":
             return self.backend
         return "campp" if campp_folder_ready(self.model or default_campp_dir()) else "resemblyzer"
+
+    @property
+    def resolved_regions(self) -> str:
+        """The regions that run: ``regions``, or for ``auto`` trim when the segmentation weights are there, else vad."""
+        if self.regions != "auto":
+            return self.regions
+        return "trim" if segmentation_weights_ready() else "vad"
 
     @property
     def resolved_clustering(self) -> str:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -93,3 +94,23 @@ def quietest_sample(pcm: np.ndarray, lo: int, hi: int, frame_samples: int = 160,
     smoothed = np.convolve(energy, np.ones(k) / k, mode="valid")
     best = int(np.argmin(smoothed))
     return lo + (best * frame_samples) + (k * frame_samples) // 2
+
+
+def trim_spans(spans: Sequence[tuple[int, int, int]], speech: Sequence[tuple[int, int]]
+               ) -> list[tuple[int, int, int]]:
+    """The parts of labelled spans ``(start, end, label)`` that lie inside ``speech`` regions.
+
+    ``speech`` is sorted, non-overlapping ``[start, end)`` sample pairs. A span that crosses a gap
+    between two regions becomes two spans with its label; a span outside every region is dropped.
+    Spans keep their order.
+    """
+    starts = [s for s, _ in speech]
+    out = []
+    for start, end, label in spans:
+        i = max(0, bisect_right(starts, start) - 1)
+        while i < len(speech) and speech[i][0] < end:
+            lo, hi = max(start, speech[i][0]), min(end, speech[i][1])
+            if hi > lo:
+                out.append((lo, hi, label))
+            i += 1
+    return out

@@ -32,8 +32,8 @@ from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appea
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
 from vadpack.speakers.embed import weights_spec as weights_spec  # what keys the speaker store
-from vadpack.speakers.segmentation import SegmentationNet, load_segmentation, segment_speech
-from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans
+from vadpack.speakers.segmentation import SegmentationNet, SegmentationRegions, load_segmentation, segment_speech
+from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans, trim_spans
 from vadpack.speakers.spectral import SpectralParams, spectral_windows
 from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
 from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
@@ -50,15 +50,17 @@ class SpeakersResult:
         spans: the ``ok`` rows of ``SPEAKER_RESULTS``, sorted by content and start.
         failures: the ``failed`` rows (a window, or a whole content with null samples).
         summary: ``SpeakersSummary.as_dict()``.
+        overlap: the ``overlap`` rows (overlapped speech of the contents the segmentation model ran on).
     """
 
     spans: pa.Table
     failures: pa.Table
     summary: dict
+    overlap: pa.Table
 
 
 def run_speakers(segments: pa.Table, cache_dir: Path, cfg: SpeakersConfig, progress: bool = True,
-                 embedder: Embedder | None = None) -> SpeakersResult:
+                 embedder: Embedder | None = None, segmenter: SegmentationNet | None = None) -> SpeakersResult:
     """Label who speaks when in every recording's content of ``segments``, all at once.
 
     Args:
@@ -68,16 +70,19 @@ def run_speakers(segments: pa.Table, cache_dir: Path, cfg: SpeakersConfig, progr
         progress: show a progress bar (only on a terminal).
         embedder: an already loaded backend (for tools that run the stage many times); None loads
             the one ``cfg`` names.
+        segmenter: an already loaded segmentation model, likewise (used only when ``cfg``'s regions
+            need one).
 
     Raises:
         ValueError: the segments table lacks a column or holds a negative segment.
         ImportError: the backend's extra is not installed.
     """
-    labeller = SpeakerLabeller(cfg, cache_dir, embedder)
+    labeller = SpeakerLabeller(cfg, cache_dir, embedder, segmenter)
     parts = list(labeller.run(segments, progress))
     rows = pa.concat_tables(parts) if parts else SPEAKER_RESULTS.empty_table()
-    ok = pc.equal(rows["status"], "ok")
-    return SpeakersResult(rows.filter(ok), rows.filter(pc.invert(ok)), labeller.summary())
+    status = rows["status"]
+    return SpeakersResult(rows.filter(pc.equal(status, "ok")), rows.filter(pc.equal(status, "failed")),
+                          labeller.summary(), rows.filter(pc.equal(status, "overlap")))
 
 
 class SpeakerLabeller:
@@ -88,12 +93,18 @@ class SpeakerLabeller:
         cache_dir: the PCM cache folder.
         embedder: an already loaded backend; None loads the one ``cfg`` names (here, so that a
             caller with nothing to label never loads a model).
+        segmenter: an already loaded segmentation model; None loads it when the regions need it.
     """
 
-    def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None) -> None:
+    def __init__(self, cfg: SpeakersConfig, cache_dir: Path, embedder: Embedder | None = None,
+                 segmenter: SegmentationNet | None = None) -> None:
         self.cfg, self.cache_dir = cfg, Path(cache_dir)
         self.embedder = embedder or load_embedder(cfg)
-        self.segmenter: SegmentationNet | None = load_segmentation() if cfg.regions == "segmentation" else None
+        self.regions = cfg.resolved_regions
+        self.segmenter: SegmentationNet | None = None
+        if self.regions != "vad":
+            self.segmenter = segmenter or load_segmentation()
+        self._model_regions: dict[str, SegmentationRegions | None] = {}  # of the group being labelled
         self.speakers_per_content: dict[str, int] = {}
         self.windows = self.failed_windows = 0
         self.audio_samples = 0
@@ -120,7 +131,8 @@ class SpeakerLabeller:
         """Embed every window of a group of contents, then label each content."""
         t0 = time.perf_counter()
         windows = make_windows(spans, self.cfg.window_samples, self.cfg.hop_samples)
-        if self.segmenter is not None:
+        self._model_regions.clear()
+        if self.regions == "segmentation":
             kept = self._in_speech(windows)
             advance(len(windows) - len(kept))
             windows = kept
@@ -146,14 +158,28 @@ class SpeakerLabeller:
         kept: list[Window] = []
         for cid, group in groupby(windows, key=lambda w: w.content_id):
             mine = list(group)
-            try:
-                speech = segment_speech(self.segmenter, open_pcm(pcm_path(self.cache_dir, cid))).speech
-            except OSError:
+            regions = self.model_regions(cid)
+            if regions is None:
                 kept += mine
                 continue
+            speech = regions.speech
             inside = [w for w in mine if any(s <= w.center_sample < e for s, e in speech)]
             kept += inside or mine
         return kept
+
+    def model_regions(self, content_id: str) -> SegmentationRegions | None:
+        """The segmentation model's speech and overlap in a content (once per group); None without the
+        model or the audio."""
+        if self.segmenter is None:
+            return None
+        if content_id not in self._model_regions:
+            try:
+                pcm = open_pcm(pcm_path(self.cache_dir, content_id))
+            except OSError:
+                self._model_regions[content_id] = None
+            else:
+                self._model_regions[content_id] = segment_speech(self.segmenter, pcm)
+        return self._model_regions[content_id]
 
     def label_content(self, content_id: str, segs: list[Span], embedded: dict[Window, np.ndarray],
                       failed: list[WindowFailure]) -> ContentSpeakers:
@@ -172,10 +198,20 @@ class SpeakerLabeller:
             seg_labels = majority_filter([int(labels[i]) for i in idx], self.cfg.smoothing)
             spans += segment_spans(seg.start_sample, seg.end_sample, [windows[i].center_sample for i in idx],
                                    seg_labels, boundary)
+        if self.regions == "trim":
+            spans = self._trimmed(content_id, spans)
         names = first_appearance_order(np.array([label for _, _, label in spans]))
+        regions = self.model_regions(content_id)
         return ContentSpeakers(content_id, tuple(SpeakerSpan(content_id, s, e, f"S{n + 1}")
                                                  for (s, e, _), n in zip(spans, names.tolist())),
-                               int(names.max()) + 1, tuple(failed))
+                               int(names.max()) + 1, tuple(failed),
+                               tuple(regions.overlap) if regions is not None else None)
+
+    def _trimmed(self, content_id: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """``spans`` cut to the segmentation model's speech; as they are when that leaves nothing."""
+        regions = self.model_regions(content_id)
+        trimmed = trim_spans(spans, regions.speech) if regions is not None else []
+        return trimmed or spans
 
     def _boundary(self, content_id: str) -> Callable[[int, int], int]:
         """Changes go to the quietest point between two window centres; the midpoint if the audio is gone."""
@@ -199,7 +235,8 @@ class SpeakerLabeller:
             recordings=len(counts), windows=self.windows, failed_windows=self.failed_windows,
             failed_recordings=sum(n == 0 for n in counts.values()), audio_s=self.audio_samples / SAMPLE_RATE,
             embed_s=self.embed_s, wall_s=self.wall_s, batches=self.batches, oom_splits=self.splits,
-            device=str(self.embedder.device), backend=self.embedder.name, speakers_per_recording=dict(counts),
+            device=str(self.embedder.device), backend=self.embedder.name, regions=self.regions,
+            speakers_per_recording=dict(counts),
         )
 
 
@@ -216,8 +253,9 @@ def label_windows(embeddings: np.ndarray, cfg: SpeakersConfig) -> np.ndarray:
 
 
 def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
-    """The ``SPEAKER_RESULTS`` rows of some contents: spans and window failures in time order, and one
-    row with null samples for a content that got no span at all (its first window error says why)."""
+    """The ``SPEAKER_RESULTS`` rows of some contents: spans, window failures and overlap regions in time
+    order (one empty overlap row [0, 0) where the segmentation model ran and found none), and one row
+    with null samples for a content that got no span at all (its first window error says why)."""
     rows = []
     for r in results:
         if not r.spans:
@@ -226,6 +264,8 @@ def results_table(results: Sequence[ContentSpeakers]) -> pa.Table:
             continue
         rows += [_row(r.content_id, s.start_sample, s.end_sample, s.speaker, None) for s in r.spans]
         rows += [_row(r.content_id, f.window.start_sample, f.window.end_sample, None, f.error) for f in r.failures]
+        if r.overlap is not None:
+            rows += [{**_row(r.content_id, s, e, None, None), "status": "overlap"} for s, e in r.overlap or ((0, 0),)]
     rows.sort(key=lambda row: (row["content_id"], row["start_sample"] or 0, row["status"]))
     return to_table(rows, SPEAKER_RESULTS)
 

@@ -93,19 +93,23 @@ class ContentSpeakers:
         spans: speaker spans in time order, inside its speech segments.
         n_speakers: distinct speakers found.
         failures: windows without an embedding; when every window failed the content has no spans.
+        overlap: the [start, end) regions the segmentation model calls >= 2 speakers; None when it
+            did not run on this content.
     """
 
     content_id: str
     spans: tuple[SpeakerSpan, ...]
     n_speakers: int
     failures: tuple[WindowFailure, ...] = ()
+    overlap: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SpeakersSummary:
     """Figures of one run of the stage (``as_dict`` is what ``run_speakers`` reports).
 
-    ``recordings`` counts distinct contents labelled; ``speakers_per_recording`` is keyed by content id.
+    ``recordings`` counts distinct contents labelled; ``speakers_per_recording`` is keyed by content id;
+    ``regions`` is the ``speakers.regions`` that ran (``auto`` resolved).
     """
 
     recordings: int = 0
@@ -119,6 +123,7 @@ class SpeakersSummary:
     oom_splits: int = 0
     device: str = ""
     backend: str = ""
+    regions: str = ""
     speakers_per_recording: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -132,5 +137,6 @@ class SpeakersSummary:
             "failed_recordings": self.failed_recordings, "audio_s": self.audio_s, "embed_s": self.embed_s,
             "wall_s": self.wall_s, "embed_xrt": self.embed_xrt,
             "batches": self.batches, "oom_splits": self.oom_splits, "device": self.device,
-            "backend": self.backend, "speakers_per_recording": dict(self.speakers_per_recording),
+            "backend": self.backend, "regions": self.regions,
+            "speakers_per_recording": dict(self.speakers_per_recording),
         }

@@ -12,7 +12,9 @@ with ``sample_rate``.
 - a turn is a run of consecutive tokens of one recording with one speaker: split at every speaker
   change, even inside a VAD segment, and joined across segments while the speaker stays the same;
   tokens without a speaker make one turn per segment, as they would without speakers;
-- without speakers, each segment is one turn (:func:`segment_turns`).
+- without speakers, each segment is one turn (:func:`segment_turns`);
+- a turn's ``overlap`` is the seconds of it that the segmentation model calls overlapped speech
+  (:func:`turn_overlap`), null for a recording the model did not run on.
 """
 
 from __future__ import annotations
@@ -152,7 +154,50 @@ def build_turns(tokens: pa.Table, speakers: pa.Array | pa.ChunkedArray,
         "recording_id": rec[starts].tolist(), "turn_index": turn_index.astype(np.int32),
         "speaker": spk[starts].tolist(), "start_s": np.minimum.reduceat(t0, starts),
         "end_s": np.maximum.reduceat(t1, starts), "text": [join(words[a:b]) for a, b in zip(starts, ends)],
+        "overlap": pa.nulls(len(starts), pa.float64()),
     }, schema=TURNS)
+
+
+def turn_overlap(turns: pa.Table, overlap: pa.Table, sample_rate: int) -> pa.Array:
+    """Seconds of each turn (recording_id, start_s, end_s) inside its recording's overlap regions.
+
+    Args:
+        turns: turns table rows.
+        overlap: (recording_id, start_sample, end_sample) regions of overlapped speech, not
+            overlapping one another within a recording; a recording with rows (even only an empty
+            one) was looked at, one without was not.
+        sample_rate: the rate of the regions' sample offsets.
+
+    Returns:
+        float64 seconds per turn; null for a turn of a recording without overlap rows.
+    """
+    rids = np.array(turns["recording_id"].to_pylist(), dtype=object)
+    t0 = np.round(turns["start_s"].to_numpy(zero_copy_only=False) * sample_rate).astype(np.int64)
+    t1 = np.round(turns["end_s"].to_numpy(zero_copy_only=False) * sample_rate).astype(np.int64)
+    regions: dict[str, list[tuple[int, int]]] = {}
+    for rid, s, e in zip(*(overlap[c].to_pylist() for c in ("recording_id", "start_sample", "end_sample"))):
+        regions.setdefault(rid, []).append((s, e))
+    out = np.full(len(rids), None, dtype=object)
+    for rid, pairs in regions.items():
+        mine = np.flatnonzero(rids == rid)
+        covered = _covered_before(np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2))
+        out[mine] = ((covered(t1[mine]) - covered(t0[mine])) / sample_rate).tolist()
+    return pa.array(out.tolist(), pa.float64())
+
+
+def _covered_before(pairs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """For sorted, disjoint [start, end) regions: t -> samples of the regions before t."""
+    starts, ends = pairs[:, 0], pairs[:, 1]
+    before = np.concatenate([[0], np.cumsum(ends - starts)])
+
+    def covered(t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(starts, t, side="right")  # regions starting at or before t
+        last = np.maximum(i - 1, 0)
+        partial = np.where(i > 0, np.clip(t - starts[last], 0, ends[last] - starts[last]), 0)
+        return before[last] + partial if len(starts) else np.zeros(len(t), np.int64)
+
+    return covered
+
 
 
 def segment_turns(segments: pa.Table) -> pa.Table:
@@ -166,7 +211,7 @@ def segment_turns(segments: pa.Table) -> pa.Table:
     return pa.table({
         "recording_id": rec.tolist(), "turn_index": turn_index.astype(np.int32),
         "speaker": pa.nulls(n, pa.string()), "start_s": segs["start_s"], "end_s": segs["end_s"],
-        "text": segs["text"],
+        "text": segs["text"], "overlap": pa.nulls(n, pa.float64()),
     }, schema=TURNS)
 
 
@@ -199,25 +244,36 @@ class SpeakerLabels:
             and start.
         failed: the ``failed`` rows: a window (its samples) or a whole recording (null samples).
         ids: ``spans.recording_id`` as an array, for finding a chunk's slice by binary search.
+        overlap: the ``overlap`` rows (recording_id, start_sample, end_sample): overlapped speech
+            of the recordings the segmentation model ran on.
     """
 
     spans: pa.Table
     failed: pa.Table
     ids: np.ndarray
+    overlap: pa.Table
 
     @classmethod
     def from_rows(cls, rows: pa.Table) -> SpeakerLabels:
         """Split ``core.tables.SPEAKER_LABELS`` rows; spans are sorted, so a chunk is one slice."""
         ok = pc.equal(rows["status"], "ok")
+        overlapped = pc.equal(rows["status"], "overlap")
         spans = rows.filter(ok).select(["recording_id", "start_sample", "end_sample", "speaker"])
         spans = spans.sort_by([("recording_id", "ascending"), ("start_sample", "ascending")])
-        return cls(spans, rows.filter(pc.invert(ok)), spans["recording_id"].to_numpy(zero_copy_only=False))
+        failed = rows.filter(pc.invert(pc.or_(ok, overlapped)))
+        overlap = rows.filter(overlapped).select(["recording_id", "start_sample", "end_sample"])
+        return cls(spans, failed, spans["recording_id"].to_numpy(zero_copy_only=False), overlap)
 
     def chunk(self, first_id: str, last_id: str) -> pa.Table:
         """The spans of the recordings whose ids lie in [first_id, last_id] (in sorted order)."""
         lo = int(np.searchsorted(self.ids, first_id, side="left"))
         hi = int(np.searchsorted(self.ids, last_id, side="right"))
         return self.spans.slice(lo, hi - lo)
+
+    def overlap_chunk(self, first_id: str, last_id: str) -> pa.Table:
+        """The overlap rows of the recordings whose ids lie in [first_id, last_id]."""
+        ids = self.overlap["recording_id"]
+        return self.overlap.filter(pc.and_(pc.greater_equal(ids, first_id), pc.less_equal(ids, last_id)))
 
     def n_speakers(self, recording_ids: Sequence[str]) -> list[int | None]:
         """Distinct speakers per recording: 0 without speech, None where the stage failed on it."""

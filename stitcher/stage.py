@@ -37,6 +37,7 @@ from vadpack.stitcher.speakers import (
     segment_turns,
     speakers_table,
     token_speakers,
+    turn_overlap,
 )
 from vadpack.stitcher.tokens import absolute_token_times
 from vadpack.stitcher.types import StitchInputs, StitchSummary
@@ -379,8 +380,10 @@ def chunk_tables(tokens: pa.Table, segments: pa.Table, labels: SpeakerLabels | N
         turns, speakers = TURNS.empty_table(), SPEAKERS.empty_table()
     else:
         rids = segments["recording_id"]
-        spans = labels.chunk(rids[0].as_py(), rids[-1].as_py())
+        first, last = rids[0].as_py(), rids[-1].as_py()
+        spans = labels.chunk(first, last)
         tokens = _set(tokens, "speaker", token_speakers(tokens, spans, SAMPLE_RATE))
         turns = build_turns(tokens, tokens["speaker"], join_tokens)
+        turns = _set(turns, "overlap", turn_overlap(turns, labels.overlap_chunk(first, last), SAMPLE_RATE))
         speakers = speakers_table(spans, turns, SAMPLE_RATE)
     return {"tokens": tokens, "words": tokens_to_words(tokens), "turns": turns, "speakers": speakers}

@@ -124,3 +124,10 @@ def write_config(tmp_path: Path, inputs: list[str], model: Path, **sections) -> 
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_segmentation(tmp_path_factory) -> None:
+    """``speakers.regions: auto`` never picks up the segmentation-3.0 weights of ``make speaker-models``:
+    it resolves to ``vad`` unless a test points ``VADPACK_SEGMENTATION_MODEL`` at them."""
+    os.environ["VADPACK_SEGMENTATION_MODEL"] = str(tmp_path_factory.mktemp("no-segmentation") / "segmentation-3.0")

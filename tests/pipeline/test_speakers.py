@@ -260,3 +260,41 @@ def test_switching_speakers_on_later_decodes_dropped_audio_again(tmp_path, real_
     docs = {d["path"].rsplit("/", 1)[1]: d["n_speakers"] for d in read(tmp_path / "work" / "output", "documents")}
     assert docs == {"meeting.wav": 2, "reader.wav": 1, "silence.wav": 0}
     assert not list(pcm.glob("*.s16"))  # labelled too now: dropped again
+
+
+def test_turns_have_no_overlap_figure_without_segmentation(run) -> None:
+    _, out, _ = run  # speakers.regions: auto, and the tests point the segmentation weights away: vad
+    assert all(t["overlap"] is None for t in read(out, "turns"))
+
+
+def test_trim_marks_overlapped_speech_in_turns(tmp_path, real_data, tiny_model, monkeypatch) -> None:
+    """talk.wav: the LibriVox reader, with JFK starting 3 s before the reader stops (exact truth: 3 s
+    of two voices at once, from the sample offsets); reader.wav: one voice. With ``regions: trim`` and
+    the trained segmentation-3.0, the talk's turns carry about those 3 s of overlap and the reader's
+    none; every figure lies inside its turn."""
+    from tests.speakers.test_segmentation import TRAINED_SEGMENTATION
+
+    if not (TRAINED_SEGMENTATION / "pytorch_model.bin").is_file():
+        pytest.skip(f"no {TRAINED_SEGMENTATION}/pytorch_model.bin (run `make speaker-models`)")
+    pytest.importorskip("resemblyzer")
+    monkeypatch.setenv("VADPACK_SEGMENTATION_MODEL", str(TRAINED_SEGMENTATION))
+    a = _librivox(real_data, "0890").astype(np.int32)
+    from tests.support.audio import decode_int16
+
+    b = decode_int16(str(real_data / "short_refs" / "jfk.flac"))[: round(4.8 * SR)].astype(np.int32)
+    both = 3 * SR
+    pcm = np.zeros(len(a) + len(b) - both, np.int32)
+    pcm[: len(a)] += a
+    pcm[len(a) - both:] += b
+    root = tmp_path / "archive"
+    root.mkdir()
+    sf.write(root / "talk.wav", np.clip(pcm, -32768, 32767).astype(np.int16), SR, subtype="PCM_16")
+    sf.write(root / "reader.wav", _librivox(real_data, "0880"), SR, subtype="PCM_16")
+    cfg = write_config(tmp_path, [str(root)], tiny_model, speakers={**SPEAKERS_ON, "regions": "trim"})
+    report = vadpack.run(cfg)
+    assert report.failed == 0 and report.summary.speakers.labelling.regions == "trim"
+    out = tmp_path / "work" / "output"
+    talk, reader = read(out, "turns", file_of(out, "talk.wav")), read(out, "turns", file_of(out, "reader.wav"))
+    assert all(0 <= t["overlap"] <= t["end_s"] - t["start_s"] + 1e-9 for t in talk + reader)
+    assert 1.5 <= sum(t["overlap"] for t in talk) <= 3.5
+    assert sum(t["overlap"] for t in reader) <= 0.2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vadpack.speakers.smooth import majority_filter, quietest_sample, segment_spans
+from vadpack.speakers.smooth import majority_filter, quietest_sample, segment_spans, trim_spans
 
 
 def test_majority_filter_fixes_a_lone_window_and_keeps_real_runs() -> None:
@@ -38,3 +38,13 @@ def test_quietest_sample_finds_the_pause() -> None:
     cut = quietest_sample(pcm, 4_000, 14_000)
     assert 9_000 <= cut <= 11_000
     assert quietest_sample(pcm, 100, 150) == 125  # shorter than a frame: the middle
+
+
+def test_trim_spans_keeps_only_the_parts_inside_speech() -> None:
+    spans = [(0, 100, 0), (100, 250, 1), (300, 400, 0)]
+    speech = [(10, 50), (60, 120), (200, 260), (390, 500)]
+    # span 0 -> [10, 50) and [60, 100); span 1 -> [100, 120) and [200, 250); span 2 -> [390, 400)
+    assert trim_spans(spans, speech) == [(10, 50, 0), (60, 100, 0), (100, 120, 1), (200, 250, 1), (390, 400, 0)]
+    assert trim_spans(spans, []) == []
+    assert trim_spans(spans, [(0, 1000)]) == spans
+    assert trim_spans([(0, 10, 0)], [(10, 20)]) == []  # touching is not inside: [start, end)

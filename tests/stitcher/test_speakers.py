@@ -14,6 +14,7 @@ from vadpack.stitcher.speakers import (
     speakers_at,
     speakers_table,
     token_speakers,
+    turn_overlap,
 )
 from vadpack.stitcher.text import join_tokens
 
@@ -58,7 +59,8 @@ def test_a_segment_gets_the_speaker_covering_most_of_it() -> None:
 def test_turns_split_at_speaker_changes_inside_a_segment_and_join_across_segments() -> None:
     turns = build_turns(TOKENS, token_speakers(TOKENS, SPANS, SR), join_tokens)
     assert turns.schema == TURNS
-    assert turns.to_pylist() == [
+    assert turns["overlap"].null_count == turns.num_rows  # set by the stitcher where segmentation ran
+    assert turns.drop_columns(["overlap"]).to_pylist() == [
         {"recording_id": "a", "turn_index": 0, "speaker": "S1", "start_s": 0.5, "end_s": 3.1, "text": "hello there"},
         {"recording_id": "a", "turn_index": 1, "speaker": "S2", "start_s": 3.2, "end_s": 4.5, "text": "你好"},
         {"recording_id": "a", "turn_index": 2, "speaker": "S1", "start_s": 8.5, "end_s": 9.5, "text": "good bye"},
@@ -80,7 +82,9 @@ def test_unlabelled_tokens_make_one_turn_per_segment() -> None:
 def test_without_speakers_each_segment_is_one_turn() -> None:
     segments = pa.table({"recording_id": ["b", "a", "a"], "segment_index": [0, 1, 0], "start_s": [0.0, 5.0, 1.0],
                          "end_s": [1.0, 6.0, 2.0], "text": ["x", "z", None]})
-    assert segment_turns(segments).to_pylist() == [
+    turns = segment_turns(segments)
+    assert turns["overlap"].null_count == turns.num_rows
+    assert turns.drop_columns(["overlap"]).to_pylist() == [
         {"recording_id": "a", "turn_index": 0, "speaker": None, "start_s": 1.0, "end_s": 2.0, "text": None},
         {"recording_id": "a", "turn_index": 1, "speaker": None, "start_s": 5.0, "end_s": 6.0, "text": "z"},
         {"recording_id": "b", "turn_index": 0, "speaker": None, "start_s": 0.0, "end_s": 1.0, "text": "x"},
@@ -113,3 +117,26 @@ def test_labels_split_spans_from_failures_and_count_speakers_per_document() -> N
     assert labels.chunk("b", "c")["speaker"].to_pylist() == ["S1"]
     # A window failure leaves a's count; a recording that failed whole has none; no speech is 0.
     assert labels.n_speakers(["a", "b", "c", "d"]) == [2, 1, 0, None]
+
+
+def test_turn_overlap_is_the_seconds_of_each_turn_in_overlap_regions() -> None:
+    turns = build_turns(TOKENS, token_speakers(TOKENS, SPANS, SR), join_tokens)
+    # "a": overlap 2.0-3.5 s and 9.25-20 s; "b": the model ran and found none (one empty row); "c": not run.
+    overlap = pa.table({"recording_id": ["a", "b", "a"], "start_sample": [2 * SR, 0, 37 * SR // 4],
+                        "end_sample": [7 * SR // 2, 0, 20 * SR]})
+    # a's turns: 0.5-3.1 s (1.1 s inside 2.0-3.5), 3.2-4.5 s (0.3 s), 8.5-9.5 s (0.25 s); b 0; c null
+    assert turn_overlap(turns, overlap, SR).to_pylist() == [1.1, 0.3, 0.25, 0.0, None]
+    assert turn_overlap(turns, overlap.slice(0, 0), SR).null_count == turns.num_rows
+
+
+def test_labels_keep_overlap_rows_apart_from_spans_and_failures() -> None:
+    rows = pa.table({
+        "recording_id": ["a", "a", "a", "b"], "start_sample": [0, 16_000, 4_000, 0],
+        "end_sample": [32_000, 24_000, 8_000, 0], "speaker": ["S1", None, None, None],
+        "status": ["ok", "overlap", "failed", "overlap"], "error": [None, None, "oom", None]})
+    labels = SpeakerLabels.from_rows(rows)
+    assert labels.spans.num_rows == 1 and labels.failed["error"].to_pylist() == ["oom"]
+    assert labels.overlap.to_pylist() == [{"recording_id": "a", "start_sample": 16_000, "end_sample": 24_000},
+                                          {"recording_id": "b", "start_sample": 0, "end_sample": 0}]
+    assert labels.overlap_chunk("b", "c")["recording_id"].to_pylist() == ["b"]
+    assert labels.n_speakers(["a", "b"]) == [1, 0]
