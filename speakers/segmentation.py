@@ -200,18 +200,14 @@ def frame_probabilities(model: SegmentationNet, audio: np.ndarray, hop_s: float 
     the sums are divided by how many windows covered each point. A recording shorter than 10 s is
     zero-padded (the padding's frames are dropped).
     """
-    wav = np.asarray(audio)
-    wav = wav.astype(np.float32) / 32768.0 if wav.dtype == np.int16 else wav.astype(np.float32)
-    n = len(wav)
+    n = len(audio)
     hop = max(FRAME_STEP, round(hop_s * SAMPLE_RATE))
     starts = chunk_starts(n, hop)
-    padded = np.zeros(max(n, CHUNK_SAMPLES), np.float32)
-    padded[:n] = wav
     n_grid = max(1, -(-n // FRAME_STEP))
     speech_sum, overlap_sum, count = np.zeros(n_grid), np.zeros(n_grid), np.zeros(n_grid)
     for b in range(0, len(starts), batch):
         group = starts[b:b + batch]
-        x = torch.from_numpy(np.stack([padded[s:s + CHUNK_SAMPLES] for s in group])).unsqueeze(1)
+        x = torch.from_numpy(np.stack([_window(audio, s) for s in group])).unsqueeze(1)
         out = model(x).numpy()
         for s, lp in zip(group, out):
             speech, overlap = decode_powerset(lp)
@@ -224,6 +220,14 @@ def frame_probabilities(model: SegmentationNet, audio: np.ndarray, hop_s: float 
     covered = count > 0
     grid = np.arange(n_grid)[covered] * FRAME_STEP + FRAME_STEP // 2
     return grid, speech_sum[covered] / count[covered], overlap_sum[covered] / count[covered]
+
+
+def _window(audio: np.ndarray, start: int) -> np.ndarray:
+    """The float32 window of ``CHUNK_SAMPLES`` at ``start``, zero-padded past the end: read window by
+    window, so a long recording (a memmap of the PCM cache) is never copied whole."""
+    piece = np.asarray(audio[start:start + CHUNK_SAMPLES])
+    wav = piece.astype(np.float32) / 32768.0 if piece.dtype == np.int16 else piece.astype(np.float32)
+    return wav if len(wav) == CHUNK_SAMPLES else np.pad(wav, (0, CHUNK_SAMPLES - len(wav)))
 
 
 def regions_from_frames(centres: np.ndarray, active: np.ndarray, n_samples: int, min_duration_s: float,
