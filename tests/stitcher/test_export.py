@@ -91,6 +91,44 @@ def test_json_document():
     assert "你好" in text  # written as UTF-8, not \u escapes
 
 
+def documented_json(doc: DocumentText) -> str:
+    """The JSON export as documented, built with the standard library's encoder (independent of the writer)."""
+    ms = lambda t: round(float(t), 3)  # noqa: E731
+    data = {"recording_id": doc.recording_id, "path": doc.path, "duration_s": ms(doc.duration_s), "text": doc.text,
+            "languages": list(doc.languages),
+            "segments": [{"segment_index": s.segment_index, "start_s": ms(s.start_s), "end_s": ms(s.end_s),
+                          "text": s.text, "speaker": s.speaker, "language": s.language, "emotion": s.emotion,
+                          "event": s.event,
+                          "tokens": [{"token": t.token, "start_s": ms(t.start_s), "end_s": ms(t.end_s),
+                                      "speaker": t.speaker} for t in s.tokens]} for s in doc.segments]}
+    return json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+
+
+def test_json_bytes_are_the_documented_format():
+    # Quotes, backslashes, control characters, CJK, emoji, a lone surrogate, times needing rounding, a huge
+    # and a tiny time, null text, no tokens, speakers and languages; and a document without segments.
+    seg0 = SegmentText(0, 0.0004, 1e7 + 0.0005, 'say "hi"\\ \t\n\x01', (
+        TokenTime('"', 0.0005, 0.0015, "S1"), TokenTime("\\n", 1 / 3, 2 / 3, None),
+        TokenTime("😀\ud800", 1e-9, 123456.78951, "S2")), speaker="S1", language="zh", emotion="NEUTRAL",
+        event="Speech")
+    seg1 = SegmentText(7, 5.0, 6.0, None)
+    seg2 = SegmentText(8, 6.0, 7.25, "", (TokenTime("", 6.0, 6.0),))
+    docs = [make_doc(), make_doc_with_speakers(),
+            DocumentText("r\u00e9c", "C:\\a b\\ü.wav", 1.0005, "t", (seg0, seg1, seg2), languages=("zh", "en")),
+            DocumentText("empty", "", 0.0, "", ())]
+    for doc in docs:
+        text = render(doc, "json", 0.8)
+        assert text == documented_json(doc)
+        assert json.loads(text)["segments"] == json.loads(documented_json(doc))["segments"]
+    assert render(docs[3], "json", 0.8) == ('{\n "recording_id": "empty",\n "path": "",\n "duration_s": 0.0,\n'
+                                            ' "text": "",\n "languages": [],\n "segments": []\n}\n')
+
+
+def test_json_refuses_nan_times():
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        render(DocumentText("r", "p", float("nan"), "", ()), "json", 0.8)
+
+
 def test_txt_document():
     assert render(make_doc(), "txt", 0.8) == "你好\nhello world\nno tokens here\n"
 
