@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from vadpack.core.atomic import write_text_atomic
 from vadpack.stitcher.config import FORMATS
 from vadpack.stitcher.text import split_sentences
@@ -315,7 +317,10 @@ def write_document_files(output_dir: str | Path, files: Sequence[str], doc: dict
                          tokens: Sequence[dict], gap_s: float) -> int:
     """Write the exports of one document (given as table rows) to ``files`` (``<format>/<stem>.<format>``
     relative to ``output_dir``); return how many were written."""
-    text = document_from_rows(doc, segments, tokens)
+    return _write_files(output_dir, files, document_from_rows(doc, segments, tokens), gap_s)
+
+
+def _write_files(output_dir: str | Path, files: Sequence[str], text: DocumentText, gap_s: float) -> int:
     for rel in files:
         fmt = rel.rsplit(".", 1)[-1]
         # Not fsync-ed: exports are cheap to recompute and written by the thousand.
@@ -352,6 +357,42 @@ def document_from_rows(doc: dict, segments: Sequence[dict], tokens: Sequence[dic
     return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
                         duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs,
                         languages=tuple(doc.get("languages") or ()))
+
+
+def document_from_tables(doc: dict, segments: pa.Table, tokens: pa.Table) -> DocumentText:
+    """``document_from_rows`` of one recording's rows given as table slices, read column-wise: the
+    same document, without a dict per token (the export of a large archive is millions of tokens)."""
+    if tokens.num_rows:
+        seg_of = tokens["segment_index"].to_numpy(zero_copy_only=False).astype(np.int64)
+        tok_of = (tokens["token_index"].to_numpy(zero_copy_only=False).astype(np.int64)
+                  if "token_index" in tokens.column_names else np.zeros(len(seg_of), np.int64))
+        if np.any((np.diff(seg_of) < 0) | ((np.diff(seg_of) == 0) & (np.diff(tok_of) < 0))):
+            order = np.lexsort((tok_of, seg_of))  # stable, as sorted() by (segment, token)
+            tokens, seg_of = tokens.take(pa.array(order)), seg_of[order]
+        n = tokens.num_rows
+        speakers = tokens["speaker"].to_pylist() if "speaker" in tokens.column_names else [None] * n
+        times = list(map(TokenTime, tokens["token"].to_pylist(), tokens["start_s"].to_pylist(),
+                         tokens["end_s"].to_pylist(), speakers))
+        cuts = np.flatnonzero(np.diff(seg_of)) + 1
+        bounds = zip([0, *cuts.tolist()], [*cuts.tolist(), n])
+        by_segment = {int(seg_of[lo]): tuple(times[lo:hi]) for lo, hi in bounds}
+    else:
+        by_segment = {}
+    rows = segments.sort_by("segment_index").to_pylist() if segments.num_rows else []
+    segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
+                             text=s["text"], tokens=by_segment.get(s["segment_index"], ()),
+                             speaker=s.get("speaker"), language=s.get("language"), emotion=s.get("emotion"),
+                             event=s.get("event"))
+                 for s in rows)
+    return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
+                        duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs,
+                        languages=tuple(doc.get("languages") or ()))
+
+
+def write_document_tables(output_dir: str | Path, files: Sequence[str], doc: dict, segments: pa.Table,
+                          tokens: pa.Table, gap_s: float) -> int:
+    """``write_document_files`` of one document given as its table slices; return how many were written."""
+    return _write_files(output_dir, files, document_from_tables(doc, segments, tokens), gap_s)
 
 
 def write_document_exports(output_dir: str | Path, formats: Iterable[str], doc: dict,

@@ -189,7 +189,7 @@ def export_workers() -> int:
 def _write_exports_share(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
                          exports: dict[str, list[str]], share: int, shares: int) -> int:
     """Write the exports of documents ``share``, ``share + shares``, ... of a group; return how many."""
-    from vadpack.stitcher.export import write_document_files
+    from vadpack.stitcher.export import write_document_tables
 
     docs, segs, toks = tables["documents"], tables["segments"], tables["tokens"]
     seg_groups, tok_groups = group_offsets(segs["recording_id"]), group_offsets(toks["recording_id"])
@@ -199,8 +199,8 @@ def _write_exports_share(tables: dict[str, pa.Table], output_dir: Path, cfg: Sti
         rid = doc["recording_id"]
         s_lo, s_hi = seg_groups.get(rid, (0, 0))
         t_lo, t_hi = tok_groups.get(rid, (0, 0))
-        n += write_document_files(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo).to_pylist(),
-                                  toks.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.sentence_gap_s)
+        n += write_document_tables(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo),
+                                   toks.slice(t_lo, t_hi - t_lo), cfg.sentence_gap_s)
     return n
 
 

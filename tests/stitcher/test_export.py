@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 from vadpack.stitcher.export import (
     document_cues,
+    document_from_rows,
+    document_from_tables,
     render,
     safe_export_name,
     srt_time,
@@ -236,6 +239,23 @@ def test_write_document_exports_from_rows(tmp_path):
     assert (tmp_path / "srt" / "passwd__r1.srt").read_text(encoding="utf-8") == (
         "1\n00:00:00,500 --> 00:00:01,500\nhello world\n\n")
     assert (tmp_path / "txt" / "passwd__r1.txt").read_text(encoding="utf-8") == "hello world\n"
+
+
+def test_a_document_from_table_slices_is_the_document_from_rows():
+    # Tokens out of order across and within segments, speakers, a segment without tokens, one with text None.
+    doc = {"recording_id": "r1", "path": "a/b.wav", "duration_s": 9.0, "text": "x", "languages": ["en"]}
+    segments = [{"recording_id": "r1", "segment_index": k, "start_s": float(k), "end_s": k + 0.9,
+                 "text": None if k == 2 else f"s{k}", "speaker": "S2" if k else "S1", "language": "en",
+                 "emotion": None, "event": None} for k in (1, 0, 2, 3)]
+    tokens = [{"recording_id": "r1", "segment_index": seg, "token_index": tok, "token": f"t{seg}{tok}",
+               "start_s": seg + tok / 10, "end_s": seg + tok / 10 + 0.05, "speaker": "S1" if tok % 2 else "S2"}
+              for seg, tok in ((1, 1), (0, 0), (1, 0), (0, 2), (0, 1), (3, 0))]
+    by_rows = document_from_rows(doc, segments, tokens)
+    assert [[t.token for t in s.tokens] for s in by_rows.segments] == [["t00", "t01", "t02"], ["t10", "t11"], [],
+                                                                     ["t30"]]
+    assert document_from_tables(doc, pa.Table.from_pylist(segments), pa.Table.from_pylist(tokens)) == by_rows
+    empty = pa.Table.from_pylist(tokens).slice(0, 0)
+    assert document_from_tables(doc, pa.Table.from_pylist(segments), empty) == document_from_rows(doc, segments, [])
 
 
 # ---- the language, when the model tells it (SenseVoice) ------------------------------------------
