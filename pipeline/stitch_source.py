@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from vadpack.core.partstore import PartStore, transcript_store
-from vadpack.core.tables import SPEAKER_LABELS, TRANSCRIPTS, read_table, write_table
+from vadpack.core.partstore import PartStore, speaker_store, transcript_store
+from vadpack.core.tables import SPEAKER_LABELS, SPEAKER_STORE, TRANSCRIPTS, read_table, write_table
 from vadpack.pipeline.speaker_store import speaker_labels
 from vadpack.pipeline.store import segment_results
 
@@ -76,6 +76,7 @@ class StoreSource:
         self.with_speakers = speakers_store is not None
         self.index_dir = index_dir
         self._asr_index: pa.Table | None = None
+        self._speakers_index: pa.Table | None = None
 
     def _index(self, store: PartStore) -> pa.Table:
         return index_store(store, self.index_dir / f"index-{store.folder.name}.parquet")
@@ -84,7 +85,8 @@ class StoreSource:
         self._asr_index = self._index(self.asr_store)
         indexes = [self._asr_index]
         if self.speakers_store is not None:
-            indexes.append(self._index(self.speakers_store))
+            self._speakers_index = self._index(self.speakers_store)
+            indexes.append(self._speakers_index)
         return content_versions(indexes)
 
     def load_groups(self, segments: pa.Table, group_of_row: np.ndarray,
@@ -92,10 +94,10 @@ class StoreSource:
         """Read the parts holding the segments' contents once, spilling each group's rows to its own
         folder; then each group's results from its folder alone."""
         index = self._asr_index if self._asr_index is not None else self._index(self.asr_store)
-        labels = speaker_labels(segments, self.speakers_store) if self.speakers_store is not None else None
         self.index_dir.mkdir(parents=True, exist_ok=True)
         spill = Path(tempfile.mkdtemp(prefix="stitch-spill-", dir=self.index_dir))
         try:
+            labels = self._speaker_labels(segments, spill / "speakers")
             spill_groups(self.asr_store, index, segments, group_of_row, n_groups, spill)
             for g in range(n_groups):
                 seg = segments.filter(pa.array(group_of_row == g, pa.bool_()))
@@ -105,6 +107,32 @@ class StoreSource:
                                    if labels is not None else None)
         finally:
             shutil.rmtree(spill, ignore_errors=True)
+
+
+    def _speaker_labels(self, segments: pa.Table, spill: Path) -> pa.Table | None:
+        """The speaker rows of the segments' recordings, from the speaker parts that hold their
+        contents only (copied, filtered, to ``spill``; the rest of the store is not read)."""
+        if self.speakers_store is None:
+            return None
+        index = self._speakers_index if self._speakers_index is not None else self._index(self.speakers_store)
+        copy_contents(self.speakers_store, index, pc.unique(segments["content_id"]), SPEAKER_STORE, spill)
+        return speaker_labels(segments, speaker_store(spill))
+
+
+def copy_contents(store: PartStore, index: pa.Table, wanted: pa.Array, schema: pa.Schema, folder: Path) -> None:
+    """Copy the rows of the ``wanted`` contents into ``folder``, reading only the parts ``index`` says
+    hold them; each part's rows go to a file of the same name, so the store's rule for the current
+    rows (``core.partstore``: by the order of the parts) picks the same rows from the copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in rows_of_contents(store, index, wanted, schema):
+        pq.write_table(rows, folder / name, compression="zstd")
+
+
+def rows_of_contents(store: PartStore, index: pa.Table, wanted: pa.Array,
+                     schema: pa.Schema) -> Iterator[tuple[str, pa.Table]]:
+    """Per part that ``index`` says holds any of the ``wanted`` contents: its name and those rows."""
+    for name in sorted(set(index.filter(pc.is_in(index["content_id"], wanted))["file"].to_pylist())):
+        yield name, pq.read_table(store.folder / name, filters=pc.is_in(pc.field("content_id"), wanted)).cast(schema)
 
 
 def spill_groups(store: PartStore, index: pa.Table, segments: pa.Table, group_of_row: np.ndarray, n_groups: int,
@@ -117,10 +145,7 @@ def spill_groups(store: PartStore, index: pa.Table, segments: pa.Table, group_of
     """
     pairs = pa.table({"content_id": segments["content_id"], "_group": pa.array(group_of_row, pa.int64())})
     pairs = pairs.group_by(["content_id", "_group"]).aggregate([])
-    wanted = pc.unique(pairs["content_id"])
-    files = sorted(set(index.filter(pc.is_in(index["content_id"], wanted))["file"].to_pylist()))
-    for name in files:
-        rows = pq.read_table(store.folder / name, filters=pc.is_in(pc.field("content_id"), wanted)).cast(TRANSCRIPTS)
+    for name, rows in rows_of_contents(store, index, pc.unique(pairs["content_id"]), TRANSCRIPTS):
         # Join on positions: Arrow's hash join does not carry list columns (the tokens).
         keyed = rows.select(["content_id"]).append_column("_pos", pa.array(np.arange(rows.num_rows)))
         keyed = keyed.join(pairs, keys="content_id")

@@ -13,7 +13,9 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +228,14 @@ def run_plan(plan: Plan, inputs: StitchInputs, output_dir: Path, previous: Manif
                            _only(segments, rids), results, speakers)
         tables = build(sub)
         exports_written += export(tables, plan.exports)
-        for b in plan.groups[g]:
-            parts += stage_bucket(commit, b, tables, plan, replaced, live, meta)
+        rows = {name: (table, row_buckets(table, plan.buckets)) for name, table in tables.items()}
+        # Buckets are staged two at a time: reading, sorting and writing Parquet release the GIL.
+        with ThreadPoolExecutor(max_workers=STAGE_THREADS) as pool:
+            for n in pool.map(partial(stage_bucket, commit, rows=rows, replaced=replaced, live=live, meta=meta),
+                              plan.groups[g]):
+                parts += n
+                for _ in range(n):  # here, in the main thread, where a fault's signal acts
+                    fault_point("stitch.table_written")
     state = new_state(plan, replaced)
     manifest = commit.finish(state)
     removed = remove_exports(output_dir, plan, replaced)
@@ -252,9 +260,22 @@ def _load_groups(inputs: StitchInputs, segments: pa.Table, group_of_row: np.ndar
         yield g, _only(inputs.results, rids), speakers
 
 
-def stage_bucket(commit: Commit, bucket: int, tables: dict[str, pa.Table], plan: Plan, replaced: set[str],
+STAGE_THREADS = 2
+
+
+def row_buckets(table: pa.Table, buckets: dict[str, int]) -> np.ndarray:
+    """Each row's bucket (by its recording), computed per distinct recording, not per row."""
+    if table.num_rows == 0:
+        return np.zeros(0, np.int64)
+    encoded = pc.dictionary_encode(table["recording_id"]).combine_chunks()
+    per_id = np.array([buckets[r] for r in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return per_id[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def stage_bucket(commit: Commit, bucket: int, rows: dict[str, tuple[pa.Table, np.ndarray]], replaced: set[str],
                  live: set[int], meta: dict[str, str]) -> int:
-    """Stage bucket ``bucket`` of every table: its kept rows and its rebuilt ones. Returns parts staged."""
+    """Stage bucket ``bucket`` of every table: its kept rows and its rebuilt ones (``rows``: per table, the
+    rebuilt rows and each one's bucket). Returns parts staged."""
     from vadpack.core.dataset import read_parts
 
     if bucket not in live and bucket != 0:  # no recording left in it (bucket 0 keeps even empty tables)
@@ -262,9 +283,8 @@ def stage_bucket(commit: Commit, bucket: int, tables: dict[str, pa.Table], plan:
             commit.drop(name, bucket)
         return 0
     for name, schema in OUTPUT_SCHEMAS.items():
-        new = tables[name]
-        mine = np.array([plan.buckets[r] == bucket for r in new["recording_id"].to_pylist()], dtype=bool)
-        new = new.filter(pa.array(mine, pa.bool_())) if new.num_rows else new
+        new, where = rows[name]
+        new = new.filter(pa.array(where == bucket, pa.bool_())) if new.num_rows else new
         old_path = commit.live_part(name, bucket)
         kept = schema.empty_table()
         if old_path is not None:
@@ -272,7 +292,6 @@ def stage_bucket(commit: Commit, bucket: int, tables: dict[str, pa.Table], plan:
             kept = kept.filter(pc.invert(pc.is_in(kept["recording_id"], pa.array(sorted(replaced), pa.string()))))
         merged = pa.concat_tables([kept, new.cast(schema)])
         commit.stage(name, bucket, merged.sort_by("recording_id"), meta)  # stable: each recording keeps its order
-        fault_point("stitch.table_written")
     return len(OUTPUT_SCHEMAS)
 
 

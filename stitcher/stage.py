@@ -141,20 +141,67 @@ def build_tables(inputs: StitchInputs, cfg: StitchConfig, model: str) -> dict[st
 
 def write_group_exports(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
                         exports: dict[str, list[str]]) -> int:
-    """Write the export files of the documents of one group; return how many."""
-    from vadpack.stitcher.export import write_document_files
+    """Write the export files of the documents of one group; return how many.
 
-    if not cfg.formats:
+    Rendering is Python work per token (sentences, text), so where ``fork`` exists the documents are
+    shared out to forked children (up to ``MAX_EXPORT_WORKERS`` processes with this one); a forked
+    child needs neither pickling nor the caller's ``if __name__ == "__main__"`` guard. Elsewhere, or
+    for a single document, they are written here, one after another.
+    """
+    if not cfg.formats or tables["documents"].num_rows == 0:
         return 0
+    docs = tables["documents"]
+    workers = min(export_workers(), docs.num_rows)
+    if workers < 2:
+        return _write_exports_share(tables, output_dir, cfg, exports, 0, 1)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_write_exports_share, args=(tables, output_dir, cfg, exports, k, workers),
+                            name=f"vadpack-exports-{k}", daemon=True) for k in range(1, workers)]
+    for child in children:
+        child.start()
+    try:
+        n = _write_exports_share(tables, output_dir, cfg, exports, 0, workers)
+    finally:
+        for child in children:
+            child.join()
+    failed = [c.exitcode for c in children if c.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"stitch: {len(failed)} export worker(s) failed (exit codes {failed}); see the log above")
+    return n + sum(len(exports[r]) for k, r in enumerate(docs["recording_id"].to_pylist()) if k % workers)
+
+
+MAX_EXPORT_WORKERS = 4
+
+
+def export_workers() -> int:
+    """Processes that write exports: the CPUs this process may use (at most ``MAX_EXPORT_WORKERS``),
+    1 where ``fork`` does not exist (Windows; macOS has it, and the children only write files)."""
+    import multiprocessing
+    import os
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_EXPORT_WORKERS, cpus))
+
+
+def _write_exports_share(tables: dict[str, pa.Table], output_dir: Path, cfg: StitchConfig,
+                         exports: dict[str, list[str]], share: int, shares: int) -> int:
+    """Write the exports of documents ``share``, ``share + shares``, ... of a group; return how many."""
+    from vadpack.stitcher.export import write_document_tables
+
     docs, segs, toks = tables["documents"], tables["segments"], tables["tokens"]
     seg_groups, tok_groups = group_offsets(segs["recording_id"]), group_offsets(toks["recording_id"])
     n = 0
-    for doc in docs.to_pylist():
+    for k in range(share, docs.num_rows, shares):
+        doc = docs.slice(k, 1).to_pylist()[0]
         rid = doc["recording_id"]
         s_lo, s_hi = seg_groups.get(rid, (0, 0))
         t_lo, t_hi = tok_groups.get(rid, (0, 0))
-        n += write_document_files(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo).to_pylist(),
-                                  toks.slice(t_lo, t_hi - t_lo).to_pylist(), cfg.sentence_gap_s)
+        n += write_document_tables(output_dir, exports[rid], doc, segs.slice(s_lo, s_hi - s_lo),
+                                   toks.slice(t_lo, t_hi - t_lo), cfg.sentence_gap_s)
     return n
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 from vadpack.stitcher.export import (
     document_cues,
+    document_from_rows,
+    document_from_tables,
     render,
     safe_export_name,
     srt_time,
@@ -89,6 +92,44 @@ def test_json_document():
     assert data["segments"][0]["speaker"] is None  # no speakers stage: null, never missing
     assert data["segments"][2]["text"] is None and data["segments"][1]["tokens"] == []
     assert "你好" in text  # written as UTF-8, not \u escapes
+
+
+def documented_json(doc: DocumentText) -> str:
+    """The JSON export as documented, built with the standard library's encoder (independent of the writer)."""
+    ms = lambda t: round(float(t), 3)  # noqa: E731
+    data = {"recording_id": doc.recording_id, "path": doc.path, "duration_s": ms(doc.duration_s), "text": doc.text,
+            "languages": list(doc.languages),
+            "segments": [{"segment_index": s.segment_index, "start_s": ms(s.start_s), "end_s": ms(s.end_s),
+                          "text": s.text, "speaker": s.speaker, "language": s.language, "emotion": s.emotion,
+                          "event": s.event,
+                          "tokens": [{"token": t.token, "start_s": ms(t.start_s), "end_s": ms(t.end_s),
+                                      "speaker": t.speaker} for t in s.tokens]} for s in doc.segments]}
+    return json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+
+
+def test_json_bytes_are_the_documented_format():
+    # Quotes, backslashes, control characters, CJK, emoji, a lone surrogate, times needing rounding, a huge
+    # and a tiny time, null text, no tokens, speakers and languages; and a document without segments.
+    seg0 = SegmentText(0, 0.0004, 1e7 + 0.0005, 'say "hi"\\ \t\n\x01', (
+        TokenTime('"', 0.0005, 0.0015, "S1"), TokenTime("\\n", 1 / 3, 2 / 3, None),
+        TokenTime("😀\ud800", 1e-9, 123456.78951, "S2")), speaker="S1", language="zh", emotion="NEUTRAL",
+        event="Speech")
+    seg1 = SegmentText(7, 5.0, 6.0, None)
+    seg2 = SegmentText(8, 6.0, 7.25, "", (TokenTime("", 6.0, 6.0),))
+    docs = [make_doc(), make_doc_with_speakers(),
+            DocumentText("r\u00e9c", "C:\\a b\\ü.wav", 1.0005, "t", (seg0, seg1, seg2), languages=("zh", "en")),
+            DocumentText("empty", "", 0.0, "", ())]
+    for doc in docs:
+        text = render(doc, "json", 0.8)
+        assert text == documented_json(doc)
+        assert json.loads(text)["segments"] == json.loads(documented_json(doc))["segments"]
+    assert render(docs[3], "json", 0.8) == ('{\n "recording_id": "empty",\n "path": "",\n "duration_s": 0.0,\n'
+                                            ' "text": "",\n "languages": [],\n "segments": []\n}\n')
+
+
+def test_json_refuses_nan_times():
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        render(DocumentText("r", "p", float("nan"), "", ()), "json", 0.8)
 
 
 def test_txt_document():
@@ -198,6 +239,23 @@ def test_write_document_exports_from_rows(tmp_path):
     assert (tmp_path / "srt" / "passwd__r1.srt").read_text(encoding="utf-8") == (
         "1\n00:00:00,500 --> 00:00:01,500\nhello world\n\n")
     assert (tmp_path / "txt" / "passwd__r1.txt").read_text(encoding="utf-8") == "hello world\n"
+
+
+def test_a_document_from_table_slices_is_the_document_from_rows():
+    # Tokens out of order across and within segments, speakers, a segment without tokens, one with text None.
+    doc = {"recording_id": "r1", "path": "a/b.wav", "duration_s": 9.0, "text": "x", "languages": ["en"]}
+    segments = [{"recording_id": "r1", "segment_index": k, "start_s": float(k), "end_s": k + 0.9,
+                 "text": None if k == 2 else f"s{k}", "speaker": "S2" if k else "S1", "language": "en",
+                 "emotion": None, "event": None} for k in (1, 0, 2, 3)]
+    tokens = [{"recording_id": "r1", "segment_index": seg, "token_index": tok, "token": f"t{seg}{tok}",
+               "start_s": seg + tok / 10, "end_s": seg + tok / 10 + 0.05, "speaker": "S1" if tok % 2 else "S2"}
+              for seg, tok in ((1, 1), (0, 0), (1, 0), (0, 2), (0, 1), (3, 0))]
+    by_rows = document_from_rows(doc, segments, tokens)
+    assert [[t.token for t in s.tokens] for s in by_rows.segments] == [["t00", "t01", "t02"], ["t10", "t11"], [],
+                                                                     ["t30"]]
+    assert document_from_tables(doc, pa.Table.from_pylist(segments), pa.Table.from_pylist(tokens)) == by_rows
+    empty = pa.Table.from_pylist(tokens).slice(0, 0)
+    assert document_from_tables(doc, pa.Table.from_pylist(segments), empty) == document_from_rows(doc, segments, [])
 
 
 # ---- the language, when the model tells it (SenseVoice) ------------------------------------------
