@@ -143,8 +143,8 @@ def write_group_exports(tables: dict[str, pa.Table], output_dir: Path, cfg: Stit
                         exports: dict[str, list[str]]) -> int:
     """Write the export files of the documents of one group; return how many.
 
-    Rendering is Python work per token (sentences, text), so where ``fork`` exists the documents are
-    shared out to forked children (up to ``MAX_EXPORT_WORKERS`` processes with this one); a forked
+    Rendering is Python work per token (sentences, text), so on Linux the documents are shared out to
+    forked children (up to ``MAX_EXPORT_WORKERS`` processes with this one); a forked
     child needs neither pickling nor the caller's ``if __name__ == "__main__"`` guard. Elsewhere, or
     for a single document, they are written here, one after another.
     """
@@ -176,12 +176,13 @@ MAX_EXPORT_WORKERS = 4
 
 
 def export_workers() -> int:
-    """Processes that write exports: the CPUs this process may use (at most ``MAX_EXPORT_WORKERS``),
-    1 where ``fork`` does not exist (Windows; macOS has it, and the children only write files)."""
-    import multiprocessing
+    """Processes that write exports: the CPUs this process may use (at most ``MAX_EXPORT_WORKERS``) on
+    Linux; 1 elsewhere (Windows has no ``fork``, and on macOS a forked child of a process that loaded
+    the system's frameworks, as torch does, can crash, which is why Python's default there is spawn)."""
     import os
+    import sys
 
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not sys.platform.startswith("linux"):
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(MAX_EXPORT_WORKERS, cpus))
