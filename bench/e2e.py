@@ -576,7 +576,7 @@ def report(args: argparse.Namespace, plan: dict, archive: dict, vp: dict, fa: di
         "vadpack_wall_s": round(vp["wall_s"], 2), "vadpack_load_s": round(vp["load_s"], 2),
         "funasr_wall_s": round(fa["wall_s"], 2), "funasr_load_s": round(fa["load_s"], 2),
         "ceiling_model_s": round(ce["model_s"], 2), "ceiling_features_s": round(ce["features_s"], 2),
-        "vadpack_stage_s": {st: round(s.get(f"{st}_s", 0.0), 2) for st in ("scan", "vad", "pack", "asr", "stitch")},
+        "vadpack_stage_s": {st: round(w, 2) for st, w in s.get("stage_wall_s", {}).items()},
         "vadpack_asr": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.get("asr", {}).items()
                         if k in ("load_s", "model_s", "wall_s", "model_busy", "xrt", "oom_splits", "failed_segments")},
         "vadpack_batches": s.get("batches"), "funasr_batches": fa["batches"], "ceiling_batches": ce["batches"],
