@@ -91,7 +91,7 @@ class SpeakersConfig:
             this many windows (a recording is never split), so memory does not grow with the archive.
         max_cluster_windows: a recording with more windows is clustered on an even subsample of this
             many, and every window then takes the nearest cluster (keeps linkage memory bounded).
-        threads: torch intra-op threads; 1 by default, since two threads collapse under load.
+        threads: torch intra-op threads; 0 (the default) is one per core (the stage runs alone, before asr).
         prefetch: batches whose audio and features are prepared ahead of the model.
         regions: which speech the speakers are found in: ``auto`` (default: ``trim`` when the
             segmentation-3.0 weights of ``make speaker-models`` are there, else ``vad``), ``vad`` (every
@@ -126,7 +126,7 @@ class SpeakersConfig:
     batch_windows: int = 256
     group_windows: int = 100_000
     max_cluster_windows: int = 4000
-    threads: int = 1
+    threads: int = 0
     prefetch: int = 4
     regions: str = "auto"
 

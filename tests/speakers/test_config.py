@@ -10,7 +10,7 @@ from vadpack.speakers.config import CAMPP_DIR_ENV, SpeakersConfig, default_campp
 def test_defaults_are_off_and_valid() -> None:
     cfg = SpeakersConfig()
     assert cfg.enabled is False
-    assert (cfg.backend, cfg.clustering, cfg.threads, cfg.device) == ("auto", "auto", 1, "auto")
+    assert (cfg.backend, cfg.clustering, cfg.threads, cfg.device) == ("auto", "auto", 0, "auto")
     assert (cfg.window_samples, cfg.hop_samples) == (48_000, 24_000)
     assert SpeakersConfig(backend="campp").model_name == str(default_campp_dir())
 
