@@ -313,14 +313,8 @@ def export_stems(paths: dict[str, str], roots: Iterable[str] = ()) -> dict[str, 
     return out
 
 
-def write_document_files(output_dir: str | Path, files: Sequence[str], doc: dict, segments: Sequence[dict],
-                         tokens: Sequence[dict], gap_s: float) -> int:
-    """Write the exports of one document (given as table rows) to ``files`` (``<format>/<stem>.<format>``
-    relative to ``output_dir``); return how many were written."""
-    return _write_files(output_dir, files, document_from_rows(doc, segments, tokens), gap_s)
-
-
 def _write_files(output_dir: str | Path, files: Sequence[str], text: DocumentText, gap_s: float) -> int:
+    """Write ``text`` to ``files`` (``<format>/<stem>.<format>`` relative to ``output_dir``); return how many."""
     for rel in files:
         fmt = rel.rsplit(".", 1)[-1]
         # Not fsync-ed: exports are cheap to recompute and written by the thousand.
@@ -349,11 +343,17 @@ def document_from_rows(doc: dict, segments: Sequence[dict], tokens: Sequence[dic
     for row in sorted(tokens, key=lambda r: (r["segment_index"], r.get("token_index", 0))):
         by_segment.setdefault(row["segment_index"], []).append(
             TokenTime(token=row["token"], start_s=row["start_s"], end_s=row["end_s"], speaker=row.get("speaker")))
+    return _document(doc, sorted(segments, key=lambda r: r["segment_index"]),
+                     {k: tuple(v) for k, v in by_segment.items()})
+
+
+def _document(doc: dict, segments: Iterable[dict], by_segment: dict[int, tuple[TokenTime, ...]]) -> DocumentText:
+    """The ``DocumentText`` of a document row, its segment rows in order and each segment's tokens."""
     segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
-                             text=s["text"], tokens=tuple(by_segment.get(s["segment_index"], ())),
+                             text=s["text"], tokens=by_segment.get(s["segment_index"], ()),
                              speaker=s.get("speaker"), language=s.get("language"), emotion=s.get("emotion"),
                              event=s.get("event"))
-                 for s in sorted(segments, key=lambda r: r["segment_index"]))
+                 for s in segments)
     return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
                         duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs,
                         languages=tuple(doc.get("languages") or ()))
@@ -378,20 +378,12 @@ def document_from_tables(doc: dict, segments: pa.Table, tokens: pa.Table) -> Doc
         by_segment = {int(seg_of[lo]): tuple(times[lo:hi]) for lo, hi in bounds}
     else:
         by_segment = {}
-    rows = segments.sort_by("segment_index").to_pylist() if segments.num_rows else []
-    segs = tuple(SegmentText(segment_index=s["segment_index"], start_s=s["start_s"], end_s=s["end_s"],
-                             text=s["text"], tokens=by_segment.get(s["segment_index"], ()),
-                             speaker=s.get("speaker"), language=s.get("language"), emotion=s.get("emotion"),
-                             event=s.get("event"))
-                 for s in rows)
-    return DocumentText(recording_id=doc["recording_id"], path=doc["path"] or "",
-                        duration_s=doc["duration_s"] or 0.0, text=doc["text"] or "", segments=segs,
-                        languages=tuple(doc.get("languages") or ()))
+    return _document(doc, segments.sort_by("segment_index").to_pylist() if segments.num_rows else [], by_segment)
 
 
 def write_document_tables(output_dir: str | Path, files: Sequence[str], doc: dict, segments: pa.Table,
                           tokens: pa.Table, gap_s: float) -> int:
-    """``write_document_files`` of one document given as its table slices; return how many were written."""
+    """Write the exports of one document, given as its table slices, to ``files``; return how many."""
     return _write_files(output_dir, files, document_from_tables(doc, segments, tokens), gap_s)
 
 
