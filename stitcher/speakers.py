@@ -194,10 +194,9 @@ def _covered_before(pairs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         i = np.searchsorted(starts, t, side="right")  # regions starting at or before t
         last = np.maximum(i - 1, 0)
         partial = np.where(i > 0, np.clip(t - starts[last], 0, ends[last] - starts[last]), 0)
-        return before[last] + partial if len(starts) else np.zeros(len(t), np.int64)
+        return before[last] + partial
 
     return covered
-
 
 
 def segment_turns(segments: pa.Table) -> pa.Table:
@@ -245,13 +244,15 @@ class SpeakerLabels:
         failed: the ``failed`` rows: a window (its samples) or a whole recording (null samples).
         ids: ``spans.recording_id`` as an array, for finding a chunk's slice by binary search.
         overlap: the ``overlap`` rows (recording_id, start_sample, end_sample): overlapped speech
-            of the recordings the segmentation model ran on.
+            of the recordings the segmentation model ran on, sorted like ``spans``.
+        overlap_ids: ``overlap.recording_id`` as an array, likewise.
     """
 
     spans: pa.Table
     failed: pa.Table
     ids: np.ndarray
     overlap: pa.Table
+    overlap_ids: np.ndarray
 
     @classmethod
     def from_rows(cls, rows: pa.Table) -> SpeakerLabels:
@@ -262,18 +263,17 @@ class SpeakerLabels:
         spans = spans.sort_by([("recording_id", "ascending"), ("start_sample", "ascending")])
         failed = rows.filter(pc.invert(pc.or_(ok, overlapped)))
         overlap = rows.filter(overlapped).select(["recording_id", "start_sample", "end_sample"])
-        return cls(spans, failed, spans["recording_id"].to_numpy(zero_copy_only=False), overlap)
+        overlap = overlap.sort_by([("recording_id", "ascending"), ("start_sample", "ascending")])
+        return cls(spans, failed, spans["recording_id"].to_numpy(zero_copy_only=False), overlap,
+                   overlap["recording_id"].to_numpy(zero_copy_only=False))
 
     def chunk(self, first_id: str, last_id: str) -> pa.Table:
         """The spans of the recordings whose ids lie in [first_id, last_id] (in sorted order)."""
-        lo = int(np.searchsorted(self.ids, first_id, side="left"))
-        hi = int(np.searchsorted(self.ids, last_id, side="right"))
-        return self.spans.slice(lo, hi - lo)
+        return _id_range(self.spans, self.ids, first_id, last_id)
 
     def overlap_chunk(self, first_id: str, last_id: str) -> pa.Table:
         """The overlap rows of the recordings whose ids lie in [first_id, last_id]."""
-        ids = self.overlap["recording_id"]
-        return self.overlap.filter(pc.and_(pc.greater_equal(ids, first_id), pc.less_equal(ids, last_id)))
+        return _id_range(self.overlap, self.overlap_ids, first_id, last_id)
 
     def n_speakers(self, recording_ids: Sequence[str]) -> list[int | None]:
         """Distinct speakers per recording: 0 without speech, None where the stage failed on it."""
@@ -289,3 +289,10 @@ def document_speaker_counts(recording_ids: Sequence[str], spans: pa.Table) -> np
     for rid, _ in pairs:
         counts[rid] = counts.get(rid, 0) + 1
     return np.array([counts.get(r, 0) for r in recording_ids], dtype=np.int32)
+
+
+def _id_range(table: pa.Table, ids: np.ndarray, first_id: str, last_id: str) -> pa.Table:
+    """The slice of ``table`` (sorted by recording_id, whose ids are ``ids``) with ids in [first_id, last_id]."""
+    lo = int(np.searchsorted(ids, first_id, side="left"))
+    hi = int(np.searchsorted(ids, last_id, side="right"))
+    return table.slice(lo, hi - lo)
