@@ -178,8 +178,10 @@ def turn_overlap(turns: pa.Table, overlap: pa.Table, sample_rate: int) -> pa.Arr
     for rid, s, e in zip(*(overlap[c].to_pylist() for c in ("recording_id", "start_sample", "end_sample"))):
         regions.setdefault(rid, []).append((s, e))
     out = np.full(len(rids), None, dtype=object)
+    order = np.argsort(rids, kind="stable")  # each recording's turns found by binary search, not a scan
+    ordered = rids[order]
     for rid, pairs in regions.items():
-        mine = np.flatnonzero(rids == rid)
+        mine = order[np.searchsorted(ordered, rid, side="left"):np.searchsorted(ordered, rid, side="right")]
         covered = _covered_before(np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2))
         out[mine] = ((covered(t1[mine]) - covered(t0[mine])) / sample_rate).tolist()
     return pa.array(out.tolist(), pa.float64())
