@@ -14,11 +14,20 @@ After each step the tables are compared with a stitch from nothing of the archiv
 (tables only: exports do not change a table row). Every table is compared by its row count and the
 sum of a hash of each row (order-insensitive), computed by DuckDB over the part files under a
 memory limit, so 100 M rows never sit in Python's memory; the stitcher's own digests take no part.
-Peak RSS is the stitch process's; its forked export workers' largest is reported beside it (they
-share the parent's pages until they touch them).
+The comparisons run after the last timed step, so the timed steps follow each other as a living
+archive's runs would: each step leaves a snapshot (hard links: every file of the work_dir and of the
+tables is written once and renamed, never changed in place) that is stitched from nothing later.
+``--compare`` picks the steps to compare (at 100 M tokens each comparison is a stitch from nothing:
+minutes). Peak RSS is the stitch process's; its forked export workers' largest is reported beside it
+(they share the parent's pages until they touch them).
+
+On a shared machine, ``--quiet-load L`` waits before the first incremental step until the 1-minute
+load average is below ``L`` (the first stitch runs whatever the load); each step reports the load
+average it started under.
 
     .venv/bin/python bench/archive_scale.py [--recordings 400] [--hours-each 0.1] [--changes 10]
-    .venv/bin/python bench/archive_scale.py --recordings 10000 --hours-each 1   # the issue's size
+    .venv/bin/python bench/archive_scale.py --recordings 10000 --hours-each 1 --compare delete,add,modify \
+        --quiet-load 0.6   # the issue's size
 
 The last line of output is one JSON object (see ../shared/BENCH.md).
 """
@@ -177,14 +186,45 @@ def tables_equal(a: Path, b: Path, temp: Path) -> bool:
     return True
 
 
+STEPS = ("first", "add", "modify", "delete", "nothing")
+
+
+def snapshot(tmp: Path, live: Path, step: str) -> Path:
+    """Hard links of the work_dir and of the live tables as they stand after ``step``."""
+    from vadpack.core.tables import OUTPUT_SCHEMAS
+
+    snap = tmp / f"snap-{step}"
+    (snap / "live").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(tmp / "work"), str(snap / "work")], check=True)
+    for name in OUTPUT_SCHEMAS:
+        subprocess.run(["cp", "-al", str(live / f"{name}.parquet"), str(snap / "live")], check=True)
+    return snap
+
+
+def wait_quiet(limit: float | None) -> float:
+    """Wait until the 1-minute load average is below ``limit`` (None: no wait); seconds waited."""
+    t0 = time.perf_counter()
+    while limit is not None and os.getloadavg()[0] >= limit:
+        time.sleep(10)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recordings", type=int, default=400)
     ap.add_argument("--hours-each", type=float, default=0.1)
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--formats", default='["srt", "json"]', help="exports, as JSON")
-    ap.add_argument("--no-compare", action="store_true", help="skip the from-nothing comparisons")
+    ap.add_argument("--compare", default=",".join(STEPS),
+                    help="steps whose tables are compared with a stitch from nothing, comma-separated, in "
+                         "the order to run them ('' for none); default every step")
+    ap.add_argument("--no-compare", action="store_true", help="the same as --compare ''")
+    ap.add_argument("--quiet-load", type=float, default=None,
+                    help="before the first incremental step, wait until the 1-minute load average is below this")
     args = ap.parse_args()
+    compare = [] if args.no_compare else [s for s in args.compare.split(",") if s]
+    if unknown := [s for s in compare if s not in STEPS]:
+        sys.exit(f"archive_scale: --compare has {unknown}; steps are {', '.join(STEPS)}")
     tmp = Path(tempfile.mkdtemp(prefix="vadpack-bench-archive-scale-"))
     try:
         arch = Archive(tmp / "work", args.hours_each * 3600)
@@ -195,28 +235,34 @@ def main() -> None:
         arch.save()
         print(f"archive_scale: built {args.recordings} recordings, {arch.seg.num_rows} segments in "
               f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        live, steps = tmp / "live", {}
+        live, steps, waited = tmp / "live", {}, 0.0
         k = args.changes
-        for step in ("first", "add", "modify", "delete", "nothing"):
+        for step in STEPS:
             if step == "add":
+                waited = wait_quiet(args.quiet_load)
                 arch.add([f"n{i:07d}" for i in range(k)], "v0")
             elif step == "modify":
                 arch.add(ids[1:1 + 7 * k:7], "v1")
             elif step == "delete":
                 arch.remove(ids[2:2 + 11 * k:11])
             arch.save()
+            load = os.getloadavg()[0]
             result = stitch(tmp / "work", live, args.formats)
             steps[step] = {"wall_s": round(result["wall_s"], 3), "peak_rss_mb": round(result["peak_rss_mb"], 1),
                            "workers_peak_rss_mb": round(result["workers_peak_rss_mb"], 1),
-                           "end_to_end_s": round(result["process_s"], 3),
+                           "end_to_end_s": round(result["process_s"], 3), "load_average": round(load, 2),
                            "rebuilt": result["recordings_rebuilt"], "removed": result["recordings_removed"],
                            "parts_written": result["parts_written"], "tokens": result["tokens"]}
-            if not args.no_compare:
-                scratch = tmp / "scratch"
-                shutil.rmtree(scratch, ignore_errors=True)
-                stitch(tmp / "work", scratch, "[]")
-                steps[step]["equal_from_scratch"] = tables_equal(live, scratch, tmp)
+            if step in compare:
+                snapshot(tmp, live, step)
             print(f"archive_scale: {step}: {steps[step]}", file=sys.stderr)
+        for step in compare:
+            t1, snap = time.perf_counter(), tmp / f"snap-{step}"
+            stitch(snap / "work", snap / "scratch", "[]")
+            steps[step]["equal_from_scratch"] = tables_equal(snap / "live", snap / "scratch", tmp)
+            shutil.rmtree(snap)
+            print(f"archive_scale: {step} equal to a stitch from nothing: {steps[step]['equal_from_scratch']} "
+                  f"({time.perf_counter() - t1:.0f} s)", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
@@ -227,7 +273,8 @@ def main() -> None:
         "nothing_end_to_end_s": steps["nothing"]["end_to_end_s"],
         **{f"{s}_{key}": steps[s][key] for s in ("add", "modify", "delete", "nothing")
            for key in ("wall_s", "peak_rss_mb")},
-        "all_equal_from_scratch": None if args.no_compare else all(s["equal_from_scratch"] for s in steps.values()),
+        "compared": compare, "waited_for_quiet_s": round(waited, 1),
+        "all_equal_from_scratch": None if not compare else all(steps[s]["equal_from_scratch"] for s in compare),
         "steps": steps, "device": f"cpu x{os.cpu_count()}", "date": date.today().isoformat()}))
 
 
