@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,7 @@ class _Lister:
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.skipped: list[str] = []
+        self._dirs: dict[str, bool] = {}
 
     def listing(self) -> InputListing:
         return InputListing(tuple(sorted(self.found)), tuple(self.errors), tuple(self.notes), tuple(self.skipped))
@@ -115,7 +116,49 @@ class _Lister:
                 self.errors.append(f"input {entry!r} does not exist{where}; fix the path in inputs")
 
     def _excluded(self, path: Path) -> bool:
-        return any(_inside(path, folder) for folder in self.exclude.values())
+        """``path`` lies in an excluded folder once resolved. A file that is not a link is there when
+        its folder is, and each folder is resolved once (a glob can match thousands in one folder)."""
+        if not self.exclude:
+            return False
+        if os.path.islink(path) or not os.path.isfile(path):
+            return any(_inside(path, folder) for folder in self.exclude.values())
+        return self._excluded_dir(os.path.dirname(os.path.abspath(path)))
+
+    def _excluded_dir(self, folder: str) -> bool:
+        """``folder`` is an excluded folder or lies in one, once resolved (cached per folder)."""
+        if folder not in self._dirs:
+            try:
+                real = Path(folder).resolve()
+                self._dirs[folder] = any(f == real or f in real.parents for f in self.exclude.values())
+            except (OSError, RuntimeError):
+                self._dirs[folder] = False
+        return self._dirs[folder]
+
+    def _walk(self, folder: str) -> Iterator[str]:
+        """The files and links under ``folder``, recursively, leaving out excluded folders.
+
+        Folders named like audio files (talk.wav/) are walked, not listed; links (to a file or a
+        folder, broken or looping) are listed, not followed, so scan reports what is wrong with them
+        instead of skipping them silently. Each folder is resolved once, not each file in it: a file
+        lies in an excluded folder when its folder does; a link is resolved on its own. With
+        ``os.scandir`` the kind of each entry comes with the listing, so a large archive costs no
+        ``stat`` per file here.
+        """
+        if self.exclude and self._excluded_dir(folder):
+            return
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:  # an unreadable folder holds nothing to scan (as pathlib's rglob)
+            return
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                yield from self._walk(e.path)
+            elif e.is_symlink():
+                if not self._excluded(Path(e.path)):
+                    yield e.path
+            elif e.is_file(follow_symlinks=False):
+                yield e.path
 
     def _keep(self, path: Path | str) -> None:
         self.found.setdefault(os.path.abspath(path), None)
@@ -126,15 +169,11 @@ class _Lister:
                 raise ConfigError(f"{key} {folder} is inside the input folder {p}: vadpack would rescan its own "
                                   f"cache as input. Put {key} outside the input folders.")
         before = len(self.found)
-        # Folders named like audio files (talk.wav/) are walked, not listed; symlinks are listed so a
-        # broken or looping link is reported instead of silently skipped.
-        for f in sorted(p.rglob("*")):
-            if self._excluded(f) or not (f.is_symlink() or f.is_file()):
-                continue
-            if f.suffix.lower() in AUDIO_SUFFIXES:
+        for f in sorted(self._walk(str(p)), key=lambda path: path.split(os.sep)):  # as Paths sort
+            if os.path.splitext(f)[1].lower() in AUDIO_SUFFIXES:
                 self._keep(f)
             else:
-                self.skipped.append(str(f))
+                self.skipped.append(f)
         if len(self.found) == before:
             self.notes.append(f"input folder {entry!r} holds no audio file")
 
