@@ -34,6 +34,25 @@ def device_problem(spec: str, key: str) -> str | None:
     return None
 
 
+# Device files through which torch reaches a GPU on Linux: NVIDIA's driver, WSL2's GPU bridge, AMD's
+# ROCm (torch.cuda on ROCm builds) and NVIDIA Jetson's.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd", "/dev/nvhost-ctrl", "/dev/nvmap")
+
+
+def no_gpu_here() -> bool:
+    """True when this machine surely has no device torch could reach as CUDA, known without importing
+    torch (seconds of CPU): ``CUDA_VISIBLE_DEVICES`` hides them all, or Linux without any of the device
+    files a GPU driver makes, or macOS. False means "ask torch" (the answer may still be no)."""
+    import os
+    import sys
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return True
+    if sys.platform == "darwin":
+        return True
+    return sys.platform.startswith("linux") and not any(os.path.exists(f) for f in GPU_DEVICE_FILES)
+
+
 def resolve_device(spec: str, key: str) -> torch.device:
     """The torch device that ``spec`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``) names.
 

@@ -29,7 +29,7 @@ from vadpack.pipeline.config import Config, config_from_dict
 from vadpack.pipeline.config import load_config as _load_config
 from vadpack.pipeline.housekeeping import PruneReport
 from vadpack.pipeline.preflight import PreflightError
-from vadpack.pipeline.runner import StageOrderError, StageState
+from vadpack.pipeline.runner import Runner, StageOrderError, StageState
 from vadpack.pipeline.summary import FailureRow, RunSummary
 
 log = logging.getLogger("vadpack")
@@ -172,15 +172,30 @@ def run(config: Config | str | os.PathLike[str], stage: Stage | None = None, fro
 def _run(cfg: Config, only: Stage | None, start: Stage | None, forced: frozenset[Stage],
          progress: bool) -> RunReport:
     from vadpack.pipeline.preflight import preflight, stages_to_run
-    from vadpack.pipeline.runner import Runner
     from vadpack.pipeline.summary import run_summary
 
-    for warning in preflight(cfg, stages_to_run(only, start)):
+    runner = Runner(cfg, progress=progress)
+    stages = stages_to_run(only, start)
+    if only is None and start is None and not forced:
+        stages = _pending(runner)
+    for warning in preflight(cfg, stages):
         log.warning(warning)
     t0 = time.perf_counter()
-    results = Runner(cfg, progress=progress).run(only=only, start=start, force=frozenset(forced))
+    results = runner.run(only=only, start=start, force=frozenset(forced))
     summary = run_summary(cfg, results, time.perf_counter() - t0)
     return RunReport(tuple(_stage_or_none("stage", s) for s in results), summary)
+
+
+def _pending(runner: Runner) -> tuple[str, ...]:
+    """The stages a plain run will execute (those not up to date), so that preflight checks only what
+    they need: with nothing new, no model folder is opened and torch is not imported. Where the state
+    cannot be read, every stage: preflight then says what is wrong."""
+    from vadpack.pipeline.stages import STAGES
+
+    try:
+        return tuple(s.stage for s in runner.status() if s.state != "done")
+    except (ValueError, OSError):
+        return STAGES
 
 
 def status(config: Config | str | os.PathLike[str], overrides: Overrides = ()) -> list[StageState]:
@@ -189,7 +204,6 @@ def status(config: Config | str | os.PathLike[str], overrides: Overrides = ()) -
     Returns:
         One :class:`StageState` per stage, in pipeline order.
     """
-    from vadpack.pipeline.runner import Runner
 
     return Runner(_as_config(config, _check_overrides(overrides)), progress=False).status()
 

@@ -16,12 +16,13 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from vadpack.core.atomic import write_text_atomic
 from vadpack.core.faults import fault_point
 from vadpack.core.manifest import Manifest, combine, combine_parts, new_manifest, read_manifest, write_manifest
 from vadpack.pipeline.config import Config, config_to_yaml
-from vadpack.pipeline.engines.base import engine_for
+from vadpack.pipeline.engines.base import Engine, engine_for
 from vadpack.pipeline.lock import WorkDirLock
 from vadpack.pipeline.speaker_store import speakers_store
 from vadpack.pipeline.stages import (
@@ -61,7 +62,12 @@ class Runner:
         self.cfg = cfg
         self.work = WorkDir(cfg.work_path)
         self.progress = progress
-        self.engine = engine_for(cfg, progress)  # chosen once; every stage runs on it
+
+    @cached_property
+    def engine(self) -> Engine:
+        """Where vad and asr run: chosen once, when a stage first runs (a run with nothing to do, or a
+        status, never imports Ray), and every stage runs on it."""
+        return engine_for(self.cfg, self.progress)
 
     # ---- what is up to date -------------------------------------------------------------------
 

@@ -223,7 +223,14 @@ def run_pack(ctx: StageContext) -> StageResult:
 
 
 def device_info(spec: str) -> DeviceInfo:
-    """The asr device, described without loading a model (``asr.stage.device_info``)."""
+    """The asr device, described without loading a model (``asr.stage.device_info``). The CPU is known
+    without importing torch (``cpu``, or ``auto`` where no GPU can be: ``core.device.no_gpu_here``), so
+    a run with nothing to do checks the pack stage's budget without it."""
+    from vadpack.asr.types import DeviceInfo as Info
+    from vadpack.core.device import no_gpu_here
+
+    if spec == "cpu" or (spec == "auto" and no_gpu_here()):
+        return Info("cpu", "cpu")
     from vadpack.asr.stage import device_info as describe
 
     return describe(spec)

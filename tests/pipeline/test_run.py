@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -102,6 +106,46 @@ def test_second_run_skips_every_stage(finished_run, capsys):
     assert main(["run", str(cfg_path), "--no-progress"]) == 3
     assert "all stages up to date" in capsys.readouterr().out
     assert [s.state for s in Runner(cfg).status()] == ["done"] * 6
+
+
+def test_a_run_with_nothing_to_do_imports_no_torch_and_opens_no_model(finished_run, tmp_path, tiny_model,
+                                                                      capsys):
+    """Nothing new: the run is a listing and a few manifests (no torch import: seconds of CPU at each
+    run of a large archive); preflight checks only what the stages that will run need. A broken model
+    folder is still found before any stage runs (exit 2, naming the file)."""
+    cfg_path, cfg, _ = finished_run
+    script = ("import sys\nfrom vadpack.pipeline.cli import main\n"
+              f"code = main(['run', {str(cfg_path)!r}, '--no-progress', '-q'])\n"
+              "print(code, 'torch' in sys.modules)\n")
+    # asr.device auto: the CPU is known without torch where no GPU can be (core.device.no_gpu_here).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    for device in ("cpu", "auto"):
+        path = write_config(tmp_path, [str(cfg.inputs[0])], tiny_model, asr={"device": device})
+        assert path == cfg_path
+        if device == "auto":  # asr.device is one of asr's settings: the new value decodes nothing new ...
+            assert main(["run", str(cfg_path), "--no-progress", "-q"]) == 3
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.split()[-2:] == ["3", "False"], out.stdout + out.stderr
+    shutil.copytree(tiny_model, tmp_path / "model")
+    (tmp_path / "model" / "am.mvn").unlink()
+    write_config(tmp_path, [str(cfg.inputs[0])], tmp_path / "model", asr={"device": "auto"})
+    # A folder's files are its identity: without am.mvn asr has to decode again, so preflight looks at
+    # the folder before any stage runs.
+    assert {s.stage: s.state for s in Runner(load_config(cfg_path)).status()}["asr"] == "stale"
+    capsys.readouterr()
+    assert main(["run", str(cfg_path), "--no-progress", "-q"]) == 2
+    assert "am.mvn" in capsys.readouterr().err
+
+
+def test_no_gpu_here_is_true_where_cuda_visible_devices_hides_every_device(monkeypatch):
+    from vadpack.core.device import GPU_DEVICE_FILES, no_gpu_here
+
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert no_gpu_here()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    if sys.platform.startswith("linux"):  # no device file a GPU driver makes: surely none (else: ask torch)
+        assert no_gpu_here() == (not any(os.path.exists(f) for f in GPU_DEVICE_FILES))
 
 
 def test_single_stage_rerun_leaves_upstream_untouched(finished_run, capsys):
