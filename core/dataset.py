@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from vadpack.core.atomic import write_text_atomic
-from vadpack.core.tables import read_table, write_table
+from vadpack.core.tables import read_file, read_table, write_table
 
 STATE_DIR = "_vadpack"
 MANIFEST = "manifest.json"
@@ -150,9 +150,12 @@ def read_parts(paths: list[Path], schema: pa.Schema, columns: list[str] | None =
     """Part files read as one table of ``schema`` (only ``columns``), optionally only some recordings."""
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns])
-    filters = None if recording_ids is None else pc.is_in(pc.field("recording_id"), recording_ids)
-    tables = [pq.read_table(p, columns=schema.names, filters=filters).select(schema.names).cast(schema)
-              for p in paths]
+    if recording_ids is None:
+        tables = [read_file(p, schema.names).select(schema.names).cast(schema) for p in paths]
+    else:
+        filters = pc.is_in(pc.field("recording_id"), recording_ids)
+        tables = [pq.read_table(p, columns=schema.names, filters=filters).select(schema.names).cast(schema)
+                  for p in paths]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

@@ -10,6 +10,7 @@ are gone. ``vad.keep_pcm: false`` drops each recording's PCM once all its segmen
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,10 @@ def _prune_exports(cfg: Config, report: PruneReport, dry_run: bool) -> None:
 def pcm_cache_bytes(cfg: Config) -> int:
     """Bytes of the decoded-audio cache files (``work_dir/pcm/*.s16``)."""
     pcm = WorkDir(cfg.work_path).pcm
-    return sum(p.stat().st_size for p in pcm.glob("*.s16")) if pcm.is_dir() else 0
+    if not pcm.is_dir():
+        return 0
+    with os.scandir(pcm) as entries:  # one stat per file, no Path per file (a file per recording)
+        return sum(e.stat().st_size for e in entries if e.name.endswith(".s16") and e.is_file())
 
 
 def pcm_over_limit(cfg: Config) -> int | None:

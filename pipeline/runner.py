@@ -13,6 +13,7 @@ asr results live in a content-keyed store, so "rerunning asr" costs only the spa
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -229,14 +230,31 @@ def _what_changed(m: Manifest, parts: dict[str, str]) -> str:
     return ", ".join(f"{name} changed" for name in changed)
 
 
+def _temp_files(folder: str) -> list[str]:
+    """The temporary files and folders (``.NAME.tmp-*``, ``.NAME.staging``) under ``folder``, in one walk
+    with ``os.scandir`` (a large archive's cache and exports are tens of thousands of files; links are
+    not followed)."""
+    found: list[str] = []
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:
+        return found
+    for e in entries:
+        if e.name.startswith(".") and (".tmp-" in e.name[1:] or e.name[1:].endswith(".staging")):
+            found.append(e.path)
+        elif e.is_dir(follow_symlinks=False):
+            found += _temp_files(e.path)
+    return found
+
+
 def sweep_temp_files(folders: list) -> int:
     """Remove temporary files an interrupted run left behind (complete files are never temporary)."""
     n = 0
     for folder in folders:
-        if not folder.is_dir():
-            continue
-        for p in list(folder.rglob(".*.tmp-*")) + list(folder.rglob(".*.staging")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in _temp_files(str(folder)):
+            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) and not os.path.islink(p) else \
+                os.unlink(p)
             n += 1
     if n:
         log.info("removed %d temporary files left by an interrupted run", n)

@@ -236,3 +236,19 @@ def test_work_dir_inside_an_input_folder_is_rejected(tmp_path, small_archive, ti
     cfg_path = write_config(tmp_path, [str(small_archive)], tiny_model, work_dir=str(small_archive / "work"))
     assert main(["run", str(cfg_path), "--no-progress"]) == 2
     assert "inside the input folder" in capsys.readouterr().err
+
+
+def test_sweep_removes_exactly_the_temporary_files_an_interrupted_run_leaves(tmp_path):
+    from vadpack.pipeline.runner import sweep_temp_files
+
+    keep = ["a.parquet", ".hidden", ".tmp-x", "sub/b.tmp-1", "sub/.staging", "deep/er/c.json"]
+    temp = [".a.parquet.tmp-123", "sub/.b.srt.tmp-9", "deep/er/.c.parquet.staging"]
+    for rel in keep + temp:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "sub" / ".t.parquet.staging").mkdir()  # a staging folder goes whole
+    (tmp_path / "sub" / ".t.parquet.staging" / "part-0.parquet").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "deep", target_is_directory=True)  # not followed
+    assert sweep_temp_files([tmp_path, tmp_path / "missing"]) == len(temp) + 1
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink())
+    assert left == sorted(keep)
