@@ -138,7 +138,7 @@ class SpeakersConfig:
     threads: int = 0
     prefetch: int = 4
     regions: str = "auto"
-    segmentation_hop_s: float = 2.5
+    segmentation_hop_s: float = 5.0
     embedding: str = "window"
 
     def __post_init__(self) -> None:
