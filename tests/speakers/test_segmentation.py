@@ -16,10 +16,10 @@ from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.segmentation import (
     SegmentationNet,
     decode_powerset,
+    frame_probabilities,
     load_segmentation,
     powerset_classes,
     regions_from_frames,
-    frame_probabilities,
     segment_speech,
     speech_chunk_starts,
 )
