@@ -29,7 +29,7 @@ cut to segmentation-3.0 speech) or ``segmentation`` (only windows in that speech
 ``--collar 0 --score-overlap`` scores the strict way (no collar, overlapped speech scored).
 
 Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
-       [--regions auto] [--collar 0.5] [--score-overlap]
+       [--regions auto] [--collar 0.5] [--score-overlap] [--set KEY=VALUE ...]
 (``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
@@ -144,6 +144,12 @@ class MemoEmbedder:
             for i, row in zip(todo, self.inner.embed([feats[i] for i in todo])):
                 self.embs[keys[i]] = row
         return np.stack([self.embs[k] for k in keys])
+
+    def embed_segment(self, feats: np.ndarray, frames: list[tuple[int, int]]) -> np.ndarray:
+        key = hashlib.sha1(feats.tobytes() + repr(frames).encode()).digest()
+        if key not in self.embs:
+            self.embs[key] = self.inner.embed_segment(feats, frames)
+        return self.embs[key]
 
 
 class MemoSegmenter:
@@ -287,13 +293,27 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
         "embed_xrt_per_core": round(m["summary"]["embed_xrt"] / (cfg.threads or os.cpu_count() or 1), 1),
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
         "backend": m["summary"]["backend"], "threads": cfg.threads, "window_s": cfg.resolved_window_s,
-        "hop_s": cfg.resolved_hop_s, "clustering": cfg.resolved_clustering,
+        "hop_s": cfg.resolved_hop_s, "segmentation_hop_s": cfg.segmentation_hop_s,
+        "clustering": cfg.resolved_clustering,
         "threshold": cfg.threshold, "merge_similarity": cfg.merge_similarity, "pval": cfg.pval,
         "min_cluster_windows": cfg.resolved_min_cluster_windows,
         "loo_grid": list(GRIDS[cfg.resolved_clustering][0]), "regions": cfg.resolved_regions,
         "collar": SCORING["collar"], "overlap_scored": not SCORING["skip_overlap"],
         "date": datetime.date.today().isoformat(), "files": files,
     }
+
+
+def settings(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs as SpeakersConfig keywords, each value read as YAML (1.5, null, true)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: write KEY=VALUE, e.g. --set hop_s=1.5")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def main() -> None:
@@ -309,11 +329,13 @@ def main() -> None:
                              "windows in that speech embedded)")
     parser.add_argument("--collar", type=float, default=0.5, help="scoring collar in seconds (0.5: ±0.25 s)")
     parser.add_argument("--score-overlap", action="store_true", help="score overlapped speech too")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other speakers.KEY (YAML value), e.g. --set hop_s=1.5; repeatable")
     args = parser.parse_args()
     SCORING.update(collar=args.collar, skip_overlap=not args.score_overlap)
     warnings.simplefilter("ignore", DeprecationWarning)
     cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
-                         device=args.device, regions=args.regions)
+                         device=args.device, regions=args.regions, **settings(args.set))
     with tempfile.TemporaryDirectory() as tmp:
         result = report(cfg, measure(cfg, Path(tmp), with_loo=not args.no_loo))
     for f in result["files"]:

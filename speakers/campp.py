@@ -34,6 +34,7 @@ from vadpack.speakers.config import CAMPP_MAKE_TARGET, default_campp_dir
 
 N_MELS = 80
 FRAME_SAMPLES = 400  # one 25 ms fbank frame at 16 kHz
+FRAME_SHIFT = 160  # samples between fbank frames (10 ms)
 
 MODEL_CLASS = "CAMPPlus"
 
@@ -135,6 +136,47 @@ class CamppEmbedder:
                 emb = emb / torch.linalg.vector_norm(emb, dim=1, keepdim=True).clamp_min(1e-12)
                 out[idx] = emb.cpu().numpy()
         return out
+
+
+    def embed_segment(self, feats: np.ndarray, frames: Sequence[tuple[int, int]]) -> np.ndarray:
+        """(len(frames), dim) L2-normalised embeddings of windows of one segment, its frame-level layers run once.
+
+        ``feats`` are the whole segment's features (:func:`campp_fbank` of the segment: the mean
+        removed over the segment, not the window); ``frames`` are each window's [start, end) fbank
+        frames in it. The network's layers up to its statistics pooling run once over the segment
+        (their context, and CAM++'s context-aware masks, then see the segment rather than the
+        window: the embeddings differ a little from :meth:`embed`'s); each window's mean and
+        standard deviation are pooled from its own output frames (the first layer halves the frame
+        rate) and go through the final dense layer. A window of one output frame gives NaN, as
+        :meth:`embed` does.
+
+        Raises:
+            torch.OutOfMemoryError: the segment does not fit on the device.
+        """
+        from funasr.models.campplus.components import statistics_pooling
+
+        layers = [m for name, m in self.net.xvector.named_children() if name not in ("stats", "dense")]
+        x = torch.from_numpy(np.ascontiguousarray(feats)).unsqueeze(0).to(self.device)
+        with torch.inference_mode():
+            h = self.net.head(x.permute(0, 2, 1))
+            for layer in layers:
+                h = layer(h)
+            # output frame t is centred on input frame 2t (kernel 5, stride 2, padding 2)
+            stats = torch.stack([statistics_pooling(h[0, :, -(-a // 2):-(-b // 2)]) for a, b in frames])
+            emb = self.net.xvector.dense(stats).float()
+            emb = emb / torch.linalg.vector_norm(emb, dim=1, keepdim=True).clamp_min(1e-12)
+        return emb.cpu().numpy()
+
+
+def window_frames(segment_start: int, n_frames: int, windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each window's [start, end) fbank frames within its segment's features (``n_frames`` of them):
+    it starts at the frame nearest its first sample and has the frame count its own fbank would have."""
+    out = []
+    for start, end in windows:
+        count = 1 + (end - start - FRAME_SAMPLES) // FRAME_SHIFT
+        first = min(round((start - segment_start) / FRAME_SHIFT), max(0, n_frames - count))
+        out.append((first, min(first + count, n_frames)))
+    return out
 
 
 def _equal_length_runs(feats: Sequence[np.ndarray]) -> list[list[int]]:

@@ -14,6 +14,7 @@ from vadpack.core.device import check_device_spec
 BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
 REGIONS = ("auto", "vad", "segmentation", "trim")
+EMBEDDINGS = ("window", "segment")
 # Per backend: (window_s, hop_s). CAM++ is trained on short segments and gives its best on 1.5 s windows
 # every 0.75 s (3D-Speaker's diarization recipe); resemblyzer on 3 s windows every 1.5 s.
 WINDOWS = {"resemblyzer": (3.0, 1.5), "campp": (1.5, 0.75)}
@@ -101,6 +102,14 @@ class SpeakersConfig:
             segment stops counting as anyone's speech) or ``segmentation`` (only windows whose centre
             lies in that speech are embedded; segments left with no window get no span). With
             ``trim`` and ``segmentation`` a recording whose model speech is empty keeps its vad spans.
+        segmentation_hop_s: step between the segmentation model's 10 s windows (``trim`` and
+            ``segmentation``); each window's frame probabilities are averaged where windows overlap.
+            The model runs only on the windows that hold some vad speech, never on long silences.
+        embedding: how the windows are embedded: ``window`` (each window through the whole network
+            on its own) or ``segment`` (campp only: CAM++'s frame-level layers run once over each vad
+            segment and every window pools its statistics from its own frames, so overlapping windows
+            share the work; the layers then see the segment's context and its mean, so the embeddings
+            differ a little). resemblyzer always embeds windows.
     """
 
     # Change speed (or whether the stage runs), never a label: embeddings do not depend on the
@@ -129,6 +138,8 @@ class SpeakersConfig:
     threads: int = 0
     prefetch: int = 4
     regions: str = "auto"
+    segmentation_hop_s: float = 5.0
+    embedding: str = "window"
 
     def __post_init__(self) -> None:
         check_fields(self, "speakers")
@@ -137,6 +148,7 @@ class SpeakersConfig:
         check_choice("speakers.backend", self.backend, BACKENDS)
         check_choice("speakers.clustering", self.clustering, CLUSTERINGS)
         check_choice("speakers.regions", self.regions, REGIONS)
+        check_choice("speakers.embedding", self.embedding, EMBEDDINGS)
         check_range("speakers.pval", self.pval, 0, 1)
         if not isinstance(self.model, str):
             raise ValueError(f"speakers.model must be a hub id or a path (a string), got {self.model!r}")
@@ -158,6 +170,7 @@ class SpeakersConfig:
         check_range("speakers.max_cluster_windows", self.max_cluster_windows, 2, 100_000)
         check_range("speakers.threads", self.threads, 0, 1024)
         check_range("speakers.prefetch", self.prefetch, 1, 1024)
+        check_range("speakers.segmentation_hop_s", self.segmentation_hop_s, 0.5, 10)
 
     def _check_counts(self) -> None:
         check_range("speakers.min_speakers", self.min_speakers, 1, 1000)
@@ -185,6 +198,11 @@ class SpeakersConfig:
         if self.regions != "auto":
             return self.regions
         return "trim" if segmentation_weights_ready() else "vad"
+
+    @property
+    def resolved_embedding(self) -> str:
+        """The embedding that runs: ``embedding``, but ``window`` with resemblyzer (it has no frame-level layers)."""
+        return self.embedding if self.resolved_backend == "campp" else "window"
 
     @property
     def resolved_clustering(self) -> str:

@@ -24,6 +24,7 @@ import torch
 from vadpack.core.cache import pcm_path, read_segment
 from vadpack.core.device import resolve_device
 from vadpack.core.oom import halve_on_oom, maybe_inject_oom
+from vadpack.core.types import Span
 from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.types import EmbedOutcome, FeatureBatch, Window, WindowFailure
 
@@ -51,6 +52,14 @@ class Embedder(Protocol):
         Raises:
             torch.OutOfMemoryError: the batch does not fit on the device.
         """
+        ...
+
+
+class SegmentEmbedder(Embedder, Protocol):
+    """A backend that can embed a segment's windows with its frame-level layers run once (campp)."""
+
+    def embed_segment(self, feats: np.ndarray, frames: Sequence[tuple[int, int]]) -> np.ndarray:
+        """(len(frames), dim) embeddings of the windows at ``frames`` of one segment's features."""
         ...
 
 
@@ -133,6 +142,40 @@ def _embed_or_split(embedder: Embedder, feats: list[np.ndarray]) -> tuple[list[n
         return list(embedder.embed(feats[lo:hi]))
 
     return halve_on_oom(run, len(feats), embedder.device, lambda error: error)
+
+
+def featurize_segment(embedder: Embedder, cache_dir: Path, span: Span) -> np.ndarray | str:
+    """The features of a whole segment (for ``speakers.embedding: segment``), or why they could not be made."""
+    try:
+        return embedder.features(read_segment(pcm_path(cache_dir, span.content_id), span.start_sample, span.end_sample))
+    except Exception as e:  # noqa: BLE001  (one unreadable segment must not sink the group)
+        return f"features failed: {type(e).__name__}: {e}"
+
+
+def embed_segment(embedder: SegmentEmbedder, span: Span, windows: Sequence[Window], feats: np.ndarray | str
+                  ) -> EmbedOutcome:
+    """Embed the windows of one segment from its features (see :meth:`CamppEmbedder.embed_segment`).
+
+    Returns:
+        Embeddings of the windows that got one and a failure for every other window: all of them
+        when the segment's features failed or it runs out of memory on the device.
+    """
+    empty = np.zeros((0, embedder.dim), np.float32)
+    if isinstance(feats, str):
+        return EmbedOutcome(empty, (), tuple(WindowFailure(w, feats) for w in windows))
+    from vadpack.speakers.campp import window_frames
+
+    frames = window_frames(span.start_sample, len(feats), [(w.start_sample, w.end_sample) for w in windows])
+    try:
+        rows: list[np.ndarray | str] = list(embedder.embed_segment(feats, frames))
+    except torch.OutOfMemoryError:
+        error = "out of memory on its segment"
+        return EmbedOutcome(empty, (), tuple(WindowFailure(w, error) for w in windows))
+    checked = [_check_finite(r) for r in rows]
+    ok = tuple(w for w, r in zip(windows, checked) if not isinstance(r, str))
+    failed = tuple(WindowFailure(w, r) for w, r in zip(windows, checked) if isinstance(r, str))
+    good = [r for r in checked if not isinstance(r, str)]
+    return EmbedOutcome(np.stack(good).astype(np.float32) if good else empty, ok, failed)
 
 
 class Prefetcher:

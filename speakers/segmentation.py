@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import pickle
 import types
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -190,19 +192,36 @@ def chunk_starts(n_samples: int, hop: int) -> list[int]:
     return starts
 
 
+def speech_chunk_starts(n_samples: int, hop: int, spans: Sequence[tuple[int, int]] | None) -> list[int]:
+    """:func:`chunk_starts`, less the windows that hold none of ``spans`` (sorted, non-overlapping
+    [start, end) samples: the speech the caller cares about); all of them when ``spans`` is None."""
+    starts = chunk_starts(n_samples, hop)
+    if spans is None:
+        return starts
+    ends = [e for _, e in spans]
+    kept = []
+    for c in starts:
+        i = bisect_right(ends, c)  # the first span ending after the window's start
+        if i < len(spans) and spans[i][0] < c + CHUNK_SAMPLES:
+            kept.append(c)
+    return kept
+
+
 @torch.no_grad()
-def frame_probabilities(model: SegmentationNet, audio: np.ndarray, hop_s: float = 2.5, batch: int = 16
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_probabilities(model: SegmentationNet, audio: np.ndarray, hop_s: float = 2.5, batch: int = 16,
+                        spans: Sequence[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centres, speech, overlap): per output frame of every window, aggregated on a common grid.
 
     ``audio`` is 16 kHz mono (int16 or float in [-1, 1]). The grid has one point every
     ``FRAME_STEP`` samples; each window's frames add to the grid points nearest their centres and
     the sums are divided by how many windows covered each point. A recording shorter than 10 s is
-    zero-padded (the padding's frames are dropped).
+    zero-padded (the padding's frames are dropped). With ``spans`` (sorted, non-overlapping sample
+    ranges: the vad segments) only the windows that hold some of them run; every grid point is then
+    returned, those no window covered with probability 0 (no speech, no overlap).
     """
     n = len(audio)
     hop = max(FRAME_STEP, round(hop_s * SAMPLE_RATE))
-    starts = chunk_starts(n, hop)
+    starts = speech_chunk_starts(n, hop, spans)
     n_grid = max(1, -(-n // FRAME_STEP))
     speech_sum, overlap_sum, count = np.zeros(n_grid), np.zeros(n_grid), np.zeros(n_grid)
     for b in range(0, len(starts), batch):
@@ -217,9 +236,10 @@ def frame_probabilities(model: SegmentationNet, audio: np.ndarray, hop_s: float 
             np.add.at(speech_sum, idx, speech[keep])
             np.add.at(overlap_sum, idx, overlap[keep])
             np.add.at(count, idx, 1.0)
-    covered = count > 0
-    grid = np.arange(n_grid)[covered] * FRAME_STEP + FRAME_STEP // 2
-    return grid, speech_sum[covered] / count[covered], overlap_sum[covered] / count[covered]
+    kept = count > 0 if spans is None else np.ones(n_grid, dtype=bool)
+    grid = np.arange(n_grid)[kept] * FRAME_STEP + FRAME_STEP // 2
+    divisor = np.maximum(count[kept], 1.0)
+    return grid, speech_sum[kept] / divisor, overlap_sum[kept] / divisor
 
 
 def _window(audio: np.ndarray, start: int) -> np.ndarray:
@@ -257,9 +277,15 @@ class SegmentationRegions:
 
 
 def segment_speech(model: SegmentationNet, audio: np.ndarray, hop_s: float = 2.5, threshold: float = 0.5,
-                   min_duration_s: float = 0.1, min_gap_s: float = 0.1) -> SegmentationRegions:
-    """Speech regions (P(speech) > ``threshold``) and overlap regions (P(>= 2 speakers) > threshold)."""
-    centres, speech, overlap = frame_probabilities(model, audio, hop_s)
+                   min_duration_s: float = 0.1, min_gap_s: float = 0.1,
+                   spans: Sequence[tuple[int, int]] | None = None) -> SegmentationRegions:
+    """Speech regions (P(speech) > ``threshold``) and overlap regions (P(>= 2 speakers) > threshold).
+
+    With ``spans`` (sorted, non-overlapping sample ranges, e.g. the vad segments) the model runs only
+    on the 10 s windows that hold some of them: long silences cost nothing, and no region is found
+    far from them (see :func:`frame_probabilities`).
+    """
+    centres, speech, overlap = frame_probabilities(model, audio, hop_s, spans=spans)
     n = len(audio)
     return SegmentationRegions(
         speech=regions_from_frames(centres, speech > threshold, n, min_duration_s, min_gap_s),

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -30,12 +32,21 @@ from vadpack.core.tables import SPEAKER_RESULTS, to_table
 from vadpack.core.types import Span
 from vadpack.speakers.cluster import ClusterParams, cluster_windows, first_appearance_order
 from vadpack.speakers.config import SpeakersConfig
-from vadpack.speakers.embed import Embedder, Prefetcher, embed_batch, featurize, load_embedder
+from vadpack.speakers.embed import (
+    Embedder,
+    Prefetcher,
+    SegmentEmbedder,
+    embed_batch,
+    embed_segment,
+    featurize,
+    featurize_segment,
+    load_embedder,
+)
 from vadpack.speakers.embed import weights_spec as weights_spec  # what keys the speaker store
 from vadpack.speakers.segmentation import SegmentationNet, SegmentationRegions, load_segmentation, segment_speech
 from vadpack.speakers.smooth import majority_filter, midpoint, quietest_sample, segment_spans, trim_spans
 from vadpack.speakers.spectral import SpectralParams, spectral_windows
-from vadpack.speakers.types import ContentSpeakers, SpeakerSpan, SpeakersSummary, Window, WindowFailure
+from vadpack.speakers.types import ContentSpeakers, EmbedOutcome, SpeakerSpan, SpeakersSummary, Window, WindowFailure
 from vadpack.speakers.windows import content_groups, make_windows, plan_batches, spans_from_table, window_bounds
 
 _log = logging.getLogger("vadpack.speakers")
@@ -105,6 +116,7 @@ class SpeakerLabeller:
         if self.regions != "vad":
             self.segmenter = segmenter or load_segmentation()
         self._model_regions: dict[str, SegmentationRegions | None] = {}  # of the group being labelled
+        self._speech: dict[str, list[tuple[int, int]]] = {}  # the group's vad segments, per content
         self.speakers_per_content: dict[str, int] = {}
         self.windows = self.failed_windows = 0
         self.audio_samples = 0
@@ -132,24 +144,45 @@ class SpeakerLabeller:
         t0 = time.perf_counter()
         windows = make_windows(spans, self.cfg.window_samples, self.cfg.hop_samples)
         self._model_regions.clear()
+        self._speech = {cid: [(s.start_sample, s.end_sample) for s in segs]
+                        for cid, segs in groupby(spans, key=lambda s: s.content_id)}
         if self.regions == "segmentation":
             kept = self._in_speech(windows)
             advance(len(windows) - len(kept))
             windows = kept
         embedded: dict[Window, np.ndarray] = {}
         failed: dict[str, list[WindowFailure]] = defaultdict(list)
-        feeder = Prefetcher(lambda b: featurize(self.embedder, self.cache_dir, b), self.cfg.prefetch)
-        for fb in feeder.run(plan_batches(windows, self.cfg.batch_windows)):
-            outcome = embed_batch(self.embedder, fb)
+        for outcome in self._embed(spans, windows):
             embedded.update(zip(outcome.ok, outcome.embeddings))
             for f in outcome.failed:
                 failed[f.window.content_id].append(f)
             self.batches += 1
             self.splits += outcome.splits
-            advance(len(fb.windows) + len(fb.failed))
+            advance(len(outcome.ok) + len(outcome.failed))
         self.embed_s += time.perf_counter() - t0
         return [self.label_content(cid, list(segs), embedded, failed[cid])
                 for cid, segs in groupby(spans, key=lambda s: s.content_id)]
+
+    def _embed(self, spans: list[Span], windows: list[Window]) -> Iterator[EmbedOutcome]:
+        """Embed ``windows`` (of the group's ``spans``) batch by batch, or segment by segment with
+        ``speakers.embedding: segment``; features are prepared ahead of the model either way."""
+        if self.cfg.resolved_embedding == "window":
+            feeder = Prefetcher(lambda b: featurize(self.embedder, self.cache_dir, b), self.cfg.prefetch)
+            for fb in feeder.run(plan_batches(windows, self.cfg.batch_windows)):
+                yield embed_batch(self.embedder, fb)
+            return
+        if not hasattr(self.embedder, "embed_segment"):
+            raise ValueError(f"speakers.embedding = segment needs the campp backend; {self.embedder.name} "
+                             f"embeds windows only: set speakers.embedding: window")
+        embedder = cast(SegmentEmbedder, self.embedder)
+        by_segment: dict[tuple[str, int], list[Window]] = defaultdict(list)
+        for w in windows:
+            by_segment[(w.content_id, w.segment_index)].append(w)
+        items = [(seg, by_segment[(cid, index)]) for cid, segs in groupby(spans, key=lambda s: s.content_id)
+                 for index, seg in enumerate(segs) if (cid, index) in by_segment]
+        feeder = Prefetcher(lambda item: featurize_segment(embedder, self.cache_dir, item[0]), self.cfg.prefetch)
+        for (seg, mine), feats in zip(items, feeder.run(items)):
+            yield embed_segment(embedder, seg, mine, feats)
 
     def _in_speech(self, windows: list[Window]) -> list[Window]:
         """The windows whose centre lies in the segmentation model's speech; all of a content's windows
@@ -162,8 +195,7 @@ class SpeakerLabeller:
             if regions is None:
                 kept += mine
                 continue
-            speech = regions.speech
-            inside = [w for w in mine if any(s <= w.center_sample < e for s, e in speech)]
+            inside = [w for w in mine if _inside(regions.speech, w.center_sample)]
             kept += inside or mine
         return kept
 
@@ -178,7 +210,8 @@ class SpeakerLabeller:
             except OSError:
                 self._model_regions[content_id] = None
             else:
-                self._model_regions[content_id] = segment_speech(self.segmenter, pcm)
+                self._model_regions[content_id] = segment_speech(
+                    self.segmenter, pcm, self.cfg.segmentation_hop_s, spans=_merged(self._speech.get(content_id)))
         return self._model_regions[content_id]
 
     def label_content(self, content_id: str, segs: list[Span], embedded: dict[Window, np.ndarray],
@@ -238,6 +271,25 @@ class SpeakerLabeller:
             device=str(self.embedder.device), backend=self.embedder.name, regions=self.regions,
             speakers_per_recording=dict(counts),
         )
+
+
+def _inside(regions: list[tuple[int, int]], sample: int) -> bool:
+    """``sample`` lies in one of ``regions`` (sorted, non-overlapping [start, end) samples)."""
+    i = bisect_right(regions, (sample, np.iinfo(np.int64).max)) - 1
+    return i >= 0 and regions[i][0] <= sample < regions[i][1]
+
+
+def _merged(spans: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+    """Sorted sample ranges with overlapping ones joined; None stays None (no restriction)."""
+    if spans is None:
+        return None
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
 
 
 def spectral_params(cfg: SpeakersConfig) -> SpectralParams:

@@ -1,5 +1,6 @@
 """The CAM++ backend: its features against Kaldi's fbank computed by hand, the missing-weights
-mistake, and (when ``make speaker-models`` has run) the trained model's DER on a human-labelled file."""
+mistake, segment embedding (``speakers.embedding: segment``) against the per-window network, and
+(when ``make speaker-models`` has run) the trained model's DER on a human-labelled file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vadpack.speakers.campp import campp_fbank
+from vadpack.speakers.campp import campp_fbank, window_frames
 
 from tests.conftest import TRAINED_CAMPP
 
@@ -124,4 +125,58 @@ def test_trained_campp_on_the_pyannote_sample_with_human_regions(trained_campp: 
     error, total = der(reference, result.spans, "sample", [(0.0, len(pcm) / SR)])
     assert result.summary["speakers_per_recording"] == {"sample": 2}  # the RTTM's two speakers
     assert result.summary["backend"] == f"campp:{trained_campp}"
+    assert error / total < 0.12
+
+
+def test_window_frames_by_hand() -> None:
+    # 1.5 s windows (24000 samples) are 148 fbank frames of 400 samples every 160; a window starts at
+    # the frame nearest its first sample, and one that would run past the segment is moved back
+    start = 1000
+    windows = [(start, start + 24000), (start + 12000, start + 36000), (start + 12090, start + 36090),
+               (start + 40000, start + 64000)]
+    assert window_frames(start, 398, windows) == [(0, 148), (75, 223), (76, 224), (250, 398)]
+    assert window_frames(start, 240, windows[3:]) == [(92, 240)]  # 250 would end past frame 240
+    assert window_frames(0, 5, [(0, 1040)]) == [(0, 5)]  # a short segment's one window: all its frames
+
+
+def test_a_segment_of_one_window_embeds_as_the_window_does(tmp_path: Path) -> None:
+    """The segment path (layers once, statistics per window, dense) is the network's own forward when the
+    segment is the window: same features, same pooling."""
+    import torch
+    from vadpack.speakers.campp import CamppEmbedder, write_random_campp
+
+    embedder = CamppEmbedder(str(write_random_campp(tmp_path / "campp", seed=3)), torch.device("cpu"))
+    feats = campp_fbank(tone(1.5))
+    whole = embedder.embed([feats])
+    np.testing.assert_allclose(embedder.embed_segment(feats, [(0, len(feats))]), whole, atol=1e-5)
+    # a window inside a longer segment pools only its own output frames
+    longer = campp_fbank(tone(4.0))
+    rows = embedder.embed_segment(longer, [(0, 148), (100, 248), (0, len(longer))])
+    assert rows.shape == (3, embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(rows[0], rows[1])
+
+
+def test_trained_campp_segment_embedding_on_the_pyannote_sample(trained_campp: Path, real_data: Path,
+                                                               tmp_path: Path) -> None:
+    """``speakers.embedding: segment`` on the human speech regions of the pyannote sample: its two
+    speakers, with a DER inside the bound the per-window embedding meets."""
+    pytest.importorskip("pyannote.metrics")
+    from vadpack.core.cache import pcm_path
+    from vadpack.speakers.config import SpeakersConfig
+    from vadpack.speakers.stage import run_speakers
+
+    from bench.speakers import FILES, der, read_rttm, segments_table, union_samples
+    from tests.support.audio import decode_int16
+
+    audio, rttm, _ = FILES["sample"]
+    pcm = decode_int16(str(real_data / audio))
+    pcm.astype("<i2").tofile(pcm_path(tmp_path, "sample"))
+    reference = read_rttm(real_data / rttm, "sample")
+    cfg = SpeakersConfig(enabled=True, backend="campp", model=str(trained_campp), device="cpu", regions="vad",
+                         embedding="segment")
+    result = run_speakers(segments_table({"sample": union_samples(reference)}), tmp_path, cfg, progress=False)
+    error, total = der(reference, result.spans, "sample", [(0.0, len(pcm) / SR)])
+    assert result.summary["speakers_per_recording"] == {"sample": 2}
+    assert result.failures.num_rows == 0
     assert error / total < 0.12

@@ -46,6 +46,8 @@ def test_auto_is_campp_with_spectral_clustering_when_its_folder_is_ready(tmp_pat
     ("device", "gpu", "auto, cpu, cuda or cuda:N"),
     ("threshold", 3.0, "speakers.threshold"),
     ("enabled", "yes", "true or false"),
+    ("embedding", "frames", "'window', 'segment'"),
+    ("segmentation_hop_s", 12.0, "speakers.segmentation_hop_s"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(key: str, value: object, needle: str) -> None:
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):

@@ -16,10 +16,12 @@ from vadpack.speakers.config import SpeakersConfig
 from vadpack.speakers.segmentation import (
     SegmentationNet,
     decode_powerset,
+    frame_probabilities,
     load_segmentation,
     powerset_classes,
     regions_from_frames,
     segment_speech,
+    speech_chunk_starts,
 )
 from vadpack.speakers.stage import run_speakers
 from vadpack.vad.config import VadConfig
@@ -65,6 +67,44 @@ def test_regions_fill_short_gaps_and_drop_short_runs() -> None:
     assert regions == [(2 * 1600, 8 * 1600)]  # frame i spans [i, i + 1) * 1600
     assert regions_from_frames(centres, active, 32000, min_duration_s=0.0, min_gap_s=0.0) == [
         (2 * 1600, 4 * 1600), (5 * 1600, 8 * 1600), (15 * 1600, 16 * 1600)]
+
+
+def test_only_the_windows_that_hold_speech_run() -> None:
+    n = 60 * SR  # 10 s windows every 5 s start at 0, 5, ..., 50 s
+    assert speech_chunk_starts(n, 5 * SR, None) == [k * 5 * SR for k in range(11)]
+    # speech at 22-23 s: only the windows starting at 15 and 20 s hold some of it
+    assert speech_chunk_starts(n, 5 * SR, [(22 * SR, 23 * SR)]) == [15 * SR, 20 * SR]
+    # a window that ends exactly where speech starts holds none of it; two spans far apart
+    assert speech_chunk_starts(n, 5 * SR, [(10 * SR, 10 * SR + 1), (55 * SR, 60 * SR)]) == [
+        5 * SR, 10 * SR, 50 * SR]
+    assert speech_chunk_starts(n, 5 * SR, []) == []
+
+
+def test_frame_probabilities_skip_silence_and_equal_the_full_run_where_every_window_ran() -> None:
+    """Random weights (the arithmetic, not the model, is under test): grid points no kept window covers
+    have probability 0; points covered only by kept windows get exactly the full run's average."""
+    torch.manual_seed(0)
+    net = SegmentationNet().eval()
+    audio = (0.1 * np.random.default_rng(1).standard_normal(40 * SR)).astype(np.float32)
+    full = frame_probabilities(net, audio, hop_s=5.0)
+    part = frame_probabilities(net, audio, hop_s=5.0, spans=[(2 * SR, 3 * SR)])  # windows at 0 only
+    np.testing.assert_array_equal(part[0], np.arange(len(part[0])) * 270 + 135)  # every grid point
+    first_only = np.isin(part[0], full[0]) & (part[0] < 5 * SR)  # covered by the window at 0 s alone
+    same = np.isin(full[0], part[0][first_only])
+    assert first_only.sum() > 200
+    np.testing.assert_allclose(part[1][first_only], full[1][same], rtol=1e-6)
+    np.testing.assert_allclose(part[2][first_only], full[2][same], rtol=1e-6)
+    assert (part[1][~np.isin(part[0], full[0])] == 0).all()  # before the first frame centre: no window
+    assert (part[1][part[0] >= 10 * SR] == 0).all() and (part[2][part[0] >= 10 * SR] == 0).all()
+
+
+def test_inside_finds_the_region_by_binary_search() -> None:
+    from vadpack.speakers.stage import _inside
+
+    regions = [(10, 20), (30, 40)]
+    assert [_inside(regions, x) for x in (9, 10, 19, 20, 29, 30, 39, 40)] == [
+        False, True, True, False, False, True, True, False]
+    assert not _inside([], 5)
 
 
 def test_missing_weights_names_the_make_target(tmp_path: Path) -> None:
