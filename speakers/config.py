@@ -14,6 +14,7 @@ from vadpack.core.device import check_device_spec
 BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
 REGIONS = ("auto", "vad", "segmentation", "trim")
+BOUNDARIES = ("midpoint", "quietest")
 # Per backend: (window_s, hop_s). CAM++ is trained on short segments and gives its best on 1.5 s windows
 # every 0.75 s (3D-Speaker's diarization recipe); resemblyzer on 3 s windows every 1.5 s.
 WINDOWS = {"resemblyzer": (3.0, 1.5), "campp": (1.5, 0.75)}
@@ -83,6 +84,11 @@ class SpeakersConfig:
         merge_similarity: clusters whose mean embeddings (before the mean is subtracted) have a
             cosine similarity of at least this are one voice and are merged; the guard that keeps a
             one-speaker recording at one speaker. Above 1 turns it off.
+        boundary: where, between the centres of two neighbouring windows whose labels differ, the
+            speaker change goes: ``midpoint`` (default: halfway) or ``quietest`` (the quietest
+            100 ms there; the default before 2026-12-08, worse on 5 of the 6 human-labelled files
+            of ``bench/speakers.py``: a pause between two centres 0.75 s apart is as often inside
+            one speaker's turn as at the change).
         smoothing: width, in windows, of the majority filter over each segment's labels (odd; 1 is
             off). A lone window between two neighbours that agree takes their label.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -121,6 +127,7 @@ class SpeakersConfig:
     threshold: float = 1.1
     min_cluster_windows: int | None = None
     merge_similarity: float = 0.88
+    boundary: str = "midpoint"
     smoothing: int = 3
     device: str = "auto"
     batch_windows: int = 256
@@ -137,6 +144,7 @@ class SpeakersConfig:
         check_choice("speakers.backend", self.backend, BACKENDS)
         check_choice("speakers.clustering", self.clustering, CLUSTERINGS)
         check_choice("speakers.regions", self.regions, REGIONS)
+        check_choice("speakers.boundary", self.boundary, BOUNDARIES)
         check_range("speakers.pval", self.pval, 0, 1)
         if not isinstance(self.model, str):
             raise ValueError(f"speakers.model must be a hub id or a path (a string), got {self.model!r}")
