@@ -5,14 +5,19 @@ the pyannote sample (a 2-party call) and the four AMI excerpts (with their UEM).
 
 - ``der``: the stage at the default SpeakersConfig on the pipeline's own VAD segments
   (``vad.stage.segment_recording(pcm, VadConfig())`` on the 16 kHz int16 samples);
-- ``oracle_vad_der``: the same on the human speech regions (the union of the RTTM turns);
+- ``oracle_vad_der``: the same on the human speech regions (the union of the RTTM turns), through
+  the stage's ``--regions`` (so with ``trim``, the default, segmentation-3.0 cuts them too);
+- ``oracle_given_der``: the human speech regions taken as they are (``speakers.regions: vad``): the
+  given regions are the truth, so this is the clustering's own error, and it is the issue's
+  "with human speech regions" figure;
 - ``one_speaker_der``: the baseline that calls every VAD segment one speaker (and its oracle twin);
 - ``loo_der``: leave-one-out: the clustering settings that give the lowest mean DER on the *other*
   files (a grid over ``threshold`` x ``merge_similarity`` for ahc, ``pval`` x ``min_cluster_windows``
-  for spectral; ``loo_params`` the point chosen), applied to this file; ``oracle_vad_loo_der``
+  x ``boundary`` for spectral; ``loo_params`` the point chosen), applied to this file; ``oracle_vad_loo_der``
   the same on the human speech regions. Their means are what to expect on new audio: the defaults
   were chosen partly on these files;
-- ``speakers_ref`` / ``speakers_hyp``: the speaker counts.
+- ``speakers_ref`` / ``speakers_hyp``: the speaker counts (``oracle_vad_speakers_hyp`` /
+  ``oracle_given_speakers_hyp`` with the human regions; ``*_speaker_count_mae`` their mean errors).
 
 DER is pyannote.metrics' ``DiarizationErrorRate(collar=0.5, skip_overlap=True)``: 0.25 s forgiven on
 each side of a reference boundary, overlapped speech not scored. ``embed_xrt`` is speech seconds per
@@ -21,15 +26,17 @@ loaded, with the configured threads (1 by default). One-voice recordings (LibriV
 LibriSpeech, AISHELL) report how many speakers they get (``single_voice_speakers``, should be 1).
 
 ``embed_xrt_per_core`` divides it by the torch threads. ``der`` and ``pooled_der`` are with vadpack's
-own VAD, ``oracle_vad_*`` with the human speech regions; both are always measured.
+own VAD, ``oracle_vad_*`` and ``oracle_given_*`` with the human speech regions.
 
 ``--regions`` sets ``speakers.regions`` for every run above (own VAD and human regions alike): ``auto``
 (the default: ``trim`` with the segmentation-3.0 weights, else ``vad``), ``vad``, ``trim`` (vad's spans
 cut to segmentation-3.0 speech) or ``segmentation`` (only windows in that speech embedded).
-``--collar 0 --score-overlap`` scores the strict way (no collar, overlapped speech scored).
+``--human-regions`` picks the human-regions runs: ``both`` (default), ``given`` (only
+``oracle_given_*``) or ``stage`` (only ``oracle_vad_*``). ``--collar 0 --score-overlap`` scores the
+strict way (no collar, overlapped speech scored).
 
 Usage: .venv/bin/python bench/speakers.py [--backend auto] [--clustering auto] [--device auto] [--no-loo]
-       [--regions auto] [--collar 0.5] [--score-overlap] [--set KEY=VALUE ...]
+       [--regions auto] [--human-regions both] [--collar 0.5] [--score-overlap] [--set KEY=VALUE ...]
 (``auto``: CAM++ with spectral clustering when ``make speaker-models`` has run, else resemblyzer)
 The last line of output is one JSON object.
 """
@@ -81,8 +88,9 @@ SCORING = {"collar": 0.5, "skip_overlap": True}  # --collar / --score-overlap ch
 # Leave-one-out grids per clustering: (keys, points).
 GRIDS = {"ahc": (("threshold", "merge_similarity"),
                  [(t, m) for t in (0.9, 1.0, 1.1, 1.2) for m in (0.8, 0.85, 0.88, 0.9, 0.95, 1.01)]),
-         "spectral": (("pval", "min_cluster_windows"),
-                      [(p, k) for p in (0.006, 0.012, 0.02, 0.03) for k in (2, 4, 6, 8)])}
+         "spectral": (("pval", "min_cluster_windows", "boundary"),
+                      [(p, k, b) for p in (0.006, 0.012, 0.02, 0.03) for k in (2, 4, 6, 8)
+                       for b in ("midpoint", "quietest")])}
 
 
 def decode(paths: list[str]) -> np.ndarray:
@@ -246,7 +254,7 @@ def device_name(device: str) -> str:
 
 def grid_loo(regions: dict, cache: Path, cfg: SpeakersConfig, models: tuple, refs: dict, uems: dict) -> dict:
     """Leave-one-out over the clustering's grid (``GRIDS``: ahc threshold x merge_similarity, spectral
-    pval x min_cluster_windows) on these speech regions."""
+    pval x min_cluster_windows x boundary) on these speech regions."""
     table = segments_table(regions)
     keys, points = GRIDS[cfg.resolved_clustering]
     grid = {p: per_file_der(run_speakers(table, cache, replace(cfg, **dict(zip(keys, p))), False, *models).spans,
@@ -254,28 +262,38 @@ def grid_loo(regions: dict, cache: Path, cfg: SpeakersConfig, models: tuple, ref
     return leave_one_out(grid)
 
 
-def measure(cfg: SpeakersConfig, cache: Path, with_loo: bool) -> dict:
-    """Every figure of the benchmark, per file and overall, on one PCM cache folder."""
+HUMAN_REGIONS = {"stage": ("oracle_vad",), "given": ("oracle_given",), "both": ("oracle_vad", "oracle_given")}
+
+
+def measure(cfg: SpeakersConfig, cache: Path, with_loo: bool, human: str = "both") -> dict:
+    """Every figure of the benchmark, per file and overall, on one PCM cache folder. ``human`` picks
+    the human-regions runs (``HUMAN_REGIONS``): through the stage's regions (``oracle_vad``), as
+    given (``oracle_given``: ``speakers.regions: vad``), or both."""
     refs, uems, vad, oracle = prepare(cache)
     embedder = MemoEmbedder(load_embedder(cfg))
     real = run_speakers(segments_table(vad), cache, cfg, False, embedder)  # first: the timed run
     models = (embedder, MemoSegmenter(load_segmentation()) if cfg.resolved_regions != "vad" else None)
-    oracle_spans = run_speakers(segments_table(oracle), cache, cfg, False, *models).spans
-    ders = {"der": per_file_der(real.spans, refs, uems), "oracle_vad_der": per_file_der(oracle_spans, refs, uems),
+    human_cfgs = {key: cfg if key == "oracle_vad" else replace(cfg, regions="vad") for key in HUMAN_REGIONS[human]}
+    human_runs = {key: run_speakers(segments_table(oracle), cache, c, False, *models) for key, c in human_cfgs.items()}
+    ders = {"der": per_file_der(real.spans, refs, uems),
+            **{f"{key}_der": per_file_der(r.spans, refs, uems) for key, r in human_runs.items()},
             "one_speaker_der": per_file_der(one_speaker(segments_table(vad)), refs, uems),
             "oracle_one_speaker_der": per_file_der(one_speaker(segments_table(oracle)), refs, uems)}
     pooled = {"pooled_der": pooled_der(real.spans, refs, uems),
               "one_speaker_pooled_der": pooled_der(one_speaker(segments_table(vad)), refs, uems),
-              "oracle_vad_pooled_der": pooled_der(oracle_spans, refs, uems)}
+              **{f"{key}_pooled_der": pooled_der(r.spans, refs, uems) for key, r in human_runs.items()}}
     loo = {"loo": grid_loo(vad, cache, cfg, models, refs, uems),
-           "oracle_vad_loo": grid_loo(oracle, cache, cfg, models, refs, uems)} if with_loo else {}
+           **{f"{key}_loo": grid_loo(oracle, cache, c, models, refs, uems) for key, c in human_cfgs.items()}
+           } if with_loo else {}
     counts = real.summary["speakers_per_recording"]
+    human_counts = {key: r.summary["speakers_per_recording"] for key, r in human_runs.items()}
     files = [{"file": name, "speakers_ref": len({s for _, _, s in refs[name]}), "speakers_hyp": counts.get(name, 0),
+              **{f"{key}_speakers_hyp": c.get(name, 0) for key, c in human_counts.items()},
               **{key: round(d[name], 4) for key, d in ders.items()},
               **{f"{key}_der": round(out[name][1], 4) for key, out in loo.items()},
               **{f"{key}_params": list(out[name][0]) for key, out in loo.items()}} for name in FILES]
     return {"files": files, "ders": ders, "pooled": pooled, "loo": loo, "summary": real.summary,
-            "singles": one_voice_counts(cache, cfg, models)}
+            "human": list(human_runs), "singles": one_voice_counts(cache, cfg, models)}
 
 
 def report(cfg: SpeakersConfig, m: dict) -> dict:
@@ -284,11 +302,13 @@ def report(cfg: SpeakersConfig, m: dict) -> dict:
     files = m["files"]
     return {
         "mean_der": mean["der"], "one_speaker_mean_der": mean["one_speaker_der"],
-        "oracle_vad_mean_der": mean["oracle_vad_der"], "oracle_one_speaker_mean_der": mean["oracle_one_speaker_der"],
+        **{f"{key}_mean_der": mean[f"{key}_der"] for key in m["human"]},
+        "oracle_one_speaker_mean_der": mean["oracle_one_speaker_der"],
         **{f"{key}_mean_der": round(float(np.mean([d for _, d in out.values()])), 4)
            for key, out in m["loo"].items()},
         **{k: round(v, 4) for k, v in m["pooled"].items()},
-        "speaker_count_mae": round(float(np.mean([abs(f["speakers_hyp"] - f["speakers_ref"]) for f in files])), 3),
+        "speaker_count_mae": count_mae(files, "speakers_hyp"),
+        **{f"{key}_speaker_count_mae": count_mae(files, f"{key}_speakers_hyp") for key in m["human"]},
         "single_voice_speakers": m["singles"], "embed_xrt": round(m["summary"]["embed_xrt"], 1),
         "embed_xrt_per_core": round(m["summary"]["embed_xrt"] / (cfg.threads or os.cpu_count() or 1), 1),
         "speech_s": round(m["summary"]["audio_s"], 1), "device": device_name(m["summary"]["device"]),
@@ -316,6 +336,11 @@ def settings(pairs: list[str]) -> dict:
     return out
 
 
+def count_mae(files: list[dict], key: str) -> float:
+    """The mean absolute error of the speaker counts ``key`` of the per-file rows."""
+    return round(float(np.mean([abs(f[key] - f["speakers_ref"]) for f in files])), 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="auto", choices=("auto", "resemblyzer", "campp"))
@@ -327,6 +352,9 @@ def main() -> None:
                         help="speakers.regions: auto (trim with the segmentation weights, else vad), vad (every "
                              "window), trim (vad's spans cut to segmentation-3.0 speech) or segmentation (only "
                              "windows in that speech embedded)")
+    parser.add_argument("--human-regions", default="both", choices=tuple(HUMAN_REGIONS),
+                        help="the human-regions runs: stage (through --regions: oracle_vad_*), given (taken as they "
+                             "are, speakers.regions vad: oracle_given_*, the issue's figure) or both")
     parser.add_argument("--collar", type=float, default=0.5, help="scoring collar in seconds (0.5: ±0.25 s)")
     parser.add_argument("--score-overlap", action="store_true", help="score overlapped speech too")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -337,7 +365,7 @@ def main() -> None:
     cfg = SpeakersConfig(enabled=True, backend=args.backend, model=args.model, clustering=args.clustering,
                          device=args.device, regions=args.regions, **settings(args.set))
     with tempfile.TemporaryDirectory() as tmp:
-        result = report(cfg, measure(cfg, Path(tmp), with_loo=not args.no_loo))
+        result = report(cfg, measure(cfg, Path(tmp), with_loo=not args.no_loo, human=args.human_regions))
     for f in result["files"]:
         print(json.dumps(f))
     print(json.dumps(result))

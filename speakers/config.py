@@ -15,6 +15,7 @@ BACKENDS = ("auto", "resemblyzer", "campp")
 CLUSTERINGS = ("auto", "ahc", "spectral")
 REGIONS = ("auto", "vad", "segmentation", "trim")
 EMBEDDINGS = ("window", "segment")
+BOUNDARIES = ("midpoint", "quietest")
 # Per backend: (window_s, hop_s). CAM++ is trained on short segments and gives its best on 1.5 s windows
 # every 0.75 s (3D-Speaker's diarization recipe); resemblyzer on 3 s windows every 1.5 s.
 WINDOWS = {"resemblyzer": (3.0, 1.5), "campp": (1.5, 0.75)}
@@ -84,6 +85,11 @@ class SpeakersConfig:
         merge_similarity: clusters whose mean embeddings (before the mean is subtracted) have a
             cosine similarity of at least this are one voice and are merged; the guard that keeps a
             one-speaker recording at one speaker. Above 1 turns it off.
+        boundary: where, between the centres of two neighbouring windows whose labels differ, the
+            speaker change goes: ``midpoint`` (default: halfway) or ``quietest`` (the quietest
+            100 ms there; the default before 2026-12-08, worse on 5 of the 6 human-labelled files
+            of ``bench/speakers.py``: a pause between two centres 0.75 s apart is as often inside
+            one speaker's turn as at the change).
         smoothing: width, in windows, of the majority filter over each segment's labels (odd; 1 is
             off). A lone window between two neighbours that agree takes their label.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -130,6 +136,7 @@ class SpeakersConfig:
     threshold: float = 1.1
     min_cluster_windows: int | None = None
     merge_similarity: float = 0.88
+    boundary: str = "midpoint"
     smoothing: int = 3
     device: str = "auto"
     batch_windows: int = 256
@@ -149,6 +156,7 @@ class SpeakersConfig:
         check_choice("speakers.clustering", self.clustering, CLUSTERINGS)
         check_choice("speakers.regions", self.regions, REGIONS)
         check_choice("speakers.embedding", self.embedding, EMBEDDINGS)
+        check_choice("speakers.boundary", self.boundary, BOUNDARIES)
         check_range("speakers.pval", self.pval, 0, 1)
         if not isinstance(self.model, str):
             raise ValueError(f"speakers.model must be a hub id or a path (a string), got {self.model!r}")

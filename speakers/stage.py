@@ -247,7 +247,10 @@ class SpeakerLabeller:
         return trimmed or spans
 
     def _boundary(self, content_id: str) -> Callable[[int, int], int]:
-        """Changes go to the quietest point between two window centres; the midpoint if the audio is gone."""
+        """Where a change between two window centres goes (``speakers.boundary``): halfway, or the quietest
+        point there (halfway if the audio is gone)."""
+        if self.cfg.boundary == "midpoint":
+            return midpoint
         try:
             pcm = open_pcm(pcm_path(self.cache_dir, content_id))
         except OSError:

@@ -40,6 +40,7 @@ def test_auto_is_campp_with_spectral_clustering_when_its_folder_is_ready(tmp_pat
     ("hop_s", 4.0, "speakers.hop_s"),
     ("window_s", 0.1, "speakers.window_s"),
     ("smoothing", 4, "must be odd"),
+    ("boundary", "pause", "'midpoint', 'quietest'"),
     ("num_speakers", 0, "speakers.num_speakers"),
     ("num_speakers", 2.5, "whole number"),
     ("max_speakers", 0, "speakers.max_speakers"),

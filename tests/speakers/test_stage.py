@@ -18,7 +18,10 @@ from vadpack.vad.stage import segment_recording
 from tests.speakers.meeting import SR, _librivox, two_voice_meeting
 
 CFG = SpeakersConfig(enabled=True, device="cpu")
-TOLERANCE_SAMPLES = SR // 2  # turn boundaries right to within 0.5 s
+TOLERANCE_SAMPLES = SR // 2  # turn boundaries right to within 0.5 s where the change goes to the pause
+# ``boundary: midpoint`` (the default) puts a change halfway between two window centres one hop apart, so it
+# can be a hop from the pause when a window straddling the change takes the other voice
+MIDPOINT_TOLERANCE_SAMPLES = CFG.hop_samples
 
 
 def _archive(tmp_path: Path, recordings: dict[str, np.ndarray]) -> pa.Table:
@@ -50,18 +53,29 @@ def _spans(table: pa.Table, rid: str) -> list[tuple[int, int, str]]:
     return list(zip(*(rows[c].to_pylist() for c in ("start_sample", "end_sample", "speaker"))))
 
 
-def test_two_voices_alternating_give_two_speakers_with_boundaries_within_half_a_second(result) -> None:
+def _check_changes(meeting, spans: list[tuple[int, int, str]], tolerance: int) -> None:
+    assert [sp for _, _, sp in spans] == ["S1", "S2", "S1", "S2", "S1"]
+    changes = [start for start, _, _ in spans[1:]]
+    for change, (prev, nxt) in zip(changes, zip(meeting.turns, meeting.turns[1:])):
+        # The change lies in the pause between two turns, give or take the tolerance.
+        assert prev[1] - tolerance <= change <= nxt[0] + tolerance
+
+
+def test_two_voices_alternating_give_two_speakers_with_boundaries_within_a_hop(result) -> None:
     meeting, segments, _, out = result
     # The pauses (0.5 s) are shorter than the vad's min_silence_s: all turns share one segment, so
     # every change is found inside it.
     assert segments.filter(pa.compute.equal(segments["recording_id"], "meeting")).num_rows == 1
-    spans = _spans(out.spans, "meeting")
-    assert [sp for _, _, sp in spans] == ["S1", "S2", "S1", "S2", "S1"]
-    changes = [start for start, _, _ in spans[1:]]
-    for change, (prev, nxt) in zip(changes, zip(meeting.turns, meeting.turns[1:])):
-        # The change lies in the pause between two turns, give or take 0.5 s.
-        assert prev[1] - TOLERANCE_SAMPLES <= change <= nxt[0] + TOLERANCE_SAMPLES
+    _check_changes(meeting, _spans(out.spans, "meeting"), MIDPOINT_TOLERANCE_SAMPLES)
     assert out.summary["speakers_per_recording"]["meeting"] == 2
+
+
+def test_boundary_quietest_puts_each_change_in_the_pause_within_half_a_second(result) -> None:
+    meeting, segments, cache, out = result
+    quiet = run_speakers(segments, cache, replace(CFG, boundary="quietest"), progress=False)
+    _check_changes(meeting, _spans(quiet.spans, "meeting"), TOLERANCE_SAMPLES)
+    # Only where the changes go differs: the labels are the same.
+    assert [sp for _, _, sp in _spans(quiet.spans, "meeting")] == [sp for _, _, sp in _spans(out.spans, "meeting")]
 
 
 def test_spans_tile_the_speech_segments_exactly(result) -> None:
