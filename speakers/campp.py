@@ -153,8 +153,7 @@ class CamppEmbedder:
         Raises:
             torch.OutOfMemoryError: the segment does not fit on the device.
         """
-        from funasr.models.campplus.components import statistics_pooling
-
+        statistics_pooling = funasr_attr("models.campplus.components", "statistics_pooling")
         layers = [m for name, m in self.net.xvector.named_children() if name not in ("stats", "dense")]
         x = torch.from_numpy(np.ascontiguousarray(feats)).unsqueeze(0).to(self.device)
         with torch.inference_mode():
