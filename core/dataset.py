@@ -150,12 +150,12 @@ def read_parts(paths: list[Path], schema: pa.Schema, columns: list[str] | None =
     """Part files read as one table of ``schema`` (only ``columns``), optionally only some recordings."""
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns])
-    if recording_ids is None:
-        tables = [read_file(p, schema.names).select(schema.names).cast(schema) for p in paths]
+    if recording_ids is None:  # ParquetFile: pq.read_table's dataset layer imports pandas
+        tables = [read_file(p, schema.names) for p in paths]
     else:
         filters = pc.is_in(pc.field("recording_id"), recording_ids)
-        tables = [pq.read_table(p, columns=schema.names, filters=filters).select(schema.names).cast(schema)
-                  for p in paths]
+        tables = [pq.read_table(p, columns=schema.names, filters=filters) for p in paths]
+    tables = [t.select(schema.names).cast(schema) for t in tables]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

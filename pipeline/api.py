@@ -204,7 +204,6 @@ def status(config: Config | str | os.PathLike[str], overrides: Overrides = ()) -
     Returns:
         One :class:`StageState` per stage, in pipeline order.
     """
-
     return Runner(_as_config(config, _check_overrides(overrides)), progress=False).status()
 
 

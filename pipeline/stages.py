@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from vadpack.asr.types import DeviceInfo
 from vadpack.core.cache import SAMPLE_RATE, pcm_path
 from vadpack.core.configtools import as_plain, result_hash, stable_hash
 from vadpack.core.faults import fault_point
@@ -37,9 +37,6 @@ from vadpack.pipeline.types import (
 )
 from vadpack.pipeline.workdir import WorkDir
 from vadpack.vad.types import VadOutcome
-
-if TYPE_CHECKING:
-    from vadpack.asr.types import DeviceInfo
 
 log = logging.getLogger("vadpack")
 
@@ -226,11 +223,10 @@ def device_info(spec: str) -> DeviceInfo:
     """The asr device, described without loading a model (``asr.stage.device_info``). The CPU is known
     without importing torch (``cpu``, or ``auto`` where no GPU can be: ``core.device.no_gpu_here``), so
     a run with nothing to do checks the pack stage's budget without it."""
-    from vadpack.asr.types import DeviceInfo as Info
     from vadpack.core.device import no_gpu_here
 
     if spec == "cpu" or (spec == "auto" and no_gpu_here()):
-        return Info("cpu", "cpu")
+        return DeviceInfo("cpu", "cpu")
     from vadpack.asr.stage import device_info as describe
 
     return describe(spec)
